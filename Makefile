@@ -1,0 +1,44 @@
+# canvas-rlhf: every target a user or CI needs. `make help` lists them.
+PYTHON ?= python3.11
+VENV ?= .venv
+LS_VENV ?= .venv-labelstudio
+PY := $(VENV)/bin/python
+OUT ?= demo-output
+
+.PHONY: help setup test lint bench demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed $(LS_VENV)/.installed  ## create .venv (project + dev tools) and .venv-labelstudio (idempotent)
+
+# torch/torchvision first, pinned: those wheels lie on the build machines' disk; any other release downloads GBs.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Label Studio lives in its own venv: its pins (Django, numpy<2.3 via opencv) clash with ours.
+$(LS_VENV)/.installed:
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q 'label-studio==1.23.*'
+	touch $@
+
+test:  ## run the test suite (starts its own Label Studio server on 127.0.0.1)
+	$(PY) -m pytest -q
+
+lint:  ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench:  ## run the benchmarks in bench/ (each prints ratios against a baseline measured in the same run)
+	@set -e; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) $$b; done
+
+demo:  ## run the main job on the tiny presets and sample data into $(OUT)/
+	$(VENV)/bin/canvas demo --output $(OUT)
+
+clean:  ## remove build and test leftovers (not the venvs)
+	rm -rf .pytest_cache .ruff_cache $(OUT) *.egg-info

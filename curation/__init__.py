@@ -1,0 +1,1 @@
+"""Engine-agnostic curation blocks: decode/validate, filters, hashes, CLIP embedding, scores, SemDeDup. No Beam import."""

@@ -1,0 +1,1 @@
+"""Label Studio projects, task push, annotation pull, quality control, preference export."""

@@ -1,0 +1,1 @@
+"""Apache Beam pipelines that wire `curation/` into composite PTransforms."""

@@ -1,0 +1,1 @@
+"""Reward models, Diffusion-DPO, DDPO and evaluation on diffusers + peft + accelerate."""

@@ -1,0 +1,128 @@
+"""Rewards: score a batch of images (and their prompts) with one number each.
+
+A reward is any callable `reward(images, prompts) -> Tensor[B]` where `images` is a float tensor
+`(B, 3, H, W)` in `[0, 1]` on any device. Built-ins are registered by name; a folder name loads a
+trained reward model through the loader registered for folders (`register_dir_loader`). Users add
+their own with `register_reward("name", factory)`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from canvas.errors import CanvasError
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """Maps `(images (B,3,H,W) in [0,1], prompts)` to a float tensor of shape `(B,)`."""
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor: ...
+
+
+def to_uint8_arrays(images: torch.Tensor) -> list[np.ndarray]:
+    """`(B,3,H,W)` float in [0,1] -> list of `(H,W,3)` uint8 arrays (for PIL-based rewards)."""
+    arr = (
+        (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    )
+    return list(arr)
+
+
+class BrightnessReward:
+    """Mean pixel value in [0, 1]. A transparent oracle for tests and demos."""
+
+    name = "brightness"
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return images.detach().float().clamp(0, 1).mean(dim=(1, 2, 3)).cpu()
+
+
+class JpegSizeReward:
+    """JPEG size in kB at quality 95 (DDPO's compressibility reward, Black et al. 2023).
+
+    `sign=-1` rewards compressible images (smaller files), `sign=+1` incompressible ones.
+    """
+
+    def __init__(self, sign: int = -1, quality: int = 95) -> None:
+        self.sign, self.quality = sign, quality
+        self.name = "jpeg_compressibility" if sign < 0 else "jpeg_incompressibility"
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        sizes = []
+        for arr in to_uint8_arrays(images):
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="JPEG", quality=self.quality)
+            sizes.append(buf.tell() / 1000.0)
+        return self.sign * torch.tensor(sizes, dtype=torch.float32)
+
+
+REWARDS: dict[str, Callable[[], Reward]] = {
+    "brightness": BrightnessReward,
+    "jpeg_compressibility": lambda: JpegSizeReward(-1),
+    "jpeg_incompressibility": lambda: JpegSizeReward(+1),
+}
+_DIR_LOADERS: list[Callable[[Path], Reward | None]] = []
+
+
+def register_reward(name: str, factory: Callable[[], Reward]) -> None:
+    """Add a named reward (a zero-argument factory)."""
+    REWARDS[name] = factory
+
+
+def register_dir_loader(loader: Callable[[Path], Reward | None]) -> None:
+    """Add a loader for reward folders; it returns None when the folder is not its kind."""
+    _DIR_LOADERS.append(loader)
+
+
+def load_reward(name_or_dir: str) -> Reward:
+    """A built-in reward by name, or a trained reward model from a folder."""
+    if name_or_dir in REWARDS:
+        return REWARDS[name_or_dir]()
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        _import_dir_loaders()
+        for loader in _DIR_LOADERS:
+            reward = loader(path)
+            if reward is not None:
+                return reward
+        raise CanvasError(f"{path} is not a reward-model folder (no loader recognised it)")
+    raise CanvasError(
+        f"unknown reward {name_or_dir!r}: use one of {', '.join(sorted(REWARDS))} or a reward-model folder"
+    )
+
+
+def _import_dir_loaders() -> None:
+    """Import the modules that register folder loaders (kept lazy: they pull in CLIP)."""
+    import importlib
+
+    for module in ("rlhf.reward_model",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def score_checked(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    """Call a reward and insist on a finite float tensor of shape `(B,)`: a clear error otherwise."""
+    out = reward(images, prompts)
+    name = getattr(reward, "name", type(reward).__name__)
+    if not isinstance(out, torch.Tensor):
+        out = torch.as_tensor(out)
+    if out.shape != (images.shape[0],):
+        raise CanvasError(f"reward {name!r} returned shape {tuple(out.shape)}, expected ({images.shape[0]},)")
+    out = out.float()
+    bad = [i for i, v in enumerate(out.tolist()) if not math.isfinite(v)]
+    if bad:
+        raise CanvasError(f"reward {name!r} returned non-finite values at batch positions {bad}")
+    return out

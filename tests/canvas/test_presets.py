@@ -1,0 +1,133 @@
+"""Tiny presets: seeded, saved, reloaded through the real loaders; real names pass straight through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from canvas.errors import CanvasError
+from canvas.presets import TINY_CLIP_NAME, create_clip, load_pipeline
+from canvas.presets.clip import build_tiny_clip
+from canvas.presets.diffusion import build_tiny_sd
+
+
+def _clip_features(model, preprocess, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8))
+    with torch.no_grad():
+        img = model.encode_image(preprocess(image).unsqueeze(0))
+        txt = model.encode_text(tokenizer(["a photo of a cat", "a red car"]))
+    return img, txt
+
+
+def test_tiny_clip_reloads_identically_through_open_clip(tiny_presets: dict[str, Path]) -> None:
+    import open_clip
+
+    model, preprocess, tokenizer = create_clip()
+    img_a, txt_a = _clip_features(model, preprocess, tokenizer)
+    # The very call that loads ViT-B-32/laion2b, on our registered name and the saved safetensors file.
+    model_b, _, preprocess_b = open_clip.create_model_and_transforms(
+        TINY_CLIP_NAME, pretrained=str(tiny_presets["clip"])
+    )
+    img_b, txt_b = _clip_features(model_b.eval(), preprocess_b, tokenizer)
+    assert torch.equal(img_a, img_b) and torch.equal(txt_a, txt_b)
+    assert img_a.shape == (1, 64) and txt_a.shape == (2, 64)
+    assert not torch.allclose(txt_a[0], txt_a[1]), "different captions must embed differently"
+
+
+def test_tiny_clip_build_is_seeded(tmp_path: Path, tiny_presets: dict[str, Path]) -> None:
+    from safetensors.torch import load_file
+
+    rebuilt = load_file(build_tiny_clip(tmp_path))
+    original = load_file(tiny_presets["clip"])
+    assert rebuilt.keys() == original.keys()
+    assert all(torch.equal(rebuilt[k], original[k]) for k in original)
+
+
+def test_tiny_sd_reloads_identically_and_samples_deterministically(
+    tiny_presets: dict[str, Path], tmp_path: Path
+) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_presets["sd15"])
+    pipe.set_progress_bar_config(disable=True)
+
+    def sample(p) -> np.ndarray:
+        out = p(
+            ["a red ball", "a blue sky"],
+            num_inference_steps=4,
+            generator=torch.Generator().manual_seed(7),
+            output_type="np",
+        )
+        return out.images
+
+    a = sample(pipe)
+    pipe.save_pretrained(tmp_path / "copy")
+    b = sample(StableDiffusionPipeline.from_pretrained(tmp_path / "copy"))
+    assert a.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a[0] - a[1]).mean() > 1e-4, "different prompts must give different images"
+    assert type(load_pipeline("tiny")).__name__ == "StableDiffusionPipeline"
+
+
+def test_tiny_sd_build_is_seeded(tmp_path: Path, tiny_presets: dict[str, Path]) -> None:
+    from safetensors.torch import load_file
+
+    rebuilt = build_tiny_sd(tmp_path / "sd")
+    for part in (
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ):
+        a, b = load_file(rebuilt / part), load_file(tiny_presets["sd15"] / part)
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_sd_tokenizer_ids_equal_open_clip_tokenizer(tiny_presets: dict[str, Path]) -> None:
+    import open_clip
+    from transformers import CLIPTokenizer
+
+    hf = CLIPTokenizer.from_pretrained(tiny_presets["sd15"] / "tokenizer")
+    oc = open_clip.get_tokenizer(TINY_CLIP_NAME)
+    for text in [
+        "a photo of a cat, running!",
+        "Ünïcode and numbers 1234",
+        "astronaut riding a horse on mars",
+    ]:
+        ids = hf(text)["input_ids"]
+        assert oc([text])[0][: len(ids)].tolist() == ids
+    assert hf.model_max_length == 77
+
+
+def test_real_clip_name_reaches_open_clip_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import open_clip
+
+    calls = []
+
+    def fake_factory(name, pretrained=None, **kwargs):
+        calls.append((name, pretrained))
+        raise RuntimeError("no network here")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_factory)
+    with pytest.raises(CanvasError, match="ViT-B-32"):
+        create_clip("ViT-B-32", "laion2b_s34b_b79k")
+    assert calls == [("ViT-B-32", "laion2b_s34b_b79k")]
+
+
+def test_real_pipeline_id_reaches_diffusers_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffusers
+
+    calls = []
+
+    def fake_from_pretrained(path, **kwargs):
+        calls.append((path, kwargs))
+        raise OSError("no network here")
+
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", fake_from_pretrained)
+    with pytest.raises(CanvasError, match="stable-diffusion-v1-5"):
+        load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5", torch_dtype=torch.float16)
+    assert calls == [("stable-diffusion-v1-5/stable-diffusion-v1-5", {"torch_dtype": torch.float16})]
