@@ -1,0 +1,103 @@
+"""LoRA on the UNet with peft, saved and loaded in the diffusers format.
+
+`save_unet_lora` writes `pytorch_lora_weights.safetensors` exactly as diffusers' training scripts do, so
+stock `pipe.load_lora_weights(DIR)` loads it. The reference model of DPO is the same UNet with the
+adapters disabled (`unet.disable_adapters()` / the `adapters_disabled` context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from canvas.errors import CanvasError
+
+# The attention projections of every diffusers UNet (SD 1.5 and SDXL alike).
+DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+
+
+def add_unet_lora(
+    unet: Any,
+    rank: int = 4,
+    alpha: float | None = None,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    init_lora: str | Path | None = None,
+) -> list[torch.nn.Parameter]:
+    """Freeze the UNet, add a LoRA adapter (kept in fp32), optionally start from a saved LoRA.
+
+    Returns the trainable LoRA parameters.
+    """
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha if alpha is not None else rank,
+        init_lora_weights="gaussian",
+        target_modules=list(target_modules),
+    )
+    unet.add_adapter(config)
+    if init_lora is not None:
+        load_unet_lora(unet, init_lora)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()  # LoRA weights stay fp32 even when the UNet runs in fp16/bf16
+    return params
+
+
+def unet_lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:
+    """The adapter weights with diffusers' key names."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_unet_lora(unet: Any, out_dir: str | Path, pipeline_cls: Any = None) -> Path:
+    """Write the LoRA in the diffusers format (`pipe.load_lora_weights(out_dir)` loads it)."""
+    from diffusers import StableDiffusionPipeline
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cls = pipeline_cls or StableDiffusionPipeline
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in unet_lora_state_dict(unet).items()
+    }
+    cls.save_lora_weights(out_dir, unet_lora_layers=state, safe_serialization=True)
+    return out_dir / LORA_WEIGHTS_FILE
+
+
+def load_unet_lora(unet: Any, lora_dir: str | Path) -> None:
+    """Load LoRA weights saved by `save_unet_lora` (or any diffusers UNet LoRA) into an adapted UNet."""
+    from diffusers import StableDiffusionPipeline
+    from peft.utils import set_peft_model_state_dict
+
+    path = Path(lora_dir)
+    if not (path / LORA_WEIGHTS_FILE).exists():
+        raise CanvasError(f"no LoRA weights at {path / LORA_WEIGHTS_FILE}")
+    state, _ = StableDiffusionPipeline.lora_state_dict(str(path))
+    unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    result = set_peft_model_state_dict(
+        unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default"
+    )
+    if getattr(result, "unexpected_keys", None):
+        raise CanvasError(
+            f"LoRA at {path} does not fit this UNet: unexpected keys {result.unexpected_keys[:3]}"
+        )
+
+
+@contextmanager
+def adapters_disabled(unet: Any) -> Iterator[None]:
+    """Run the base model (the reference policy) without a second copy in memory."""
+    unet.disable_adapters()
+    try:
+        yield
+    finally:
+        unet.enable_adapters()
