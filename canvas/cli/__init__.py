@@ -1,21 +1,48 @@
 """`canvas`: one CLI, a sub-command group per job. Each group lives in its own module here.
 
-User mistakes raise `CanvasError` and are printed as one line (`canvas: error: ...`), exit code 2.
+A group module exposes `register(subparsers)`. Groups are listed by module name so that a new one is a
+new file plus one line here. User mistakes raise `CanvasError` and are printed as one line
+(`canvas: error: ...`), exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from canvas import __version__
-from canvas.cli import curate, data, demo, evaluate, generate, label, models, train
+from canvas.cli._common import PASSTHROUGH
 from canvas.errors import CanvasError
 
 # Order is the order `canvas --help` lists them: the loop, start to end.
-GROUPS = (models, data, curate, generate, label, train, evaluate, demo)
+GROUP_MODULES = (
+    "models",
+    "data",
+    "curate",
+    "index",
+    "subset",
+    "generate",
+    "label",
+    "train",
+    "score",
+    "evaluate",
+    "demo",
+)
+
+
+def _group_modules() -> list:
+    modules = []
+    for name in GROUP_MODULES:
+        qualified = f"canvas.cli.{name}"
+        try:
+            modules.append(importlib.import_module(qualified))
+        except ModuleNotFoundError as exc:
+            if exc.name != qualified:
+                raise
+    return modules
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,25 +53,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"canvas-rlhf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in GROUPS:
+    for group in _group_modules():
         group.register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+def _setup_logging(verbose: bool) -> None:
     # Libraries (open_clip, diffusers) log chatty INFO lines to the root logger: show ours only.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     for ours in ("canvas", "curation", "pipelines", "labeling", "rlhf"):
-        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    command = argv[1:] if verbose else argv
+    # Commands with their own parser (TrlParser) get the raw arguments after their command path.
+    path = next((p for p in PASSTHROUGH if tuple(command[: len(p)]) == p), None)
+    if path is not None:
+        _setup_logging(verbose)
+        return _run(lambda: PASSTHROUGH[path](command[len(path) :]))
+    args, unknown = parser.parse_known_args(argv)
+    _setup_logging(args.verbose)
     if unknown and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra_args = unknown
+    return _run(lambda: args.func(args))
+
+
+def _run(call: Callable[[], int | None]) -> int:
+    """Run a command; user mistakes become one line on stderr and exit code 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(call() or 0)
     except CanvasError as exc:
         print(f"canvas: error: {exc}", file=sys.stderr)
         return 2

@@ -32,3 +32,22 @@ def existing_path(value: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file or directory: {value}")
     return path
+
+
+# Commands that parse their own argv, keyed by their command path, e.g. ("train", "dpo").
+PASSTHROUGH: dict[tuple[str, ...], Callable[[list[str]], int | None]] = {}
+
+
+def add_passthrough(
+    group: argparse._SubParsersAction,
+    path: tuple[str, ...],
+    help: str,
+    func: Callable[[list[str]], int | None],
+) -> None:
+    """A command that parses its own arguments (e.g. with trl's `TrlParser`: dataclass flags + `--config`).
+
+    `canvas` hands `func` the raw arguments after the command path, `--help` included, so the command's
+    own parser documents every flag. Build that parser with `prog="canvas " + " ".join(path)`.
+    """
+    group.add_parser(path[-1], help=help, description=help, add_help=False)
+    PASSTHROUGH[path] = func
