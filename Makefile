@@ -5,12 +5,12 @@ LS_VENV ?= .venv-labelstudio
 PY := $(VENV)/bin/python
 OUT ?= demo-output
 
-.PHONY: help setup test lint bench demo clean
+.PHONY: help setup browser test lint bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed $(LS_VENV)/.installed  ## create .venv (project + dev tools) and .venv-labelstudio (idempotent)
+setup: $(VENV)/.installed $(LS_VENV)/.installed browser  ## create .venv (project + dev tools), .venv-labelstudio, headless Chromium (idempotent)
 
 # torch/torchvision first, pinned: those wheels lie on the build machines' disk; any other release downloads GBs.
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +26,10 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LS_VENV)/bin/python -m pip install -q 'label-studio==1.23.*'
 	touch $@
+
+# Debian's Chromium renders the demo report in a test (headless). Installed only when missing.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test:  ## run the test suite (starts its own Label Studio server on 127.0.0.1)
 	$(PY) -m pytest -q
