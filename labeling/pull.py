@@ -1,0 +1,263 @@
+"""Pull a project's annotations into a Pick-a-Pic v2 style preference dataset.
+
+Writes, in the output folder:
+- `preferences.parquet`: one row per pair with at least one kept vote: caption, jpg_0, jpg_1 (image
+  bytes; PNG here, the column names are Pick-a-Pic's), label_0, label_1 (1/0, 0/1, or 0.5/0.5 for a
+  tie), pair_id, num_votes, agreement, annotator_ids, votes_left, votes_right, votes_tie.
+- `annotators.json`: per annotator count, agreement with the majority, gold accuracy, median time; the
+  project's Krippendorff's alpha; counts that add up (annotations = kept + rejected + gold).
+- `rejected.jsonl`: every annotation not used as a vote, with the reason.
+
+The output depends only on the server's annotations, so pulling twice writes identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from canvas.errors import CanvasError
+from labeling.client import LabelStudioClient, connect
+from labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
+from labeling.schema import LABELS, parse_choice
+
+logger = logging.getLogger(__name__)
+
+PREFERENCES_SCHEMA = pa.schema(
+    [
+        ("caption", pa.string()),
+        ("jpg_0", pa.binary()),
+        ("jpg_1", pa.binary()),
+        ("label_0", pa.float64()),
+        ("label_1", pa.float64()),
+        ("pair_id", pa.string()),
+        ("num_votes", pa.int64()),
+        ("agreement", pa.float64()),
+        ("annotator_ids", pa.list_(pa.int64())),
+        ("votes_left", pa.int64()),
+        ("votes_right", pa.int64()),
+        ("votes_tie", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class PullConfig:
+    """Options of `canvas label pull`."""
+
+    project: str = field(default="", metadata={"help": "Label Studio project title"})
+    output: Path = field(default=Path("preferences"), metadata={"help": "output folder"})
+    url: str | None = field(
+        default=None, metadata={"help": "server URL; default: the server `canvas label server start` runs"}
+    )
+    data_dir: Path | None = field(
+        default=None, metadata={"help": "data dir of that server (token, files root); default $CANVAS_HOME"}
+    )
+    files_root: Path | None = field(
+        default=None, metadata={"help": "read images from this local-files root instead of over HTTP"}
+    )
+
+
+@dataclass
+class PullResult:
+    rows: int
+    annotations: int
+    kept: int
+    rejected: int
+    gold: int
+    alpha: float | None
+    output: Path
+
+    def describe(self) -> str:
+        alpha = "undefined" if self.alpha is None else f"{self.alpha:.3f}"
+        return (
+            f"{self.rows} pairs -> {self.output / 'preferences.parquet'}; annotations: {self.annotations} = "
+            f"{self.kept} kept + {self.rejected} rejected + {self.gold} gold; Krippendorff's alpha {alpha}"
+        )
+
+
+@dataclass
+class _Collected:
+    votes: list[Vote] = field(default_factory=list)
+    gold: dict[str, str] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    annotations: int = 0
+    gold_annotations: int = 0
+
+
+def collect(tasks: list[dict[str, Any]]) -> _Collected:
+    """Split exported annotations into votes, gold answers and rejections (with reasons)."""
+    out = _Collected()
+    for task in sorted(tasks, key=lambda t: int(t["id"])):
+        data = task.get("data") or {}
+        pair_id = data.get("pair_id")
+        annotations = sorted(task.get("annotations") or [], key=lambda a: int(a["id"]))
+        out.annotations += len(annotations)
+
+        def reject(
+            annotation: dict[str, Any], reason: str, pair_id: Any = pair_id, task: dict = task
+        ) -> None:
+            out.rejected.append(
+                {
+                    "annotation_id": int(annotation["id"]),
+                    "task_id": int(task["id"]),
+                    "pair_id": pair_id,
+                    "annotator": annotation.get("completed_by"),
+                    "reason": reason,
+                }
+            )
+
+        if not pair_id:
+            for annotation in annotations:
+                reject(annotation, "task has no pair_id (not pushed by canvas)")
+            continue
+        pair_id = str(pair_id)
+        out.tasks[pair_id] = data
+        latest: dict[int, dict[str, Any]] = {}
+        for annotation in annotations:
+            choice, reason = parse_choice(annotation.get("result"))
+            if annotation.get("ground_truth"):
+                out.gold_annotations += 1
+                if choice is None:
+                    reject(annotation, f"ground truth: {reason}")
+                    out.gold_annotations -= 1
+                else:
+                    out.gold[pair_id] = choice
+                continue
+            if annotation.get("was_cancelled"):
+                reject(annotation, "skipped by the annotator")
+            elif choice is None:
+                reject(annotation, reason or "malformed")
+            else:
+                annotator = int(annotation["completed_by"])
+                if annotator in latest:
+                    reject(latest[annotator], "superseded by a later annotation of the same annotator")
+                latest[annotator] = annotation | {"_choice": choice}
+        for annotator, annotation in latest.items():
+            out.votes.append(
+                Vote(
+                    pair_id,
+                    annotator,
+                    annotation["_choice"],
+                    int(annotation["id"]),
+                    annotation.get("lead_time"),
+                )
+            )
+    return out
+
+
+def read_task_image(
+    client: LabelStudioClient, files_root: Path | None, reference: str, cache: dict[str, bytes]
+) -> bytes:
+    """Read a task image from the local-files root when we can, else fetch it from the server."""
+    if reference in cache:
+        return cache[reference]
+    parsed = urlparse(reference)
+    relative = (
+        parse_qs(parsed.query).get("d", [None])[0] if parsed.path.startswith("/data/local-files") else None
+    )
+    data = None
+    if files_root is not None and relative:
+        path = (files_root / relative).resolve()
+        if path.is_relative_to(files_root.resolve()) and path.is_file():
+            data = path.read_bytes()
+    if data is None:
+        data = client.fetch_file(reference)
+    cache[reference] = data
+    return data
+
+
+def pull_preferences(
+    project: str,
+    output: Path,
+    url: str | None = None,
+    token: str | None = None,
+    data_dir: Path | None = None,
+    files_root: Path | None = None,
+    client: LabelStudioClient | None = None,
+) -> PullResult:
+    """Export the project's annotations and write preferences.parquet, annotators.json, rejected.jsonl."""
+    if client is None:
+        client, server_files_root = connect(url, token, data_dir)
+        files_root = files_root or server_files_root
+    project_id = client.find_project(project)
+    if project_id is None:
+        raise CanvasError(f"no project titled {project!r} on {client.url}")
+    collected = collect(client.export_tasks(project_id))
+
+    by_pair: dict[str, list[Vote]] = defaultdict(list)
+    for vote in collected.votes:
+        by_pair[vote.pair_id].append(vote)
+    labels: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    cache: dict[str, bytes] = {}
+    for pair_id in sorted(by_pair):
+        votes = by_pair[pair_id]
+        label, agreement = majority([v.choice for v in votes])
+        labels[pair_id] = label
+        counts = Counter(v.choice for v in votes)
+        data = collected.tasks[pair_id]
+        rows.append(
+            {
+                "caption": data.get("prompt", ""),
+                "jpg_0": read_task_image(client, files_root, data["image_0"], cache),
+                "jpg_1": read_task_image(client, files_root, data["image_1"], cache),
+                "label_0": LABELS[label][0],
+                "label_1": LABELS[label][1],
+                "pair_id": pair_id,
+                "num_votes": len(votes),
+                "agreement": agreement,
+                "annotator_ids": sorted(v.annotator for v in votes),
+                "votes_left": counts["left"],
+                "votes_right": counts["right"],
+                "votes_tie": counts["tie"],
+            }
+        )
+
+    alpha = krippendorff_alpha_nominal({p: [v.choice for v in vs] for p, vs in by_pair.items()})
+    emails = {uid: email for email, uid in client.user_ids_by_email().items()}
+    report = {
+        "project": project,
+        "project_id": project_id,
+        "url": client.url,
+        "pairs_total": len(collected.tasks),
+        "pairs_labeled": len(rows),
+        "annotations": collected.annotations,
+        "kept": len(collected.votes),
+        "rejected": len(collected.rejected),
+        "gold_annotations": collected.gold_annotations,
+        "krippendorff_alpha_nominal": alpha,
+        "annotators": annotator_report(collected.votes, labels, collected.gold, emails),
+    }
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=PREFERENCES_SCHEMA)
+    _atomic(output / "preferences.parquet", lambda p: pq.write_table(table, p))
+    _atomic(output / "annotators.json", lambda p: p.write_text(json.dumps(report, indent=2, sort_keys=True)))
+    rejected_lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in collected.rejected)
+    _atomic(output / "rejected.jsonl", lambda p: p.write_text(rejected_lines))
+    return PullResult(
+        rows=len(rows),
+        annotations=collected.annotations,
+        kept=len(collected.votes),
+        rejected=len(collected.rejected),
+        gold=collected.gold_annotations,
+        alpha=alpha,
+        output=output,
+    )
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
