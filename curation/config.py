@@ -1,0 +1,240 @@
+"""The curation config: one dataclass per stage, loaded from YAML, with model-dependent `auto` values.
+
+Thresholds belong to the model. `resolve()` fills every `auto` from `MODEL_RULES` and records why in
+`notes`, which the report prints. `default_config.yaml` beside this file documents every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canvas.errors import CanvasError
+from curation.decode import DecodeConfig
+from curation.embedding import ClipConfig
+from curation.exact_dedup import ExactDedupConfig
+from curation.filters import BasicFilterConfig
+from curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
+from curation.nsfw import NsfwConfig
+from curation.semdedup import KEEP_POLICIES, SemDedupConfig
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
+CLIP_SCORE_MODES = ("auto", "off", "threshold", "percentile")
+
+
+@dataclass
+class ClipScoreConfig:
+    """CLIP-score filter: cosine(image, text) >= threshold, or keep the top X% (DataComp)."""
+
+    mode: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (the model's published rule; off for the tiny preset) | off | threshold | percentile"
+        },
+    )
+    threshold: float | None = field(default=None, metadata={"help": "minimum cosine when mode is threshold"})
+    keep_top_percent: float | None = field(
+        default=None,
+        metadata={"help": "percent of scored records kept when mode is percentile (DataComp: 30)"},
+    )
+
+
+@dataclass
+class OutputConfig:
+    """How the output is written."""
+
+    rows_per_shard: int = field(
+        default=10_000,
+        metadata={"help": "curated rows per Parquet shard (each shard is sorted in one worker)"},
+    )
+
+
+@dataclass
+class CurationConfig:
+    """Every stage's settings. Stages run in the order of the fields below."""
+
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    basic_filter: BasicFilterConfig = field(default_factory=BasicFilterConfig)
+    exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    clip_score: ClipScoreConfig = field(default_factory=ClipScoreConfig)
+    nsfw: NsfwConfig = field(default_factory=NsfwConfig)
+    semdedup: SemDedupConfig = field(default_factory=SemDedupConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    notes: dict[str, str] = field(default_factory=dict, metadata={"help": "why each auto value was chosen"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    """Published (or, for the tiny preset, calibrated) thresholds for one CLIP architecture."""
+
+    clip_score_mode: str
+    clip_score_value: float | None
+    clip_score_why: str
+    eps: float
+    eps_why: str
+    keep: str
+    keep_why: str
+
+
+_REAL_EPS = (0.01, "NeMo Curator's SemDeDup tutorial value for CLIP embeddings")
+_REAL_KEEP = ("semdedup_hard", "SemDeDup's policy: keep the item least similar to its cluster centroid")
+MODEL_RULES: dict[str, ModelRule] = {
+    "canvas-tiny-clip": ModelRule(
+        "off",
+        None,
+        "the tiny preset has random weights, so its CLIP scores carry no meaning; filtering on them would "
+        "drop records at random",
+        5e-5,
+        "calibrated on `canvas data sample`: distinct photos reach cosine 0.99975 under the random tiny model, "
+        "re-encodes and resizes >= 0.99998; 1 - 5e-5 lies between them",
+        "smallest_key",
+        "the tiny model's scores are random, so a key-based rule is the only meaningful one",
+    ),
+    "ViT-B-32": ModelRule(
+        "threshold", 0.28, "LAION-2B's rule for ViT-B/32: cosine >= 0.28", *_REAL_EPS, *_REAL_KEEP
+    ),
+    "ViT-L-14": ModelRule(
+        "percentile", 30.0, "DataComp's best CLIP filter: top 30% by ViT-L/14 score", *_REAL_EPS, *_REAL_KEEP
+    ),
+}
+
+
+def model_rule(model_name: str) -> ModelRule:
+    if model_name in MODEL_RULES:
+        return MODEL_RULES[model_name]
+    return ModelRule(
+        "off",
+        None,
+        f"no published CLIP-score threshold for {model_name!r}; set clip_score.mode to threshold or "
+        "percentile in the config",
+        *_REAL_EPS,
+        *_REAL_KEEP,
+    )
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise CanvasError(f"config: `{where}` must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "notes"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CanvasError(f"config: unknown key `{where}.{unknown[0]}`; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = (
+            fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        )
+        if dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = _check_type(cls, fields[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
+    default = f.default
+    if value is None and default is None:
+        return None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float) or default is None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str) and default == "auto" and f.type not in ("str",):
+        ok = value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool))
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise CanvasError(f"config: `{where}` has the wrong type: {value!r} (default is {default!r})")
+    return value
+
+
+def load_config(path: str | Path | None = None) -> CurationConfig:
+    """Read a YAML config (any subset of the sections in `default_config.yaml`); unresolved."""
+    import yaml
+
+    if path is None:
+        return CurationConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise CanvasError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise CanvasError(f"config file {path} is not valid YAML{where}") from exc
+    return _build(CurationConfig, data or {}, "")
+
+
+def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
+    """Fill every `auto` from the model's rule, check cross-field consistency, record why in `notes`."""
+    cfg = dataclasses.replace(config, notes=dict(config.notes))
+    rule = model_rule(model_name)
+    score = dataclasses.replace(cfg.clip_score)
+    if score.mode not in CLIP_SCORE_MODES:
+        raise CanvasError(
+            f"config: clip_score.mode must be one of {', '.join(CLIP_SCORE_MODES)}, got {score.mode!r}"
+        )
+    if score.mode == "auto":
+        score.mode = rule.clip_score_mode
+        if rule.clip_score_mode == "threshold":
+            score.threshold = rule.clip_score_value
+        elif rule.clip_score_mode == "percentile":
+            score.keep_top_percent = rule.clip_score_value
+        cfg.notes["clip_score"] = f"auto for {model_name}: {rule.clip_score_why}"
+    else:
+        cfg.notes["clip_score"] = f"set in the config: mode {score.mode}"
+    if score.mode == "threshold" and score.threshold is None:
+        raise CanvasError("config: clip_score.mode is threshold but clip_score.threshold is not set")
+    if score.mode == "percentile" and not (score.keep_top_percent and 0 < score.keep_top_percent <= 100):
+        raise CanvasError(
+            "config: clip_score.mode is percentile: set clip_score.keep_top_percent in (0, 100]"
+        )
+    sem = dataclasses.replace(cfg.semdedup)
+    if sem.eps == "auto":
+        sem.eps = rule.eps
+        cfg.notes["semdedup.eps"] = f"auto for {model_name}: {rule.eps} ({rule.eps_why})"
+    if sem.keep == "auto":
+        sem.keep = rule.keep
+        cfg.notes["semdedup.keep"] = f"auto for {model_name}: {rule.keep} ({rule.keep_why})"
+    if not isinstance(sem.eps, int | float) or not 0 <= sem.eps < 1:
+        raise CanvasError(f"config: semdedup.eps must be a number in [0, 1), got {sem.eps!r}")
+    if sem.keep not in KEEP_POLICIES:
+        raise CanvasError(
+            f"config: semdedup.keep must be one of auto, {', '.join(KEEP_POLICIES)}, got {sem.keep!r}"
+        )
+    if sem.n_clusters != "auto" and (not isinstance(sem.n_clusters, int) or sem.n_clusters < 1):
+        raise CanvasError(
+            f"config: semdedup.n_clusters must be auto or a positive integer, got {sem.n_clusters!r}"
+        )
+    if cfg.near_dedup.keep not in NEAR_KEEP_POLICIES:
+        raise CanvasError(f"config: near_dedup.keep must be one of {', '.join(NEAR_KEEP_POLICIES)}")
+    if not 0 <= cfg.near_dedup.hamming_radius <= 64:
+        raise CanvasError("config: near_dedup.hamming_radius must be in [0, 64]")
+    if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):
+        raise CanvasError(
+            "config: clip.enabled is false, so clip_score.mode must be off and semdedup.enabled false"
+        )
+    for name, value in (
+        ("clip.batch_size", cfg.clip.batch_size),
+        ("nsfw.batch_size", cfg.nsfw.batch_size),
+        ("output.rows_per_shard", cfg.output.rows_per_shard),
+        ("semdedup.sample_size", sem.sample_size),
+    ):
+        if value < 1:
+            raise CanvasError(f"config: {name} must be >= 1, got {value}")
+    cfg.clip_score = score
+    cfg.semdedup = sem
+    return cfg

@@ -1,0 +1,118 @@
+"""Decode and validate one record with Pillow; every failure becomes a `Rejection` with a reason.
+
+Catches null/empty bytes, undecodable and truncated files, decompression bombs (size is checked from the
+header before any pixel is decoded), and converts the odd modes scrapes contain (CMYK, palette, 16-bit,
+alpha, 1-bit) to RGB: alpha is composited on white, 16-bit is scaled, not clipped.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from curation.hashing import phash, sha256_bytes, sha256_pixels
+from curation.records import DECODE, RawRecord, Record, Rejection
+
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS)
+
+
+@dataclass
+class DecodeConfig:
+    """Limits of the decode/validate stage. It always runs: every later stage needs pixels."""
+
+    max_pixels: int = field(
+        default=PILLOW_MAX_PIXELS,
+        metadata={"help": "reject images with more pixels than this (decompression bombs); Pillow's limit"},
+    )
+    max_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"help": "reject encoded images larger than this"}
+    )
+    thumbnail_px: int = field(
+        default=96, metadata={"help": "longest side of the thumbnails kept for rejected records (report)"}
+    )
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB, compositing transparency on white and scaling high bit depths."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if img.mode in ("I", "F") and arr.max() <= 255:
+            top = 255.0
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def thumbnail(img: Image.Image, size: int) -> bytes:
+    small = img.copy()
+    small.thumbnail((size, size))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def open_rgb(data: bytes, max_pixels: int = PILLOW_MAX_PIXELS) -> Image.Image:
+    """Decode bytes to a fully loaded RGB image; raises ValueError/OSError with a readable message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+        pixels = img.width * img.height
+        if pixels > max_pixels:
+            raise ValueError(
+                f"decompression bomb: {img.width}x{img.height} = {pixels} pixels > limit {max_pixels}"
+            )
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library may have flipped this global; we never accept
+            raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated files would pass")
+        img.load()
+        return to_rgb(img)
+
+
+def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
+    """Validate and decode one raw record; never raises for bad data."""
+
+    def reject(reason: str) -> Rejection:
+        return Rejection(key=raw.key, stage=DECODE, reason=reason, source=raw.source)
+
+    if raw.image is None:
+        return reject("no image bytes (null)")
+    if len(raw.image) == 0:
+        return reject("empty image (0 bytes)")
+    if len(raw.image) > config.max_bytes:
+        return reject(f"encoded image is {len(raw.image)} bytes > max_bytes {config.max_bytes}")
+    try:
+        img = open_rgb(raw.image, config.max_pixels)
+    except Image.DecompressionBombError as exc:
+        return reject(f"decompression bomb: {exc}")
+    except Image.UnidentifiedImageError:
+        return reject("undecodable: not an image format Pillow can identify")
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
+        text = str(exc) or type(exc).__name__
+        kind = "truncated" if "truncated" in text.lower() else "undecodable"
+        return reject(f"{kind}: {text}")
+    except Exception as exc:  # Pillow plugins raise assorted types on hostile input; none may crash a run
+        return reject(f"undecodable: {type(exc).__name__}: {exc}")
+    if img.width == 0 or img.height == 0:
+        return reject(f"empty image ({img.width}x{img.height})")
+    return Record(
+        key=raw.key,
+        caption=raw.caption,
+        image=raw.image,
+        source=raw.source,
+        ordinal=raw.ordinal,
+        width=img.width,
+        height=img.height,
+        sha256=sha256_bytes(raw.image),
+        pixel_sha256=sha256_pixels(img),
+        phash=phash(img),
+    )

@@ -1,0 +1,90 @@
+"""Record filters: DataComp's basic filter, the CLIP-score filter, the NSFW filter. Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
+
+
+@dataclass
+class BasicFilterConfig:
+    """DataComp's basic filter (its defaults). The English-language check is not done: no offline model."""
+
+    enabled: bool = field(default=True, metadata={"help": "run the basic filter"})
+    min_side: int = field(
+        default=200, metadata={"help": "reject images whose shorter side is below this (px)"}
+    )
+    max_aspect_ratio: float = field(
+        default=3.0, metadata={"help": "reject images whose long/short side ratio exceeds this"}
+    )
+    min_caption_words: int = field(
+        default=3, metadata={"help": "captions need at least this many words (DataComp: more than 2)"}
+    )
+    min_caption_chars: int = field(
+        default=6, metadata={"help": "captions need at least this many characters (DataComp: more than 5)"}
+    )
+
+
+def basic_filter(record: Record, config: BasicFilterConfig) -> str | None:
+    """The reason this record fails the basic filter, or None if it passes."""
+    caption = (record.caption or "").strip()
+    if not caption:
+        return "no caption"
+    words = len(caption.split())
+    if words < config.min_caption_words:
+        return f"caption has {words} word(s) < {config.min_caption_words}"
+    if len(caption) < config.min_caption_chars:
+        return f"caption has {len(caption)} characters < {config.min_caption_chars}"
+    short, long = sorted((record.width, record.height))
+    if short < config.min_side:
+        return f"image is {record.width}x{record.height}: shorter side {short} < {config.min_side} px"
+    if long / short > config.max_aspect_ratio:
+        return f"image is {record.width}x{record.height}: aspect ratio {long / short:.2f} > {config.max_aspect_ratio}"
+    return None
+
+
+def basic_filter_rejection(record: Record, config: BasicFilterConfig) -> Rejection | None:
+    reason = basic_filter(record, config)
+    if reason is None:
+        return None
+    return Rejection(key=record.key, stage=BASIC_FILTER, reason=reason, source=record.source)
+
+
+def percentile_threshold(scores: np.ndarray | list[float], keep_top_percent: float) -> float:
+    """The score at which the top `keep_top_percent`% of records survive (DataComp's top-X% rule)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return float("-inf")
+    return float(np.percentile(scores, 100.0 - keep_top_percent, method="lower"))
+
+
+def clip_score_rejection(record: Record, threshold: float) -> Rejection | None:
+    assert record.clip_score is not None
+    if record.clip_score >= threshold:
+        return None
+    return Rejection(
+        key=record.key,
+        stage=CLIP_SCORE,
+        reason=f"CLIP score {record.clip_score:.4f} < {threshold:.4f}",
+        source=record.source,
+        score=record.clip_score,
+        clip_score=record.clip_score,
+    )
+
+
+def nsfw_rejection(record: Record, threshold: float) -> Rejection | None:
+    assert record.nsfw_score is not None
+    if record.nsfw_score < threshold:
+        return None
+    return Rejection(
+        key=record.key,
+        stage=NSFW,
+        reason=f"NSFW score {record.nsfw_score:.4f} >= {threshold:.4f}",
+        source=record.source,
+        score=record.nsfw_score,
+        clip_score=record.clip_score,
+        nsfw_score=record.nsfw_score,
+    )

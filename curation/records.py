@@ -1,0 +1,79 @@
+"""The typed records that flow between curation stages, and the stage names rejections carry.
+
+A `Record` is one image-text pair; each stage fills the fields it declares and never edits others
+(stages return new records with `dataclasses.replace`). A `Rejection` is the ledger line for one input
+row that was removed: which stage, why, and which kept record it duplicates where there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Stage names, in pipeline order. They appear in `rejected/*.parquet` and in the report.
+DECODE = "decode"
+BASIC_FILTER = "basic_filter"
+EXACT_DEDUP = "exact_dedup"
+NEAR_DEDUP = "near_dedup"
+CLIP_SCORE = "clip_score"
+NSFW = "nsfw"
+SEMANTIC_DEDUP = "semantic_dedup"
+STAGES = (DECODE, BASIC_FILTER, EXACT_DEDUP, NEAR_DEDUP, CLIP_SCORE, NSFW, SEMANTIC_DEDUP)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One input row as read: `source` (`path#row`) and `ordinal` (file index, row) say where it came from."""
+
+    key: str
+    caption: str | None
+    image: bytes | None
+    source: str
+    ordinal: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Record:
+    """An image-text pair that passed decoding; later stages fill the optional fields."""
+
+    key: str
+    caption: str | None
+    image: bytes
+    source: str
+    ordinal: tuple[int, int]
+    width: int
+    height: int
+    sha256: str  # of the encoded bytes
+    pixel_sha256: str  # of the decoded RGB pixels (and their size): same picture, other encoding
+    phash: int  # 64-bit DCT perceptual hash, as an unsigned integer
+    clip_score: float | None = None
+    nsfw_score: float | None = None
+    cluster_id: int | None = None
+    embedding: np.ndarray | None = field(default=None, compare=False)  # L2-normalised image embedding
+    text_embedding: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def phash_hex(self) -> str:
+        return format(self.phash, "016x")
+
+    @property
+    def rank_key(self) -> tuple[str, tuple[int, int]]:
+        """The deterministic tie-break every stage uses: smallest key, then earliest input position."""
+        return (self.key, self.ordinal)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why one input row was removed. `score` is the number the decision used (e.g. a cosine)."""
+
+    key: str
+    stage: str
+    reason: str
+    source: str
+    duplicate_of: str | None = None
+    score: float | None = None
+    clip_score: float | None = None
+    nsfw_score: float | None = None
+    cluster_id: int | None = None
+    thumbnail: bytes | None = None  # small JPEG of the removed image, for the report's duplicate groups

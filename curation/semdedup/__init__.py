@@ -1,0 +1,19 @@
+"""Semantic dedup (SemDeDup, Abbas et al. 2023), split like NeMo Curator's: `kmeans` (fit on a sample,
+assign all), `ranking` (which item of a cluster is worth keeping most), `pairwise` (within-cluster
+cosine, in blocks so memory is bounded by the largest cluster), `identify` (threshold 1 - eps, and for
+every removed item the kept item it duplicates)."""
+
+from curation.semdedup.identify import ClusterDecision, SemDedupConfig, dedup_cluster
+from curation.semdedup.kmeans import assign_clusters, auto_n_clusters, fit_kmeans
+from curation.semdedup.ranking import KEEP_POLICIES, rank_cluster
+
+__all__ = [
+    "KEEP_POLICIES",
+    "ClusterDecision",
+    "SemDedupConfig",
+    "assign_clusters",
+    "auto_n_clusters",
+    "dedup_cluster",
+    "fit_kmeans",
+    "rank_cluster",
+]

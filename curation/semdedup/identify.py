@@ -1,0 +1,82 @@
+"""Decide, for one cluster, which items are semantic duplicates and which kept item each one copies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curation.semdedup.pairwise import max_sim_to_earlier, most_similar_kept
+from curation.semdedup.ranking import rank_cluster
+
+
+@dataclass
+class SemDedupConfig:
+    """Semantic dedup (SemDeDup) on CLIP image embeddings."""
+
+    enabled: bool = field(default=True, metadata={"help": "run semantic dedup"})
+    eps: float | str = field(
+        default="auto",
+        metadata={
+            "help": "items with cosine >= 1 - eps inside a cluster are duplicates. auto: the model's calibrated "
+            "value (tiny preset 5e-5, measured on the sample set; real CLIP models 0.01, NeMo Curator's default)"
+        },
+    )
+    n_clusters: int | str = field(
+        default="auto", metadata={"help": "k-means clusters; auto = sqrt(number of embeddings)"}
+    )
+    sample_size: int = field(
+        default=100_000, metadata={"help": "embeddings k-means is fitted on (a deterministic hash sample)"}
+    )
+    kmeans_iters: int = field(default=20, metadata={"help": "k-means iterations"})
+    keep: str = field(
+        default="auto",
+        metadata={
+            "help": "which item of a duplicate group survives: semdedup_hard (least like its centroid, "
+            "SemDeDup's) | semdedup_easy | clip_score (highest) | smallest_key. auto: smallest_key for the "
+            "tiny preset (its scores are random), semdedup_hard otherwise"
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "k-means seed"})
+    max_block_bytes: int = field(
+        default=256 * 1024 * 1024, metadata={"help": "memory for one block of within-cluster similarities"}
+    )
+
+
+@dataclass(frozen=True)
+class ClusterDecision:
+    """One removed item: its key, the kept key it duplicates, and their cosine."""
+
+    key: str
+    duplicate_of: str
+    cosine: float
+
+
+def dedup_cluster(
+    keys: list[str],
+    embeddings: np.ndarray,
+    centroid_sims: np.ndarray,
+    clip_scores: np.ndarray,
+    eps: float,
+    policy: str,
+    max_block_bytes: int = 256 * 1024 * 1024,
+) -> list[ClusterDecision]:
+    """SemDeDup within one cluster.
+
+    Items are ranked by the keep policy; an item is a duplicate when its cosine to any higher-ranked item
+    is >= 1 - eps (SemDeDup's rule). Each removed item names the kept item most similar to it.
+    """
+    if len(keys) < 2:
+        return []
+    order = rank_cluster(keys, centroid_sims, clip_scores, policy)
+    ranked = np.asarray(embeddings, dtype=np.float32)[order]
+    best, _ = max_sim_to_earlier(ranked, max_block_bytes)
+    removed = best >= np.float32(1.0 - eps)
+    rows = np.flatnonzero(removed)
+    if len(rows) == 0:
+        return []
+    kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
+    return [
+        ClusterDecision(keys[order[r]], keys[order[k]], float(s))
+        for r, k, s in zip(rows, kept_rows, sims, strict=True)
+    ]

@@ -1,0 +1,324 @@
+"""`canvas curate` as one Beam pipeline: read -> decode -> basic filter -> exact dedup -> pHash near dedup
+-> CLIP (RunInference) -> CLIP-score filter -> NSFW -> SemDeDup -> curated/ + rejected/ + report.
+
+The output folder appears all at once: everything is written to a sibling temp folder that is renamed
+into place only after the run finished and `records in = kept + rejected` was checked, so a killed run
+leaves nothing that looks complete, and a rerun starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from canvas.errors import CanvasError
+from canvas.presets.clip import TINY_CLIP_NAME, TINY_PRETRAINED
+from curation.config import CurationConfig, load_config, resolve
+from curation.report import render_html, scored_values, summarize
+from pipelines.curate_io import (
+    REJECTED_SCHEMA,
+    ReadImageText,
+    WriteSortedParquet,
+    curated_schema,
+    expand_inputs,
+    record_row,
+    rejection_row,
+)
+from pipelines.curate_semdedup import SemanticDedup
+from pipelines.curate_stages import (
+    KEPT,
+    REJECTED,
+    BasicFilter,
+    ClipEmbed,
+    ClipScoreFilter,
+    Decode,
+    ExactDedup,
+    NearDedup,
+    NsfwFilter,
+)
+
+__all__ = ["Curate", "run_curation"]
+
+log = logging.getLogger(__name__)
+
+
+class Curate(beam.PTransform):
+    """RawRecords -> {"kept": curated Records, "rejected": Rejections}; stages in order, each switchable."""
+
+    def __init__(self, config: CurationConfig, clip_model: str, clip_pretrained: str | None) -> None:
+        super().__init__()
+        self.config = config
+        self.clip_model = clip_model
+        self.clip_pretrained = clip_pretrained
+
+    def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg, px = self.config, self.config.decode.thumbnail_px
+        rejected = []
+
+        def step(label: str, transform: beam.PTransform, records: beam.PCollection) -> beam.PCollection:
+            out = records | label >> transform
+            rejected.append(out[REJECTED])
+            return out[KEPT]
+
+        records = step("Decode", Decode(cfg.decode), raw)
+        records = step("BasicFilter", BasicFilter(cfg.basic_filter), records)
+        records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px), records)
+        records = step("NearDedup", NearDedup(cfg.near_dedup, px), records)
+        if cfg.clip.enabled:
+            records = records | "Clip" >> ClipEmbed(
+                self.clip_model, self.clip_pretrained, cfg.clip.batch_size, cfg.clip.threads
+            )
+        records = step("ClipScore", ClipScoreFilter(cfg.clip_score), records)
+        records = step("Nsfw", NsfwFilter(cfg.nsfw), records)
+        records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px), records)
+        return {KEPT: records, REJECTED: tuple(rejected) | "AllRejected" >> beam.Flatten()}
+
+
+def _embedding_dim(clip_model: str) -> int:
+    import open_clip
+
+    from canvas.presets.clip import register_model_configs
+
+    register_model_configs()
+    cfg = open_clip.get_model_config(clip_model)
+    if cfg is None:
+        raise CanvasError(
+            f"unknown CLIP model {clip_model!r}; open_clip knows e.g. ViT-B-32, ViT-L-14, {TINY_CLIP_NAME}"
+        )
+    return int(cfg["embed_dim"])
+
+
+def _check_inputs(files: list[str]) -> None:
+    """Fail before the pipeline starts when a local Parquet file lacks the columns we need."""
+    from curation.sources import is_tar, parquet_columns
+
+    for path in files:
+        if is_tar(path) or "://" in path:
+            continue
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CanvasError(f"{path}: not a readable Parquet file ({exc})") from exc
+        parquet_columns(names, path)
+
+
+def _read_tables(folder: str, columns: list[str] | None = None) -> pa.Table | None:
+    matches = FileSystems.match([f"{folder}/*.parquet"])[0].metadata_list
+    tables = []
+    for m in sorted(matches, key=lambda m: m.path):
+        with FileSystems.open(m.path) as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    return pa.concat_tables(tables) if tables else None
+
+
+def _write_empty(folder: str, schema: pa.Schema) -> pa.Table:
+    table = schema.empty_table()
+    with FileSystems.create(f"{folder}/part-00000-of-00001.parquet") as handle:
+        pq.write_table(table, handle)
+    return table
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode())
+
+
+def _write_count(n: int, path: str) -> None:
+    _write_text(path, json.dumps({"input_count": n}))
+
+
+def _thresholds(cfg: CurationConfig, curated: pa.Table, rejected: pa.Table) -> dict[str, Any]:
+    score = asdict(cfg.clip_score)
+    if cfg.clip_score.mode == "threshold":
+        score["effective_threshold"] = cfg.clip_score.threshold
+    elif cfg.clip_score.mode == "percentile":
+        from curation.filters import percentile_threshold
+
+        values = scored_values(curated, rejected, "clip_score")
+        score["effective_threshold"] = percentile_threshold(values, cfg.clip_score.keep_top_percent)
+    return {
+        "decode": asdict(cfg.decode),
+        "basic_filter": asdict(cfg.basic_filter),
+        "exact_dedup": asdict(cfg.exact_dedup),
+        "near_dedup": asdict(cfg.near_dedup),
+        "clip_score": score,
+        "nsfw": asdict(cfg.nsfw),
+        "semdedup": asdict(cfg.semdedup),
+    }
+
+
+def _commit(tmp: str, output: str) -> None:
+    """Make `tmp` the output folder in one step (local: rename; remote stores: copy, report.json last)."""
+    if "://" not in output:
+        out = Path(output)
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        if out.exists():
+            out.rename(old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    files = sorted(m.path for m in FileSystems.match([f"{tmp}/**"])[0].metadata_list)
+    files.sort(key=lambda p: p.endswith("report.json"))  # the report marks a complete output: last
+    for src in files:
+        FileSystems.rename([src], [output + src[len(tmp) :]])
+    FileSystems.delete([tmp])
+
+
+def _temp_folder(output: str) -> str:
+    if "://" in output:
+        return f"{output.rstrip('/')}.partial-{uuid.uuid4().hex[:12]}"
+    out = Path(output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by killed runs
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    return str(tmp)
+
+
+def run_curation(
+    inputs: list[str],
+    output: str | Path,
+    config_path: str | Path | None = None,
+    clip_model: str = TINY_CLIP_NAME,
+    clip_pretrained: str = TINY_PRETRAINED,
+    pipeline_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Curate `inputs` (Parquet / img2dataset Parquet / WebDataset tar; paths or globs) into `output`.
+
+    Args:
+        inputs: files, folders or globs.
+        output: the output folder (replaced atomically if it exists).
+        config_path: YAML config (see `curation/default_config.yaml`); None = defaults.
+        clip_model, clip_pretrained: open_clip names; the defaults are the offline tiny preset.
+        pipeline_args: Beam pipeline options, e.g. ["--runner=DirectRunner", "--direct_num_workers=2"].
+
+    Returns:
+        The report dict that is also written to `output/report.json`.
+    """
+    started = time.perf_counter()
+    if not inputs:
+        raise CanvasError("no --input given")
+    config = resolve(load_config(config_path), clip_model)
+    files = expand_inputs([str(i) for i in inputs])
+    _check_inputs(files)
+    embedding_dim = _embedding_dim(clip_model)
+    if config.clip.enabled:
+        from canvas.presets.clip import resolve_clip
+
+        resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
+    output = str(output).rstrip("/")
+    tmp = _temp_folder(output)
+    options = PipelineOptions(pipeline_args or [])
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)
+
+    try:
+        t0 = time.perf_counter()
+        pipeline = beam.Pipeline(options=options)
+        raw = pipeline | "Read" >> ReadImageText(files)
+        _ = (
+            raw
+            | "CountInput" >> beam.combiners.Count.Globally()
+            | "WriteCount" >> beam.Map(_write_count, path=f"{tmp}/_stats/input_count.json")
+        )
+        out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained)
+        _ = (
+            out[KEPT]
+            | "CuratedRows" >> beam.Map(record_row)
+            | "WriteCurated"
+            >> WriteSortedParquet(
+                f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard
+            )
+        )
+        _ = (
+            out[REJECTED]
+            | "RejectedRows" >> beam.Map(rejection_row)
+            | "WriteRejected"
+            >> WriteSortedParquet(f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard)
+        )
+        result = pipeline.run()
+        result.wait_until_finish()
+        pipeline_s = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        with FileSystems.open(f"{tmp}/_stats/input_count.json") as handle:
+            input_count = json.loads(handle.read())["input_count"]
+        FileSystems.delete([f"{tmp}/_stats"])
+        schema = curated_schema(embedding_dim)
+        curated_meta = _read_tables(
+            f"{tmp}/curated", columns=["key", "clip_score", "nsfw_score", "cluster_id"]
+        )
+        if curated_meta is None:
+            curated_meta = _write_empty(f"{tmp}/curated", schema).select(
+                ["key", "clip_score", "nsfw_score", "cluster_id"]
+            )
+        rejected = _read_tables(f"{tmp}/rejected")
+        if rejected is None:
+            rejected = _write_empty(f"{tmp}/rejected", REJECTED_SCHEMA)
+        report = {
+            "clip_model": clip_model,
+            "clip_pretrained": clip_pretrained,
+            "embedding_dim": embedding_dim,
+            **summarize(curated_meta, rejected, input_count, _thresholds(config, curated_meta, rejected)),
+            "notes": config.notes,
+            "runner": runner,
+            "pipeline_args": list(pipeline_args or []),
+            "inputs": files,
+            "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
+            "metrics": _metrics(result),
+        }
+        if not report["invariant_holds"]:
+            raise RuntimeError(
+                f"records in ({input_count}) != kept ({report['kept_count']}) + rejected ({report['rejected_count']})"
+            )
+        # The HTML needs the kept images of the duplicate groups only; read those rows, not the whole set.
+        group_keys = sorted({k for k in rejected.column("duplicate_of").to_pylist() if k})
+        curated_for_html = curated_meta
+        if group_keys:
+            import pyarrow.compute as pc
+
+            images = _read_tables(f"{tmp}/curated", columns=["key", "image"])
+            if images is not None:
+                images = images.filter(pc.is_in(images.column("key"), pa.array(group_keys)))
+                curated_for_html = curated_meta.join(images, "key", join_type="left outer")
+        report["timings_s"] = {
+            "pipeline": round(pipeline_s, 3),
+            "report": round(time.perf_counter() - t1, 3),
+            "total": round(time.perf_counter() - started, 3),
+        }
+        _write_text(f"{tmp}/report.html", render_html(report, curated_for_html, rejected))
+        _write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
+        _commit(tmp, output)
+    except BaseException:
+        if "://" not in tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("kept %d of %d records -> %s", report["kept_count"], report["input_count"], output)
+    return report
+
+
+def _metrics(result: beam.runners.runner.PipelineResult) -> dict[str, Any]:
+    """Beam counters of the run (rejections per stage, records in), where the runner reports them."""
+    try:
+        found = result.metrics().query()
+    except Exception:  # noqa: BLE001 - not every runner reports metrics
+        return {}
+    out: dict[str, Any] = {}
+    for counter in found.get("counters", []):
+        name = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
+        out[name] = out.get(name, 0) + (counter.committed or 0)
+    return dict(sorted(out.items()))

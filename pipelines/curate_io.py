@@ -1,0 +1,173 @@
+"""Reading image-text shards and writing sorted, deterministic Parquet shards, through Beam's FileSystems
+(so the same code reads and writes local paths, gs://, s3:// and hdfs://)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from canvas.errors import CanvasError
+from curation.records import RawRecord, Record, Rejection
+from curation.sources import read_file
+
+__all__ = [
+    "ReadImageText",
+    "WriteSortedParquet",
+    "curated_schema",
+    "expand_inputs",
+    "record_row",
+    "rejection_row",
+    "REJECTED_SCHEMA",
+]
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("score", pa.float32()),
+        ("source", pa.string()),
+        ("clip_score", pa.float32()),
+        ("nsfw_score", pa.float32()),
+        ("cluster_id", pa.int64()),
+        ("thumbnail", pa.binary()),
+    ]
+)
+
+
+def curated_schema(embedding_dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("caption", pa.string()),
+            ("image", pa.binary()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("sha256", pa.string()),
+            ("phash", pa.string()),  # 16 hex digits, most significant bit = DCT coefficient (0, 0)
+            ("clip_score", pa.float32()),
+            ("nsfw_score", pa.float32()),
+            ("cluster_id", pa.int64()),
+            ("embedding", pa.list_(pa.float32(), embedding_dim)),
+            ("source", pa.string()),
+        ]
+    )
+
+
+def record_row(r: Record) -> dict:
+    return {
+        "key": r.key,
+        "caption": r.caption,
+        "image": r.image,
+        "width": r.width,
+        "height": r.height,
+        "sha256": r.sha256,
+        "phash": r.phash_hex,
+        "clip_score": r.clip_score,
+        "nsfw_score": r.nsfw_score,
+        "cluster_id": r.cluster_id,
+        "embedding": None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tolist(),
+        "source": r.source,
+    }
+
+
+def rejection_row(r: Rejection) -> dict:
+    return {name: getattr(r, name) for name in REJECTED_SCHEMA.names}
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Paths and globs -> sorted file list (a folder means every .parquet/.tar in it); clear error if none."""
+    files: list[str] = []
+    for pattern in patterns:
+        path = pattern.rstrip("/")
+        candidates = [pattern]
+        if FileSystems.exists(path) and not any(
+            pattern.endswith(s) for s in (".parquet", ".tar", ".tgz", ".gz")
+        ):
+            candidates = [f"{path}/*.parquet", f"{path}/*.tar"]
+        found = []
+        for candidate in candidates:
+            with contextlib.suppress(Exception):  # FileSystems raises BeamIOError for a missing path
+                found += [m.path for m in FileSystems.match([candidate])[0].metadata_list]
+        if not found:
+            raise CanvasError(f"input not found: {pattern}")
+        files += found
+    return sorted(set(files))
+
+
+class _ReadShard(beam.DoFn):
+    def process(self, element: tuple[int, str]) -> Iterator[RawRecord]:
+        index, path = element
+        with FileSystems.open(path) as handle:
+            yield from read_file(handle, path, index)
+
+
+class ReadImageText(beam.PTransform):
+    """File paths -> `RawRecord`s. Shards are spread over workers; rows keep their (file, row) position."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "Files" >> beam.Create(list(enumerate(self.files)))
+            | "Spread" >> beam.Reshuffle()
+            | "ReadShards" >> beam.ParDo(_ReadShard())
+        )
+
+
+def _shard_of(key: str, n_shards: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) % n_shards
+
+
+class _WriteShard(beam.DoFn):
+    """Writes one shard, rows sorted by (key, source), so equal input gives byte-equal files."""
+
+    def __init__(self, folder: str, schema: pa.Schema) -> None:
+        self.folder = folder
+        self.schema = schema
+
+    def process(self, element: tuple[int, Iterable[dict]], n_shards: int) -> Iterator[str]:
+        shard, rows = element
+        ordered = sorted(rows, key=lambda r: (r["key"], r["source"]))
+        table = pa.Table.from_pylist(ordered, schema=self.schema)
+        path = f"{self.folder}/part-{shard:05d}-of-{n_shards:05d}.parquet"
+        with FileSystems.create(path) as handle:
+            pq.write_table(table, handle)
+        yield path
+
+
+class WriteSortedParquet(beam.PTransform):
+    """Rows (dicts) -> `folder/part-NNNNN-of-MMMMM.parquet`, about `rows_per_shard` rows each."""
+
+    def __init__(self, folder: str, schema: pa.Schema, rows_per_shard: int) -> None:
+        super().__init__()
+        self.folder = folder
+        self.schema = schema
+        self.rows_per_shard = rows_per_shard
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        per_shard = self.rows_per_shard
+        n_shards = (
+            rows
+            | "Count" >> beam.combiners.Count.Globally()
+            | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
+        )
+        shards = beam.pvalue.AsSingleton(n_shards)
+        return (
+            rows
+            | "KeyByShard" >> beam.Map(lambda row, n: (_shard_of(row["key"], n), row), n=shards)
+            | "GroupShards" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema), n_shards=shards)
+        )

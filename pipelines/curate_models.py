@@ -1,0 +1,78 @@
+"""Beam `ModelHandler`s for the curation models. `RunInference` calls `load_model()` once per worker
+process (shared by its threads) and `run_inference()` on batches; both models load from files we trust
+(open_clip + safetensors through `canvas.presets.create_clip`; the ONNX graph inside the NSFW wheel)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from curation.embedding import ClipEmbedder
+from curation.nsfw import NsfwScorer
+from curation.records import Record
+
+
+class ClipModelHandler(ModelHandler[Record, PredictionResult, ClipEmbedder]):
+    """Records -> PredictionResult(record with embedding and clip_score filled, ClipOutput)."""
+
+    def __init__(
+        self, model_name: str, pretrained: str | None, batch_size: int = 32, threads: int = 0
+    ) -> None:
+        super().__init__()
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.batch_size = batch_size
+        self.threads = threads
+
+    def load_model(self) -> ClipEmbedder:
+        return ClipEmbedder(self.model_name, self.pretrained, self.threads).setup()
+
+    def run_inference(
+        self, batch: Sequence[Record], model: ClipEmbedder, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
+        outputs = model.embed([(r.image, r.caption) for r in batch])
+        for record, out in zip(batch, outputs, strict=True):
+            scored = dataclasses.replace(
+                record, embedding=out.image_embedding, text_embedding=None, clip_score=out.score
+            )
+            yield PredictionResult(scored, out, model_id=f"{self.model_name}/{self.pretrained}")
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def get_num_bytes(self, batch: Sequence[Record]) -> int:
+        return sum(len(r.image) for r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "curate_clip"
+
+
+class NsfwModelHandler(ModelHandler[Record, PredictionResult, NsfwScorer]):
+    """Records -> PredictionResult(record with nsfw_score filled, score)."""
+
+    def __init__(self, batch_size: int = 16, threads: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.threads = threads
+
+    def load_model(self) -> NsfwScorer:
+        return NsfwScorer(self.threads).setup()
+
+    def run_inference(
+        self, batch: Sequence[Record], model: NsfwScorer, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
+        scores = model.score([r.image for r in batch])
+        for record, score in zip(batch, scores, strict=True):
+            yield PredictionResult(dataclasses.replace(record, nsfw_score=float(score)), float(score))
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def get_num_bytes(self, batch: Sequence[Record]) -> int:
+        return sum(len(r.image) for r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "curate_nsfw"

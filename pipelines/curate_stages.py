@@ -1,0 +1,303 @@
+"""The curation stages as Beam composite PTransforms. Each takes a PCollection of `Record`s and returns
+`{"kept": records, "rejected": rejections}`; the logic itself lives in `curation/` (small pure DoFns here).
+A switched-off stage passes records through and rejects nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import RunInference
+
+from curation import records as stage
+from curation.config import ClipScoreConfig
+from curation.decode import DecodeConfig, decode, open_rgb, thumbnail
+from curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
+from curation.filters import (
+    BasicFilterConfig,
+    basic_filter_rejection,
+    clip_score_rejection,
+    nsfw_rejection,
+    percentile_threshold,
+)
+from curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
+from curation.nsfw import NsfwConfig
+from curation.records import RawRecord, Record, Rejection
+from pipelines.curate_models import ClipModelHandler, NsfwModelHandler
+
+KEPT = "kept"
+REJECTED = "rejected"
+
+
+def _outputs(kept: beam.PCollection, rejected: beam.PCollection) -> dict[str, beam.PCollection]:
+    return {KEPT: kept, REJECTED: rejected}
+
+
+def _passthrough(records: beam.PCollection, label: str) -> dict[str, beam.PCollection]:
+    return _outputs(records, records.pipeline | f"{label}NoRejects" >> beam.Create([]))
+
+
+def _rejected(rej: Rejection) -> beam.pvalue.TaggedOutput:
+    Metrics.counter("curate", f"rejected_{rej.stage}").inc()
+    return beam.pvalue.TaggedOutput(REJECTED, rej)
+
+
+def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
+    """Attach a small picture of a removed duplicate, so the report can show it beside the kept one."""
+    try:
+        return dataclasses.replace(rej, thumbnail=thumbnail(open_rgb(record.image), px))
+    except Exception:  # noqa: BLE001 - the image decoded once already; a thumbnail is never worth a crash
+        return rej
+
+
+# 1. Decode and validate ------------------------------------------------------------------------------
+
+
+class _DecodeFn(beam.DoFn):
+    def __init__(self, config: DecodeConfig) -> None:
+        self.config = config
+
+    def process(self, raw: RawRecord) -> Iterator:
+        Metrics.counter("curate", "records_in").inc()
+        out = decode(raw, self.config)
+        yield _rejected(out) if isinstance(out, Rejection) else out
+
+
+class Decode(beam.PTransform):
+    """RawRecords -> decoded, validated Records (+ rejections: null, empty, undecodable, truncated, bombs)."""
+
+    def __init__(self, config: DecodeConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
+        out = raw | "Decode" >> beam.ParDo(_DecodeFn(self.config)).with_outputs(REJECTED, main=KEPT)
+        return _outputs(out[KEPT], out[REJECTED])
+
+
+# 2. DataComp basic filter -----------------------------------------------------------------------------
+
+
+class _BasicFilterFn(beam.DoFn):
+    def __init__(self, config: BasicFilterConfig) -> None:
+        self.config = config
+
+    def process(self, record: Record) -> Iterator:
+        rej = basic_filter_rejection(record, self.config)
+        yield record if rej is None else _rejected(rej)
+
+
+class BasicFilter(beam.PTransform):
+    def __init__(self, config: BasicFilterConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        if not self.config.enabled:
+            return _passthrough(records, "BasicFilter")
+        out = records | "Filter" >> beam.ParDo(_BasicFilterFn(self.config)).with_outputs(REJECTED, main=KEPT)
+        return _outputs(out[KEPT], out[REJECTED])
+
+
+# 3. Exact dedup ---------------------------------------------------------------------------------------
+
+
+class _KeepOneFn(beam.DoFn):
+    """One group of records sharing a key or a picture -> the survivor + rejections of the rest."""
+
+    def __init__(self, dedup, thumbnail_px: int) -> None:
+        self.dedup = dedup
+        self.thumbnail_px = thumbnail_px
+
+    def process(self, element: tuple[str, Iterable[Record]]) -> Iterator:
+        group = list(element[1])
+        kept, rejections = self.dedup(group)
+        yield kept
+        by_source = {r.source: r for r in group}
+        for rej in rejections:
+            yield _rejected(_with_thumbnail(rej, by_source[rej.source], self.thumbnail_px))
+
+
+class ExactDedup(beam.PTransform):
+    """Unique keys (earliest input row wins), then one record per picture (identical bytes or pixels)."""
+
+    def __init__(self, config: ExactDedupConfig, thumbnail_px: int) -> None:
+        super().__init__()
+        self.config = config
+        self.thumbnail_px = thumbnail_px
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        if not self.config.enabled:
+            return _passthrough(records, "ExactDedup")
+        rejected = []
+        if self.config.unique_keys:
+            by_key = (
+                records
+                | "ByKey" >> beam.Map(lambda r: (r.key, r))
+                | "GroupKeys" >> beam.GroupByKey()
+                | "OnePerKey"
+                >> beam.ParDo(_KeepOneFn(dedup_same_key, self.thumbnail_px)).with_outputs(REJECTED, main=KEPT)
+            )
+            records = by_key[KEPT]
+            rejected.append(by_key[REJECTED])
+        by_pixels = (
+            records
+            | "ByPixels" >> beam.Map(lambda r: (r.pixel_sha256, r))
+            | "GroupPixels" >> beam.GroupByKey()
+            | "OnePerPicture"
+            >> beam.ParDo(_KeepOneFn(dedup_same_pixels, self.thumbnail_px)).with_outputs(REJECTED, main=KEPT)
+        )
+        rejected.append(by_pixels[REJECTED])
+        return _outputs(by_pixels[KEPT], tuple(rejected) | "MergeRejects" >> beam.Flatten())
+
+
+# 4. Perceptual near dedup -----------------------------------------------------------------------------
+
+
+def _near_decisions(items: list[HashItem], config: NearDedupConfig) -> Iterator[tuple[str, tuple[str, int]]]:
+    for removed_uid, kept, distance in find_near_duplicates(
+        items, config.hamming_radius, config.keep, config.query_batch
+    ):
+        yield removed_uid, (kept, distance)
+
+
+class _ApplyDecisionFn(beam.DoFn):
+    """Joins a record with the dedup decision about it (if any): kept, or rejected naming the survivor."""
+
+    def __init__(self, stage_name: str, radius: int, thumbnail_px: int) -> None:
+        self.stage_name = stage_name
+        self.radius = radius
+        self.thumbnail_px = thumbnail_px
+
+    def process(self, element: tuple[str, dict[str, list]]) -> Iterator:
+        _, joined = element
+        for record in joined["record"]:
+            decisions = joined["decision"]
+            if not decisions:
+                yield record
+                continue
+            kept, distance = decisions[0]
+            rej = Rejection(
+                key=record.key,
+                stage=self.stage_name,
+                reason=f"near duplicate of {kept}: pHash Hamming distance {distance} <= {self.radius}",
+                source=record.source,
+                duplicate_of=kept,
+                score=float(distance),
+            )
+            yield _rejected(_with_thumbnail(rej, record, self.thumbnail_px))
+
+
+class NearDedup(beam.PTransform):
+    """pHash near-duplicates, searched over the whole data set at once with a FAISS binary index.
+
+    Only (key, hash, size, source) travel to the one worker that searches; the decisions are joined back
+    to the records by their source (unique per input row).
+    """
+
+    def __init__(self, config: NearDedupConfig, thumbnail_px: int) -> None:
+        super().__init__()
+        self.config = config
+        self.thumbnail_px = thumbnail_px
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        if not self.config.enabled:
+            return _passthrough(records, "NearDedup")
+        decisions = (
+            records
+            | "Hashes" >> beam.Map(lambda r: HashItem(r.key, r.phash, r.width * r.height, r.source))
+            | "AllHashes" >> beam.combiners.ToList()
+            | "SearchFaiss" >> beam.FlatMap(_near_decisions, config=self.config)
+        )
+        keyed = records | "BySource" >> beam.Map(lambda r: (r.source, r))
+        out = (
+            {"record": keyed, "decision": decisions}
+            | "Join" >> beam.CoGroupByKey()
+            | "Apply"
+            >> beam.ParDo(
+                _ApplyDecisionFn(stage.NEAR_DEDUP, self.config.hamming_radius, self.thumbnail_px)
+            ).with_outputs(REJECTED, main=KEPT)
+        )
+        return _outputs(out[KEPT], out[REJECTED])
+
+
+# 5-7. CLIP embedding + score filter, NSFW ------------------------------------------------------------
+
+
+class ClipEmbed(beam.PTransform):
+    """Fills `embedding` and `clip_score` with RunInference (batched; one model per worker process)."""
+
+    def __init__(self, model_name: str, pretrained: str | None, batch_size: int, threads: int = 0) -> None:
+        super().__init__()
+        self.handler = ClipModelHandler(model_name, pretrained, batch_size, threads)
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (
+            records
+            | "RunInference" >> RunInference(self.handler)
+            | "Unwrap" >> beam.Map(lambda result: result.example)
+        )
+
+
+class _ThresholdFn(beam.DoFn):
+    def __init__(self, rejection) -> None:
+        self.rejection = rejection
+
+    def process(self, record: Record, threshold: float) -> Iterator:
+        rej = self.rejection(record, threshold)
+        yield record if rej is None else _rejected(rej)
+
+
+class ClipScoreFilter(beam.PTransform):
+    """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores)."""
+
+    def __init__(self, config: ClipScoreConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg = self.config
+        if cfg.mode == "off":
+            return _passthrough(records, "ClipScore")
+        if cfg.mode == "percentile":
+            top = cfg.keep_top_percent
+            threshold = beam.pvalue.AsSingleton(
+                records
+                | "Scores" >> beam.Map(lambda r: r.clip_score)
+                | "AllScores" >> beam.combiners.ToList()
+                | "Percentile" >> beam.Map(percentile_threshold, keep_top_percent=top)
+            )
+        else:
+            threshold = beam.pvalue.AsSingleton(
+                records.pipeline | "Threshold" >> beam.Create([cfg.threshold])
+            )
+        out = records | "Filter" >> beam.ParDo(_ThresholdFn(clip_score_rejection), threshold).with_outputs(
+            REJECTED, main=KEPT
+        )
+        return _outputs(out[KEPT], out[REJECTED])
+
+
+class NsfwFilter(beam.PTransform):
+    """Scores every record with Open-NSFW (RunInference, onnxruntime) and rejects P(NSFW) >= threshold."""
+
+    def __init__(self, config: NsfwConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        if not self.config.enabled:
+            return _passthrough(records, "Nsfw")
+        threshold = beam.pvalue.AsSingleton(
+            records.pipeline | "Threshold" >> beam.Create([self.config.threshold])
+        )
+        scored = (
+            records
+            | "RunInference" >> RunInference(NsfwModelHandler(self.config.batch_size, self.config.threads))
+            | "Unwrap" >> beam.Map(lambda result: result.example)
+        )
+        out = scored | "Filter" >> beam.ParDo(_ThresholdFn(nsfw_rejection), threshold).with_outputs(
+            REJECTED, main=KEPT
+        )
+        return _outputs(out[KEPT], out[REJECTED])
