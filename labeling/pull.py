@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from canvas.errors import CanvasError
 from labeling.client import LabelStudioClient, connect
+from labeling.config import PullConfig
 from labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
 from labeling.schema import LABELS, parse_choice
 
@@ -47,23 +48,6 @@ PREFERENCES_SCHEMA = pa.schema(
         ("votes_tie", pa.int64()),
     ]
 )
-
-
-@dataclass
-class PullConfig:
-    """Options of `canvas label pull`."""
-
-    project: str = field(default="", metadata={"help": "Label Studio project title"})
-    output: Path = field(default=Path("preferences"), metadata={"help": "output folder"})
-    url: str | None = field(
-        default=None, metadata={"help": "server URL; default: the server `canvas label server start` runs"}
-    )
-    data_dir: Path | None = field(
-        default=None, metadata={"help": "data dir of that server (token, files root); default $CANVAS_HOME"}
-    )
-    files_root: Path | None = field(
-        default=None, metadata={"help": "read images from this local-files root instead of over HTTP"}
-    )
 
 
 @dataclass
@@ -186,6 +170,7 @@ def pull_preferences(
     client: LabelStudioClient | None = None,
 ) -> PullResult:
     """Export the project's annotations and write preferences.parquet, annotators.json, rejected.jsonl."""
+    PullConfig(project, Path(output), url, data_dir, files_root)  # validates
     if client is None:
         client, server_files_root = connect(url, token, data_dir)
         files_root = files_root or server_files_root

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,48 +19,13 @@ import pyarrow.parquet as pq
 
 from canvas.errors import CanvasError
 from labeling.client import LabelStudioClient, connect
+from labeling.config import PushConfig
 from labeling.schema import CHOICES, LABEL_CONFIG, choice_result
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("pair_id", "prompt", "image_0", "image_1")
 IMAGES_SUBDIR = "canvas-pairs"
-
-
-@dataclass
-class PushConfig:
-    """Options of `canvas label push` (one source for the CLI flags and their help)."""
-
-    candidates: Path = field(
-        default=Path("candidates"), metadata={"help": "folder with candidates.parquet (or the file itself)"}
-    )
-    project: str = field(default="", metadata={"help": "Label Studio project title (created if missing)"})
-    url: str | None = field(
-        default=None, metadata={"help": "server URL; default: the server `canvas label server start` runs"}
-    )
-    data_dir: Path | None = field(
-        default=None, metadata={"help": "data dir of that server (token, files root); default $CANVAS_HOME"}
-    )
-    files_root: Path | None = field(
-        default=None,
-        metadata={"help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, when it is not our server"},
-    )
-    overlap: int = field(default=1, metadata={"help": "distinct annotators per pair"})
-    gold: Path | None = field(
-        default=None, metadata={"help": 'JSON {pair_id: "left"|"right"|"tie"}: known answers for QC'}
-    )
-    reward: str | None = field(
-        default=None, metadata={"help": "pre-label with this reward (name or reward-model folder)"}
-    )
-    batch_size: int = field(default=1000, metadata={"help": "tasks per import request"})
-
-    def __post_init__(self) -> None:
-        if len(self.project.strip()) < 3:
-            raise CanvasError("--project must be a title of at least 3 characters (Label Studio's rule)")
-        if self.overlap < 1:
-            raise CanvasError("--overlap must be at least 1")
-        if self.batch_size < 1:
-            raise CanvasError("--batch-size must be at least 1")
 
 
 @dataclass

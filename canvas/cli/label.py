@@ -3,17 +3,89 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from canvas.cli._common import add_group, not_built
+from canvas.cli._common import add_group
+from canvas.cli._config_args import add_config_arguments, config_from_args
+from labeling.config import PullConfig, PushConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = add_group(sub, "label", "run Label Studio, push candidate pairs, pull preferences")
-    for name, help in [
-        ("server", "start / stop / status of the local Label Studio server"),
-        ("push", "push candidate pairs to a Label Studio project"),
-        ("pull", "pull annotations into a preference Parquet"),
-    ]:
-        group.add_parser(name, help=help, description=help).set_defaults(
-            func=not_built(4, f"canvas label {name}")
+
+    server = add_group(group, "server", "start / stop / status of the local Label Studio server (127.0.0.1)")
+    start = server.add_parser(
+        "start",
+        help="start Label Studio on 127.0.0.1 (admin user and API token made at first start)",
+        description="Start Label Studio from .venv-labelstudio on 127.0.0.1, SQLite in the data dir. The API "
+        "token is $LABEL_STUDIO_API_KEY or generated into DATA_DIR/api-token (mode 0600); never printed.",
+    )
+    start.add_argument("--port", type=int, default=None, help="port (default: a free one); refused if taken")
+    for name, parser_help in [("stop", "stop the server (by its PID)"), ("status", "is it running, where")]:
+        server.add_parser(name, help=parser_help, description=parser_help)
+    for name, parser in server.choices.items():
+        parser.add_argument(
+            "--data-dir", type=Path, default=None, help="server data dir (default: $CANVAS_HOME/labelstudio)"
         )
+        parser.set_defaults(func=_server, action=name)
+
+    push = group.add_parser(
+        "push",
+        help="push candidate pairs to a Label Studio project",
+        description="Create or reuse a pairwise project (prompt, two images side by side, left/right/tie with "
+        "keys 1/2/3), place the images under the server's local-files root, import the pairs it lacks.",
+    )
+    add_config_arguments(push, PushConfig)
+    push.set_defaults(func=_push)
+
+    pull = group.add_parser(
+        "pull",
+        help="pull annotations into a preference Parquet",
+        description="Export the project's annotations; write OUTPUT/preferences.parquet (Pick-a-Pic v2 "
+        "columns, one row per pair by majority vote), OUTPUT/annotators.json and OUTPUT/rejected.jsonl.",
+    )
+    add_config_arguments(pull, PullConfig)
+    pull.set_defaults(func=_pull)
+
+
+def _server(args: argparse.Namespace) -> int:
+    from labeling.server import LabelStudioServer
+
+    server = LabelStudioServer(args.data_dir, port=getattr(args, "port", None))
+    if args.action == "start":
+        print(server.start().describe())
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        status = server.status()
+        print(status.describe())
+        return 0 if status.running else 3
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from labeling.push import push_candidates
+
+    c = config_from_args(PushConfig, args)
+    result = push_candidates(
+        c.candidates,
+        c.project,
+        url=c.url,
+        overlap=c.overlap,
+        gold=c.gold,
+        reward=c.reward,
+        files_root=c.files_root,
+        data_dir=c.data_dir,
+        batch_size=c.batch_size,
+    )
+    print(result.describe())
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from labeling.pull import pull_preferences
+
+    c = config_from_args(PullConfig, args)
+    result = pull_preferences(c.project, c.output, url=c.url, data_dir=c.data_dir, files_root=c.files_root)
+    print(result.describe())
+    return 0

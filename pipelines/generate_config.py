@@ -1,0 +1,40 @@
+"""Options of `canvas generate`, free of heavy imports so `canvas --help` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from canvas.errors import CanvasError
+
+
+@dataclass
+class GenerateConfig:
+    """Options of `canvas generate` (one source for the CLI flags and their help)."""
+
+    prompts: Path = field(
+        default=Path("prompts.txt"),
+        metadata={"help": ".txt (one prompt a line) or Parquet (its captions)", "required": True},
+    )
+    output: Path = field(default=Path("candidates"), metadata={"help": "output folder", "required": True})
+    pretrained: str = field(
+        default="tiny", metadata={"help": "diffusers pipeline: tiny, a folder or a hub id"}
+    )
+    images_per_prompt: int = field(
+        default=2, metadata={"help": "images per prompt; every pair becomes a row"}
+    )
+    steps: int = field(default=10, metadata={"help": "denoising steps"})
+    guidance: float = field(default=5.0, metadata={"help": "classifier-free guidance scale"})
+    seed: int = field(default=0, metadata={"help": "base seed; same seed and prompts give the same images"})
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch threads per worker (0: torch's default); 1 is fastest on busy CPUs"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.images_per_prompt < 2:
+            raise CanvasError("--images-per-prompt must be at least 2 (a pair needs two images)")
+        if self.steps < 1:
+            raise CanvasError("--steps must be at least 1")
+        if self.guidance < 0:
+            raise CanvasError("--guidance must be >= 0")
