@@ -250,6 +250,16 @@ class LabelStudioClient:
             self._call("mark ground truth", self.sdk.annotations.update, id=annotation.id, ground_truth=True)
         return int(annotation.id)
 
+    def predictions(self, project_id: int) -> dict[int, list[dict[str, Any]]]:
+        """Pre-labels per task id: result, score, model_version."""
+        found = self._call("list predictions", self.sdk.predictions.list, project=project_id)
+        out: dict[int, list[dict[str, Any]]] = {}
+        for p in found:
+            out.setdefault(int(p.task), []).append(
+                {"result": p.result, "score": p.score, "model_version": p.model_version}
+            )
+        return out
+
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task with its annotations (Label Studio's JSON export)."""
 

@@ -145,10 +145,12 @@ def test_prelabels_from_a_reward_pick_the_higher_scored_image(
             np.asarray(Image.open(io.BytesIO(row[k])).convert("RGB")).mean() for k in ("image_0", "image_1")
         )
         brightness[row["pair_id"]] = "left" if m0 > m1 else "right"
-    for task in ls_client.export_tasks(pushed.project_id):
-        (prediction,) = task["predictions"]
-        assert prediction["result"] == choice_result(brightness[task["data"]["pair_id"]])
-        assert 0.5 <= prediction["score"] <= 1.0
+    predictions = ls_client.predictions(pushed.project_id)
+    tasks = _task_ids(ls_client, "prelabel pairs")
+    for pair_id, task_id in tasks.items():
+        (prediction,) = predictions[task_id]
+        assert prediction["result"] == choice_result(brightness[pair_id])
+        assert 0.5 <= prediction["score"] <= 1.0 and prediction["model_version"] == "brightness"
 
 
 def test_simulated_annotators_answer_from_their_oracle(
