@@ -4,13 +4,14 @@ VENV ?= .venv
 LS_VENV ?= .venv-labelstudio
 PY := $(VENV)/bin/python
 OUT ?= demo-output
+LS_TEMPLATE := $(LS_VENV)/canvas-data-template/canvas-template.json
 
 .PHONY: help setup browser test lint bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed $(LS_VENV)/.installed browser  ## create .venv (project + dev tools), .venv-labelstudio, headless Chromium (idempotent)
+setup: $(VENV)/.installed $(LS_VENV)/.installed $(LS_TEMPLATE) browser  ## create .venv (project + dev tools), .venv-labelstudio (+ a pre-migrated data dir), headless Chromium (idempotent)
 
 # torch/torchvision first, pinned: those wheels lie on the build machines' disk; any other release downloads GBs.
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +27,11 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LS_VENV)/bin/python -m pip install -q 'label-studio==1.23.*'
 	touch $@
+
+# Label Studio migrated once into a data-dir template (~30 s); every server start copies it (seconds).
+# Rebuilt only when Label Studio is reinstalled. `canvas label server start` builds it lazily if missing.
+$(LS_TEMPLATE): $(LS_VENV)/.installed $(VENV)/.installed
+	$(PY) -m labeling.server template
 
 # Debian's Chromium renders the demo report in a test (headless). Installed only when missing.
 browser:
