@@ -1,0 +1,141 @@
+"""Push 10,000 pairs and pull 10,000 annotations against a real Label Studio; ratios vs its raw API.
+
+Goals: push <= 10 s, pull <= 15 s. Baselines, measured in the same run on the same server: Label
+Studio's own import of the same 10,000 tasks (1,000 per request) and its own JSON export of the same
+annotated project. Candidate images are small random PNGs (the benchmark measures labeling I/O, not
+generation).
+
+Usage: .venv/bin/python bench/bench_label_push_pull.py [--pairs 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from labeling.client import LabelStudioClient
+from labeling.pull import pull_preferences
+from labeling.push import local_file_url, project_images_dir, push_candidates
+from labeling.schema import LABEL_CONFIG, choice_result
+from labeling.server import LabelStudioServer
+
+PUSH_GOAL_S, PULL_GOAL_S = 10.0, 15.0
+
+
+def _png(rng: np.random.Generator) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_candidates(path: Path, pairs: int) -> None:
+    rng = np.random.default_rng(0)
+    pool = [_png(rng) for _ in range(64)]  # distinct bytes per file are not needed for I/O timing
+    rows = {
+        "pair_id": [f"bench-{i:06d}" for i in range(pairs)],
+        "prompt": [f"prompt number {i}" for i in range(pairs)],
+        "image_0": [pool[i % 64] for i in range(pairs)],
+        "image_1": [pool[(i * 7 + 3) % 64] for i in range(pairs)],
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path / "candidates.parquet")
+
+
+def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN201 - a tiny timing helper
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=10_000)
+    args = parser.parse_args()
+    n = args.pairs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        server = LabelStudioServer(tmp / "ls")
+        server.start()
+        try:
+            client = LabelStudioClient(server.url, server.token)
+            candidates = tmp / "candidates"
+            write_candidates(candidates, n)
+            rows = pq.read_table(candidates / "candidates.parquet", columns=["pair_id", "prompt"]).to_pylist()
+            folder = project_images_dir(server.files_root, "bench push")
+
+            # Baseline: Label Studio's own import of the same tasks, 1,000 per request.
+            raw_project = client.create_project("bench raw import", LABEL_CONFIG, 1)
+            tasks = [
+                {
+                    "data": {
+                        "pair_id": r["pair_id"],
+                        "prompt": r["prompt"],
+                        "image_0": local_file_url(server.files_root, folder / f"{r['pair_id']}_0.png"),
+                        "image_1": local_file_url(server.files_root, folder / f"{r['pair_id']}_1.png"),
+                    }
+                }
+                for r in rows
+            ]
+            start = time.perf_counter()
+            for i in range(0, n, 1000):
+                client.import_tasks(raw_project, tasks[i : i + 1000])
+            raw_import_s = time.perf_counter() - start
+
+            pushed, push_s = timed(
+                push_candidates, candidates, "bench push", url=server.url, data_dir=server.data_dir
+            )
+            assert pushed.created == n, pushed
+            _, repush_s = timed(
+                push_candidates, candidates, "bench push", url=server.url, data_dir=server.data_dir
+            )
+
+            # An annotated project: n/2 pairs x 2 annotators = n annotations, imported inline with the tasks.
+            u1 = client.create_user("bench1@bench.local", "bench1")
+            u2 = client.create_user("bench2@bench.local", "bench2")
+            pull_project = client.create_project("bench pull", LABEL_CONFIG, 2)
+            choices = ("left", "right", "tie")
+
+            def vote(user: int, choice: str) -> dict:
+                # Imported annotations are ground truth unless told otherwise (Label Studio's default).
+                return {
+                    "result": choice_result(choice),
+                    "completed_by": user,
+                    "lead_time": 3.0,
+                    "ground_truth": False,
+                }
+
+            annotated = [
+                t | {"annotations": [vote(u1, choices[i % 3]), vote(u2, choices[(i // 3) % 3])]}
+                for i, t in enumerate(tasks[: n // 2])
+            ]
+            for i in range(0, len(annotated), 500):
+                client.import_tasks(pull_project, annotated[i : i + 500])
+
+            exported, raw_export_s = timed(client.export_tasks, pull_project)
+            total = sum(len(t["annotations"]) for t in exported)
+            pulled, pull_s = timed(
+                pull_preferences, "bench pull", tmp / "pulled", url=server.url, data_dir=server.data_dir
+            )
+            assert pulled.kept == total, (pulled, total)
+        finally:
+            server.stop()
+
+    print(f"push {n} pairs: {push_s:.2f} s (goal <= {PUSH_GOAL_S:.0f} s) | Label Studio raw import of the same "
+          f"tasks: {raw_import_s:.2f} s | ratio ours/raw {push_s / raw_import_s:.2f}x | "
+          f"idempotent re-push (0 new): {repush_s:.2f} s")  # fmt: skip
+    print(f"pull {total} annotations ({n // 2} pairs): {pull_s:.2f} s (goal <= {PULL_GOAL_S:.0f} s) | Label "
+          f"Studio raw JSON export: {raw_export_s:.2f} s | ratio ours/raw {pull_s / raw_export_s:.2f}x")  # fmt: skip
+    print(f"goals met: push {push_s <= PUSH_GOAL_S}, pull {pull_s <= PULL_GOAL_S}")
+
+
+if __name__ == "__main__":
+    main()
