@@ -1,37 +1,31 @@
-"""`canvas demo`: the main job on the embedded default.
-
-Until the whole loop lands (issue 7) it runs what exists: build the tiny presets and write the sample
-data set, and says so.
-"""
+"""`canvas demo`: the whole loop on the tiny presets and the sample data, offline."""
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    help = "run the loop on the tiny presets and sample data (offline)"
-    parser = sub.add_parser("demo", help=help, description=help)
+    help = "run the whole loop on the tiny presets and sample data (offline) and write report.html"
+    parser = sub.add_parser(
+        "demo",
+        help=help,
+        description=help + ". Stages: sample data -> curate -> generate -> Label Studio push -> simulated "
+        "annotators -> pull -> train reward -> train DPO -> train DDPO -> eval -> report.",
+    )
     parser.add_argument(
         "--output", type=Path, default=Path("demo-output"), help="output folder (default: demo-output)"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="shortened run (fewer pairs, steps, epochs), as CI runs it"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from canvas.presets import init_preset
-    from canvas.sample_data import write_sample
+    from canvas.loop import DemoConfig, run_demo
 
-    args.output.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    paths = init_preset("tiny")
-    print(f"[1/2] tiny presets ready ({time.perf_counter() - start:.1f} s): {paths['clip'].parent.parent}")
-    start = time.perf_counter()
-    summary = write_sample(args.output / "sample.parquet")
-    print(
-        f"[2/2] sample data: {summary['rows']} rows -> {args.output / 'sample.parquet'} ({time.perf_counter() - start:.1f} s)"
-    )
-    print("The rest of the loop (curate -> generate -> label -> train -> eval) is not built yet; see README.")
+    run_demo(DemoConfig(output=args.output, quick=args.quick, seed=args.seed))
     return 0

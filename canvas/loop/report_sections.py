@@ -1,0 +1,122 @@
+"""One function per report section; each returns (heading, html) or None when its stage did not run."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from canvas.report import figure_data_uri, figure_html, table_html, thumbnail_data_uri  # noqa: E402
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def curation(out: Path) -> tuple[str, str] | None:
+    report = _json(out / "curate" / "report.json")
+    if report is None:
+        return None
+    parts = []
+    remaining = report.get("remaining_after_stage", {})
+    rows = [
+        {"stage": stage, "rejected": n, "remaining after": remaining.get(stage, "")}
+        for stage, n in report.get("rejected_by_stage", {}).items()
+    ]
+    parts.append(
+        f"<p>{report['input_count']} records in, {report['kept_count']} kept, "
+        f"{report['input_count'] - report['kept_count']} rejected (every record is in exactly one of the two).</p>"
+    )
+    parts.append(table_html(rows))
+    notes = report.get("notes") or {}
+    if notes:
+        items = notes.items() if isinstance(notes, dict) else enumerate(notes)
+        parts.append(
+            "<ul>"
+            + "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(n))}</li>" for k, n in items)
+            + "</ul>"
+        )
+    parts.append(
+        f"<p class='note'>CLIP model {html.escape(report['clip_model'])} / {html.escape(str(report['clip_pretrained']))}, runner {html.escape(str(report.get('runner')))}.</p>"
+    )
+    curated = [pq.read_table(f) for f in sorted((out / "curate" / "curated").glob("*.parquet"))]
+    if curated:
+        clip = [v for t in curated for v in t.column("clip_score").to_pylist()]
+        nsfw = [v for t in curated for v in t.column("nsfw_score").to_pylist()]
+        clusters = Counter(v for t in curated for v in t.column("cluster_id").to_pylist())
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+        axes[0].hist(clip, bins=20, color="#4a7")
+        axes[0].set_title("CLIP score of kept rows")
+        axes[1].hist(nsfw, bins=20, range=(0, 1), color="#a47")
+        axes[1].axvline(0.5, color="k", ls="--", label="threshold 0.5")
+        axes[1].set_title("NSFW score of kept rows")
+        axes[1].legend()
+        axes[2].hist(list(clusters.values()), bins=range(1, max(clusters.values()) + 2), color="#47a")
+        axes[2].set_title("rows per SemDeDup cluster")
+        parts.append(figure_html(figure_data_uri(fig), "curation score distributions", width=900))
+    parts.append(_duplicate_groups(out))
+    return "Curation", "".join(parts)
+
+
+def _duplicate_groups(out: Path, limit: int = 6) -> str:
+    rejected = [pq.read_table(f) for f in sorted((out / "curate" / "rejected").glob("*.parquet"))]
+    sample = out / "sample.parquet"
+    if not rejected or not sample.exists():
+        return ""
+    images: dict[str, bytes] = {}
+    for row in pq.read_table(sample, columns=["key", "image"]).to_pylist():
+        images.setdefault(row["key"], row["image"])
+    html = ["<h3>Sample duplicate groups (kept beside removed)</h3>"]
+    shown = 0
+    for row in (r for t in rejected for r in t.to_pylist()):
+        kept, removed = row.get("duplicate_of"), row["key"]
+        # A duplicate *key* is a different image under the same name: not a duplicate group to show.
+        if not kept or kept == removed or kept not in images or not images.get(removed) or shown >= limit:
+            continue
+        html.append(
+            "<div>"
+            + figure_html(thumbnail_data_uri(images[kept], 140), f"kept: {kept}")
+            + figure_html(
+                thumbnail_data_uri(images[removed], 140),
+                f"removed: {removed} ({row['stage']}: {row['reason']})",
+            )
+            + "</div>"
+        )
+        shown += 1
+    return "".join(html) if shown else ""
+
+
+def labeling(out: Path) -> tuple[str, str] | None:
+    report = _json(out / "labels" / "annotators.json")
+    if report is None:
+        return None
+    demo = _json(out / "demo.json") or {}
+    annotate = next((s["summary"] for s in demo.get("stages", []) if s["name"] == "simulated annotators"), {})
+    alpha = report.get("krippendorff_alpha_nominal")
+    parts = [
+        f"<p>{report['pairs_labeled']} pairs labeled by simulated annotators through the real Label Studio API "
+        f"({report['annotations']} annotations = {report['kept']} kept + {report['rejected']} rejected + "
+        f"{report['gold_annotations']} gold). Krippendorff's alpha (nominal): "
+        f"{'undefined' if alpha is None else f'{alpha:.3f}'}.</p>"
+    ]
+    if annotate:
+        parts.append(
+            f"<p>Truth check: {annotate.get('votes_matching_oracle')} of {annotate.get('votes')} votes match the "
+            "oracle (annotators have known error rates).</p>"
+        )
+    annotators = report.get("annotators") or {}
+    rows = (
+        [{"annotator": k, **v} for k, v in annotators.items()] if isinstance(annotators, dict) else annotators
+    )
+    parts.append(table_html(rows))
+    return "Labeling (Label Studio)", "".join(parts)
+
+
+ALL = (curation, labeling)

@@ -1,0 +1,109 @@
+"""The demo's stages, in order; each calls the entry point its own `canvas` command uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from canvas.loop.demo import PROJECT, DemoConfig, _prompts_from_curated
+
+Stage = tuple[str, Callable[[], dict[str, Any]]]
+
+
+def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
+    """The stage list and a cleanup that stops the Label Studio server if a stage started it."""
+    out = cfg.output
+    state: dict[str, Any] = {}
+
+    def sample() -> dict[str, Any]:
+        from canvas.presets import init_preset
+        from canvas.sample_data import write_sample
+
+        init_preset("tiny")
+        summary = write_sample(out / "sample.parquet")
+        return {"rows": summary["rows"], "file": str(out / "sample.parquet")}
+
+    def curate() -> dict[str, Any]:
+        from pipelines.curate import run_curation
+
+        report = run_curation([str(out / "sample.parquet")], out / "curate")
+        return {
+            "input": report["input_count"],
+            "kept": report["kept_count"],
+            "rejected": report["input_count"] - report["kept_count"],
+        }
+
+    def prompts() -> dict[str, Any]:
+        return _prompts_from_curated(out / "curate", out / "prompts.txt")
+
+    def generate() -> dict[str, Any]:
+        from pipelines.generate import run_generation
+
+        summary = run_generation(
+            out / "prompts.txt",
+            out / "candidates",
+            images_per_prompt=cfg.images_per_prompt,
+            steps=cfg.gen_steps,
+            seed=cfg.seed,
+        )
+        return {"pairs": summary["pairs"], "prompts": summary["prompts_kept"]}
+
+    def start_server() -> dict[str, Any]:
+        from labeling.server import LabelStudioServer
+
+        server = LabelStudioServer(out / "labelstudio")
+        status = server.start()
+        state["server"] = server
+        return {"url": status.url, "pid": status.pid, "data_dir": str(server.data_dir)}
+
+    def push() -> dict[str, Any]:
+        from labeling.push import push_candidates
+
+        result = push_candidates(
+            out / "candidates", PROJECT, overlap=cfg.overlap, data_dir=out / "labelstudio"
+        )
+        return {"project_id": result.project_id, "tasks_created": result.created, "url": result.url}
+
+    def annotate() -> dict[str, Any]:
+        from labeling.simulate import SimulatedAnnotator, simulate_annotations
+
+        annotators = [
+            SimulatedAnnotator(
+                name=f"annotator{i + 1}", reward=cfg.oracle, error_rate=rate, seed=cfg.seed + i
+            )
+            for i, rate in enumerate(cfg.error_rates)
+        ]
+        votes = simulate_annotations(
+            None, PROJECT, annotators, overlap=cfg.overlap, data_dir=out / "labelstudio"
+        )
+        correct = sum(1 for v in votes if v.choice == v.oracle)
+        return {"annotators": len(annotators), "votes": len(votes), "votes_matching_oracle": correct}
+
+    def pull() -> dict[str, Any]:
+        from labeling.pull import pull_preferences
+
+        result = pull_preferences(PROJECT, out / "labels", data_dir=out / "labelstudio")
+        return {
+            "pairs": result.rows,
+            "annotations": result.annotations,
+            "rejected": result.rejected,
+            "alpha": result.alpha,
+        }
+
+    def cleanup() -> None:
+        server = state.pop("server", None)
+        if server is not None:
+            server.stop()
+            print("Label Studio server stopped", flush=True)
+
+    stages: list[Stage] = [
+        ("sample data", sample),
+        ("curate", curate),
+        ("prompts", prompts),
+        ("generate", generate),
+        ("label studio start", start_server),
+        ("label push", push),
+        ("simulated annotators", annotate),
+        ("label pull", pull),
+    ]
+    return stages, cleanup
