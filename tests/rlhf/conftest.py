@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "moon", "rocket", "clock", "brick", "grass", "cell")
+PHOTOS = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "coins",
+    "moon",
+    "rocket",
+    "clock",
+    "brick",
+    "grass",
+    "cell",
+)
 
 
 def _photo(name: str) -> Image.Image:
@@ -35,13 +47,21 @@ def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every
             top = int(rng.integers(0, photo.height - side + 1))
             crop = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
             gain = rng.uniform(0.3, 1.5)
-            images.append(Image.fromarray(np.clip(np.asarray(crop, np.float32) * gain, 0, 255).astype(np.uint8)))
+            images.append(
+                Image.fromarray(np.clip(np.asarray(crop, np.float32) * gain, 0, 255).astype(np.uint8))
+            )
         bright = [np.asarray(im, np.float32).mean() for im in images]
         label_0 = 1.0 if bright[0] > bright[1] else 0.0
         if tie_every and i % tie_every == tie_every - 1:
             label_0 = 0.5
         records.append(
-            {"caption": f"a photo of a {name}", "jpg_0": images[0], "jpg_1": images[1], "label_0": label_0, "label_1": 1 - label_0}
+            {
+                "caption": f"a photo of a {name}",
+                "jpg_0": images[0],
+                "jpg_1": images[1],
+                "label_0": label_0,
+                "label_1": 1 - label_0,
+            }
         )
     return records
 

@@ -1,0 +1,33 @@
+"""`canvas train reward`: a Bradley-Terry reward head on frozen CLIP features (flags or `--config FILE.yaml`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from canvas.cli._common import add_passthrough
+
+HELP = "Bradley-Terry reward head on frozen CLIP features"
+
+
+def register(group: argparse._SubParsersAction) -> None:
+    add_passthrough(group, ("train", "reward"), HELP, run)
+
+
+def run(argv: list[str]) -> int:
+    from trl import TrlParser
+
+    from canvas.errors import CanvasError
+    from rlhf.reward_config import RewardConfig
+    from rlhf.reward_trainer import RewardTrainer
+
+    (config,) = TrlParser(
+        (RewardConfig,), prog="canvas train reward", description=HELP
+    ).parse_args_and_config(argv)
+    if not config.preferences:
+        raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
+    summary = RewardTrainer(config).train()
+    print(
+        f"held-out accuracy {summary['heldout_accuracy']:.3f}, log-loss {summary['heldout_log_loss']:.3f} "
+        f"({summary['heldout_pairs']} pairs); model -> {config.output_dir}"
+    )
+    return 0

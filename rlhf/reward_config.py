@@ -1,0 +1,61 @@
+"""`RewardConfig`: every knob of `RewardTrainer`, with its default and help (also the CLI's flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from canvas.errors import CanvasError
+
+
+@dataclass
+class RewardConfig:
+    """Train a Bradley-Terry head on frozen CLIP features from preference pairs (PickScore-style)."""
+
+    # -- data ------------------------------------------------------------------------------------------
+    preferences: str = field(
+        default="",
+        metadata={
+            "help": "Pick-a-Pic v2 schema preferences: Parquet file/folder, save_to_disk folder or dataset name"
+        },
+    )
+    split: str = field(default="train", metadata={"help": "split to read from a Hugging Face dataset"})
+    output_dir: str = field(
+        default="reward-output", metadata={"help": "where the model, metrics and checkpoints go"}
+    )
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "fraction of pairs held out for accuracy and log-loss (seeded split)"}
+    )
+    # -- model -----------------------------------------------------------------------------------------
+    clip_model: str = field(default="canvas-tiny-clip", metadata={"help": "open_clip architecture name"})
+    clip_pretrained: str | None = field(
+        default="tiny",
+        metadata={"help": "open_clip weights: a tag (e.g. laion2b_s34b_b79k), a file, or 'tiny'"},
+    )
+    hidden_dim: int = field(
+        default=256, metadata={"help": "width of the head's hidden layer (0 = linear head)"}
+    )
+    # -- optimisation ----------------------------------------------------------------------------------
+    num_epochs: int = field(default=100, metadata={"help": "passes over the training pairs"})
+    batch_size: int = field(default=64, metadata={"help": "pairs per optimizer step"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "seed for the split, initialisation and batch order"})
+    embed_batch_size: int = field(default=32, metadata={"help": "images per CLIP forward when embedding"})
+    device: str = field(default="cpu", metadata={"help": "torch device for CLIP and the head"})
+    # -- logging and checkpoints -----------------------------------------------------------------------
+    checkpointing_epochs: int = field(
+        default=25,
+        metadata={"help": "save the head to OUTPUT/checkpoints/checkpoint-EPOCH every N epochs (0 = never)"},
+    )
+    checkpoints_total_limit: int | None = field(
+        default=2, metadata={"help": "keep at most this many checkpoints"}
+    )
+    tensorboard: bool = field(
+        default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heldout_fraction < 1:
+            raise CanvasError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.num_epochs < 1 or self.batch_size < 1:
+            raise CanvasError("num_epochs and batch_size must be at least 1")

@@ -1,0 +1,191 @@
+"""`RewardTrainer`: fit a `CLIPRewardModel` head to preference pairs with the Bradley-Terry loss.
+
+CLIP is frozen, so every image and caption is embedded once; the head then trains on the cached
+features (seconds, even for thousands of pairs). Ties train as 0.5 targets. Held-out pairs give the
+pairwise accuracy (ties excluded: neither answer is right) and the log-loss (ties included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from rlhf.reward_config import RewardConfig
+from rlhf.reward_model import CLIPRewardModel
+from rlhf.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+
+def bradley_terry_loss(
+    score_preferred: torch.Tensor, score_rejected: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Per-pair loss: cross-entropy of P(preferred wins) = sigmoid(s_w - s_l) against `target`.
+
+    `target` is 1 for a clear preference and 0.5 for a tie.
+    """
+    return F.binary_cross_entropy_with_logits(score_preferred - score_rejected, target, reduction="none")
+
+
+def pairwise_accuracy(
+    score_preferred: torch.Tensor, score_rejected: torch.Tensor, target: torch.Tensor
+) -> float:
+    """Share of non-tie pairs where the preferred image scores higher (NaN when all pairs are ties)."""
+    strict = target > 0.5
+    if not bool(strict.any()):
+        return math.nan
+    return float((score_preferred[strict] > score_rejected[strict]).float().mean())
+
+
+class PairFeatures:
+    """Cached CLIP features of a set of pairs: preferred, rejected, caption, target."""
+
+    def __init__(
+        self, preferred: torch.Tensor, rejected: torch.Tensor, text: torch.Tensor, target: torch.Tensor
+    ):
+        self.preferred, self.rejected, self.text, self.target = preferred, rejected, text, target
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+class RewardTrainer:
+    """Example:
+    >>> RewardTrainer(RewardConfig(preferences="prefs.parquet", output_dir="rm")).train()
+    >>> reward = CLIPRewardModel.from_pretrained("rm")      # or rlhf.rewards.load_reward("rm")
+    """
+
+    def __init__(self, config: RewardConfig) -> None:
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        # -- data: validated up front so that a bad row fails before any model loads ----------------------
+        data = load_preferences(config.preferences, split=config.split)
+        self.train_data, self.heldout_data = data.split(config.heldout_fraction, config.seed)
+        if len(self.train_data) == 0 or len(self.heldout_data) == 0:
+            raise_few(len(data))
+        # -- model ----------------------------------------------------------------------------------------
+        torch.manual_seed(config.seed)
+        self.model = CLIPRewardModel(config.clip_model, config.clip_pretrained, config.hidden_dim)
+        self.model.clip.to(config.device)
+        self.model.to(config.device)
+
+    def embed(self, data: PreferenceData, desc: str) -> PairFeatures:
+        """CLIP features for every pair (decoding each image once)."""
+        size = self.model.clip.visual.preprocess_cfg["size"]
+        size = size if isinstance(size, int) else size[0]
+        batch = self.config.embed_batch_size
+        preferred, rejected, text, target = [], [], [], []
+        for start in tqdm(range(0, len(data), batch), desc=desc, unit="batch", leave=False):
+            pairs = [data[i] for i in range(start, min(start + batch, len(data)))]
+            images = [decode_pair(data, p) for p in pairs]
+            win = torch.stack([image_to_tensor(w, size) for w, _ in images]).to(self.config.device)
+            lose = torch.stack([image_to_tensor(lo, size) for _, lo in images]).to(self.config.device)
+            preferred.append(self.model.image_features(win).cpu())
+            rejected.append(self.model.image_features(lose).cpu())
+            text.append(self.model.text_features([p.caption for p in pairs]).cpu())
+            target.append(torch.tensor([p.target for p in pairs], dtype=torch.float32))
+        return PairFeatures(*(torch.cat(t) for t in (preferred, rejected, text, target)))
+
+    def _scores(self, f: PairFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = self.config.device
+        return (
+            self.model.score_features(f.preferred.to(dev), f.text.to(dev)),
+            self.model.score_features(f.rejected.to(dev), f.text.to(dev)),
+        )
+
+    @torch.no_grad()
+    def evaluate(self, f: PairFeatures) -> dict[str, float]:
+        self.model.eval()
+        s_w, s_l = self._scores(f)
+        target = f.target.to(s_w.device)
+        return {
+            "accuracy": pairwise_accuracy(s_w, s_l, target),
+            "log_loss": float(bradley_terry_loss(s_w, s_l, target).mean()),
+        }
+
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        train_f = self.embed(self.train_data, "embedding train pairs")
+        heldout_f = self.embed(self.heldout_data, "embedding held-out pairs")
+        self.model.set_feature_stats(
+            torch.cat([train_f.preferred, train_f.rejected]).to(cfg.device),
+            torch.cat([train_f.text, train_f.text]).to(cfg.device),
+        )
+        optimizer = torch.optim.AdamW(
+            self.model.head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard)
+        order_gen = torch.Generator().manual_seed(cfg.seed)
+        step = 0
+        for epoch in tqdm(range(1, cfg.num_epochs + 1), desc="reward epochs", unit="epoch"):
+            self.model.train()
+            losses = []
+            for idx in torch.randperm(len(train_f), generator=order_gen).split(cfg.batch_size):
+                batch = PairFeatures(
+                    train_f.preferred[idx], train_f.rejected[idx], train_f.text[idx], train_f.target[idx]
+                )
+                s_w, s_l = self._scores(batch)
+                loss = bradley_terry_loss(s_w, s_l, batch.target.to(s_w.device)).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.detach().item())
+                step += 1
+            train_metrics = self.evaluate(train_f)
+            heldout = self.evaluate(heldout_f)
+            logger.log(
+                step,
+                {
+                    "epoch": epoch,
+                    "loss": sum(losses) / len(losses),
+                    "train/accuracy": train_metrics["accuracy"],
+                    "heldout/accuracy": heldout["accuracy"],
+                    "heldout/log_loss": heldout["log_loss"],
+                },
+            )
+            if cfg.checkpointing_epochs and epoch % cfg.checkpointing_epochs == 0 and epoch < cfg.num_epochs:
+                self._save_checkpoint(epoch)
+        self.model.save_pretrained(self.output_dir)
+        summary = {
+            "heldout_accuracy": heldout["accuracy"],
+            "heldout_log_loss": heldout["log_loss"],
+            "train_accuracy": train_metrics["accuracy"],
+            "train_pairs": len(self.train_data),
+            "heldout_pairs": len(self.heldout_data),
+            "train_ties": self.train_data.num_ties,
+            "heldout_ties": self.heldout_data.num_ties,
+            "steps": step,
+            "model_dir": str(self.output_dir),
+            "config": asdict(cfg),
+        }
+        logger.write_summary(summary)
+        logger.close()
+        log.info("held-out accuracy %.3f, log-loss %.3f", heldout["accuracy"], heldout["log_loss"])
+        return summary
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        import shutil
+
+        from rlhf.checkpointing import PREFIX, checkpoint_root, list_checkpoints
+
+        self.model.save_pretrained(checkpoint_root(self.output_dir) / f"{PREFIX}{epoch}")
+        limit = self.config.checkpoints_total_limit
+        if limit:
+            for old in list_checkpoints(self.output_dir)[:-limit]:
+                shutil.rmtree(old)
+
+
+def raise_few(n: int) -> None:
+    from canvas.errors import CanvasError
+
+    raise CanvasError(
+        f"{n} preference pairs are too few to hold some out: add pairs or change heldout_fraction"
+    )
