@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,11 +55,15 @@ def basic_filter_rejection(record: Record, config: BasicFilterConfig) -> Rejecti
 
 
 def percentile_threshold(scores: np.ndarray | list[float], keep_top_percent: float) -> float:
-    """The score at which the top `keep_top_percent`% of records survive (DataComp's top-X% rule)."""
-    scores = np.asarray(scores, dtype=np.float64)
+    """The score at which the top `keep_top_percent`% of records survive (DataComp's top-X% rule).
+
+    The top ceil(n * X / 100) scores are at or above it (more survive only on exact ties).
+    """
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
     if scores.size == 0:
         return float("-inf")
-    return float(np.percentile(scores, 100.0 - keep_top_percent, method="lower"))
+    keep = max(1, math.ceil(scores.size * keep_top_percent / 100.0 - 1e-9))
+    return float(scores[scores.size - min(keep, scores.size)])
 
 
 def clip_score_rejection(record: Record, threshold: float) -> Rejection | None:

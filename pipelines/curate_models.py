@@ -15,8 +15,9 @@ from curation.nsfw import NsfwScorer
 from curation.records import Record
 
 
-class ClipModelHandler(ModelHandler[Record, PredictionResult, ClipEmbedder]):
-    """Records -> PredictionResult(record with embedding and clip_score filled, ClipOutput)."""
+class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder]):
+    """Batches of records (formed upstream, see `ClipEmbed`) -> one PredictionResult per record, whose
+    example is the record with embedding and clip_score filled."""
 
     def __init__(
         self, model_name: str, pretrained: str | None, batch_size: int = 32, threads: int = 0
@@ -33,6 +34,7 @@ class ClipModelHandler(ModelHandler[Record, PredictionResult, ClipEmbedder]):
     def run_inference(
         self, batch: Sequence[Record], model: ClipEmbedder, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
+        """`batch` is one upstream-formed list of records (batching is skipped in RunInference)."""
         outputs = model.embed([(r.image, r.caption) for r in batch])
         for record, out in zip(batch, outputs, strict=True):
             scored = dataclasses.replace(
@@ -40,8 +42,8 @@ class ClipModelHandler(ModelHandler[Record, PredictionResult, ClipEmbedder]):
             )
             yield PredictionResult(scored, out, model_id=f"{self.model_name}/{self.pretrained}")
 
-    def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+    def should_skip_batching(self) -> bool:
+        return True  # each element already is a deterministic batch
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r.image) for r in batch)

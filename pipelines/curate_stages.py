@@ -5,6 +5,8 @@ A switched-off stage passes records through and rejects nothing."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import zlib
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
@@ -226,16 +228,38 @@ class NearDedup(beam.PTransform):
 # 5-7. CLIP embedding + score filter, NSFW ------------------------------------------------------------
 
 
+def _deterministic_batches(element: tuple[int, Iterable[Record]], batch_size: int) -> Iterator[list[Record]]:
+    ordered = sorted(element[1], key=lambda r: (r.key, r.source))
+    for start in range(0, len(ordered), batch_size):
+        yield ordered[start : start + batch_size]
+
+
 class ClipEmbed(beam.PTransform):
-    """Fills `embedding` and `clip_score` with RunInference (batched; one model per worker process)."""
+    """Fills `embedding` and `clip_score` with RunInference (one model per worker process).
+
+    Batches are formed from the data, not from bundle timing: records are bucketed by a hash of their key
+    (about 4 batches per bucket) and each bucket is cut into sorted batches. Float results depend on the
+    batch a record is computed in, so this is what makes a rerun give bit-identical embeddings.
+    """
 
     def __init__(self, model_name: str, pretrained: str | None, batch_size: int, threads: int = 0) -> None:
         super().__init__()
         self.handler = ClipModelHandler(model_name, pretrained, batch_size, threads)
+        self.batch_size = batch_size
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
+        per_bucket = 4 * self.batch_size
+        n_buckets = beam.pvalue.AsSingleton(
+            records
+            | "Count" >> beam.combiners.Count.Globally()
+            | "Buckets" >> beam.Map(lambda n: max(1, math.ceil(n / per_bucket)))
+        )
         return (
             records
+            | "Bucket"
+            >> beam.Map(lambda r, n: (zlib.crc32(f"{r.key}\0{r.source}".encode()) % n, r), n=n_buckets)
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "Batch" >> beam.FlatMap(_deterministic_batches, batch_size=self.batch_size)
             | "RunInference" >> RunInference(self.handler)
             | "Unwrap" >> beam.Map(lambda result: result.example)
         )

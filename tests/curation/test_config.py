@@ -1,0 +1,65 @@
+"""The config: the documented YAML is the defaults, thresholds follow the model, mistakes are one line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from canvas.errors import CanvasError
+from curation.config import DEFAULT_CONFIG_PATH, CurationConfig, load_config, resolve
+
+
+def test_default_yaml_equals_dataclass_defaults_and_documents_every_field() -> None:
+    assert load_config(DEFAULT_CONFIG_PATH) == CurationConfig()
+    text = DEFAULT_CONFIG_PATH.read_text()
+    data = yaml.safe_load(text)
+    for section in dataclasses.fields(CurationConfig):
+        if section.name == "notes":
+            continue
+        names = {f.name for f in dataclasses.fields(section.default_factory)}
+        assert set(data[section.name]) == names, section.name
+        for f in dataclasses.fields(section.default_factory):
+            assert f.metadata.get("help"), f"{section.name}.{f.name} has no help"
+    for line in text.splitlines():  # every setting line carries a comment (or is switched by `enabled`)
+        if ":" in line and line.startswith("  ") and "enabled" not in line:
+            assert "#" in line or line.strip().startswith(("kmeans_iters", "seed")), line
+
+
+def test_thresholds_follow_the_model() -> None:
+    tiny = resolve(CurationConfig(), "canvas-tiny-clip")
+    assert tiny.clip_score.mode == "off" and "random weights" in tiny.notes["clip_score"]
+    assert tiny.semdedup.eps == 5e-5 and tiny.semdedup.keep == "smallest_key"
+    b32 = resolve(CurationConfig(), "ViT-B-32")
+    assert b32.clip_score.mode == "threshold" and b32.clip_score.threshold == 0.28
+    assert b32.semdedup.eps == 0.01 and b32.semdedup.keep == "semdedup_hard"
+    l14 = resolve(CurationConfig(), "ViT-L-14")
+    assert l14.clip_score.mode == "percentile" and l14.clip_score.keep_top_percent == 30
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("near_dedup: [1, 2]\n", "must be a mapping"),
+        ("near_dedup:\n  radius: 3\n", "unknown key `near_dedup.radius`"),
+        ("near_dedup:\n  hamming_radius: eight\n", "wrong type"),
+        ("clip_score:\n  mode: threshold\n", "clip_score.threshold is not set"),
+        ("clip_score:\n  mode: sometimes\n", "clip_score.mode must be one of"),
+        ("semdedup:\n  keep: oldest\n", "semdedup.keep must be one of"),
+        ("clip:\n  enabled: false\n", "clip.enabled is false"),
+        ("basic_filter:\n  min_side: [\n", "not valid YAML"),
+    ],
+)
+def test_malformed_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(CanvasError, match=message.replace("[", r"\[")) as exc:
+        resolve(load_config(path), "canvas-tiny-clip")
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(CanvasError, match="config file not found"):
+        load_config("/no/such/config.yaml")

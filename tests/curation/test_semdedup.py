@@ -1,0 +1,67 @@
+"""SemDeDup blocks: blocked pairwise equals the full matrix, planted duplicates are found, policies decide
+which copy survives, k-means is deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation.semdedup import assign_clusters, dedup_cluster, fit_kmeans, rank_cluster
+from curation.semdedup.pairwise import max_sim_to_earlier
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_blocked_pairwise_equals_full_matrix() -> None:
+    x = _unit(np.random.default_rng(0).normal(size=(300, 16)))
+    full = x @ x.T
+    expected = np.array([full[:j, j].max() if j else -np.inf for j in range(300)], dtype=np.float32)
+    for block_bytes in (4 * 300 * 1, 4 * 300 * 7, 1 << 30):  # 1 column, 7 columns, everything at once
+        best, arg = max_sim_to_earlier(x, max_block_bytes=block_bytes)
+        np.testing.assert_allclose(best[1:], expected[1:], rtol=1e-5)
+        assert all(arg[j] < j for j in range(1, 300))
+
+
+def _planted(n: int = 200, d: int = 32, n_dups: int = 40, noise: float = 0.01, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    base = _unit(rng.normal(size=(n, d)))
+    dups = _unit(base[:n_dups] + noise * rng.normal(size=(n_dups, d)))
+    keys = [f"a{i:04d}" for i in range(n)] + [f"b{i:04d}" for i in range(n_dups)]
+    return keys, np.vstack([base, dups])
+
+
+def test_dedup_cluster_removes_exactly_the_planted_copies_and_names_the_original() -> None:
+    keys, x = _planted()
+    n = len(keys)
+    decisions = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), eps=0.01, policy="smallest_key")
+    assert {d.key for d in decisions} == {f"b{i:04d}" for i in range(40)}
+    assert all(d.duplicate_of == "a" + d.key[1:] and d.cosine >= 0.99 for d in decisions)
+
+
+@pytest.mark.parametrize(
+    ("policy", "survivor"),
+    [("smallest_key", "x"), ("clip_score", "y"), ("semdedup_hard", "y"), ("semdedup_easy", "x")],
+)
+def test_keep_policy_decides_the_survivor(policy: str, survivor: str) -> None:
+    v = _unit(np.array([[1.0, 0.0], [1.0, 0.001]]))
+    centroid_sims = np.array([0.9, 0.5])  # y is further from its centroid: "hard"
+    clip_scores = np.array([0.1, 0.3])  # y matches its caption better
+    decisions = dedup_cluster(["x", "y"], v, centroid_sims, clip_scores, eps=0.01, policy=policy)
+    assert len(decisions) == 1 and decisions[0].duplicate_of == survivor
+
+
+def test_ranking_ties_fall_back_to_key() -> None:
+    order = rank_cluster(["c", "a", "b"], np.zeros(3), np.zeros(3), "semdedup_hard")
+    assert order.tolist() == [1, 2, 0]
+
+
+def test_kmeans_is_deterministic_and_assigns_to_nearest() -> None:
+    _, x = _planted(n=500, n_dups=0)
+    c1 = fit_kmeans(x, 8, niter=10, seed=3)
+    c2 = fit_kmeans(x, 8, niter=10, seed=3)
+    np.testing.assert_array_equal(c1, c2)
+    ids, sims = assign_clusters(x, c1)
+    np.testing.assert_array_equal(ids, (x @ c1.T).argmax(axis=1))
+    np.testing.assert_allclose(sims, (x @ c1.T).max(axis=1), rtol=1e-5)

@@ -1,0 +1,172 @@
+"""Each curation stage as a Beam transform on the real DirectRunner (TestPipeline + assert_that)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.test_pipeline import TestPipeline
+
+TestPipeline.__test__ = False  # a Beam class, not a pytest test class
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from curation.config import ClipScoreConfig
+from curation.decode import DecodeConfig, decode
+from curation.exact_dedup import ExactDedupConfig
+from curation.filters import BasicFilterConfig
+from curation.near_dedup import NearDedupConfig
+from curation.records import RawRecord, Record
+from curation.semdedup import SemDedupConfig
+from pipelines.curate_semdedup import SemanticDedup
+from pipelines.curate_stages import (
+    KEPT,
+    REJECTED,
+    BasicFilter,
+    ClipEmbed,
+    ClipScoreFilter,
+    Decode,
+    ExactDedup,
+    NearDedup,
+)
+
+
+def _png(seed: int, size: tuple[int, int] = (240, 240), fmt: str = "PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    small.resize(size, Image.Resampling.BICUBIC).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _raw(
+    key: str, image: bytes | None, row: int, caption: str | None = "a photo of something nice"
+) -> RawRecord:
+    return RawRecord(key, caption, image, f"t#{row}", (0, row))
+
+
+def _record(key: str, image: bytes, row: int, **kw: object) -> Record:
+    rec = decode(_raw(key, image, row), DecodeConfig())
+    assert isinstance(rec, Record)
+    return dataclasses.replace(rec, **kw)
+
+
+def _keys(pcoll: beam.PCollection, label: str) -> beam.PCollection:
+    return pcoll | label >> beam.Map(lambda r: r.key)
+
+
+def _why(pcoll: beam.PCollection, label: str) -> beam.PCollection:
+    return pcoll | label >> beam.Map(lambda r: (r.key, r.stage, r.duplicate_of))
+
+
+def test_decode_and_basic_filter_split_records_by_reason() -> None:
+    raws = [
+        _raw("good", _png(0), 0),
+        _raw("null", None, 1),
+        _raw("junk", b"not an image", 2),
+        _raw("small", _png(1, (150, 300)), 3),
+        _raw("short", _png(2), 4, caption="two words"),
+    ]
+    with TestPipeline() as p:
+        decoded = p | beam.Create(raws) | Decode(DecodeConfig())
+        filtered = decoded[KEPT] | BasicFilter(BasicFilterConfig())
+        assert_that(_keys(filtered[KEPT], "K"), equal_to(["good"]), label="kept")
+        assert_that(
+            _why(decoded[REJECTED], "D"),
+            equal_to([("null", "decode", None), ("junk", "decode", None)]),
+            label="decode",
+        )
+        assert_that(
+            _why(filtered[REJECTED], "B"),
+            equal_to([("small", "basic_filter", None), ("short", "basic_filter", None)]),
+            label="basic",
+        )
+
+
+def test_exact_dedup_rejects_repeated_keys_bytes_and_pixels() -> None:
+    records = [
+        _record("a", _png(0), 0),
+        _record("b", _png(0), 1),  # same bytes as a
+        _record("c", _png(0, fmt="BMP"), 2),  # same pixels as a
+        _record("a", _png(5), 3),  # a's key again, other picture
+        _record("d", _png(6), 4),
+    ]
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | ExactDedup(ExactDedupConfig(), thumbnail_px=32)
+        assert_that(_keys(out[KEPT], "K"), equal_to(["a", "d"]), label="kept")
+        assert_that(
+            _why(out[REJECTED], "R"),
+            equal_to([("a", "exact_dedup", "a"), ("b", "exact_dedup", "a"), ("c", "exact_dedup", "a")]),
+            label="rejected",
+        )
+        assert_that(
+            out[REJECTED] | beam.Map(lambda r: r.thumbnail is not None),
+            equal_to([True] * 3),
+            label="thumbnails",
+        )
+
+
+def test_near_dedup_keeps_the_largest_copy() -> None:
+    big = _png(0, (400, 400), fmt="JPEG")
+    small = _png(0, (300, 300), fmt="JPEG")
+    records = [_record("z-big", big, 0), _record("a-small", small, 1), _record("other", _png(9), 2)]
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | NearDedup(NearDedupConfig(), thumbnail_px=32)
+        assert_that(_keys(out[KEPT], "K"), equal_to(["z-big", "other"]), label="kept")
+        assert_that(
+            _why(out[REJECTED], "R"), equal_to([("a-small", "near_dedup", "z-big")]), label="rejected"
+        )
+
+
+def test_clip_score_percentile_keeps_the_top_share() -> None:
+    records = [_record(f"k{i}", _png(i), i, clip_score=float(i) / 10) for i in range(10)]
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create(records)
+            | ClipScoreFilter(ClipScoreConfig(mode="percentile", keep_top_percent=30))
+        )
+        assert_that(_keys(out[KEPT], "K"), equal_to(["k7", "k8", "k9"]), label="kept")
+        assert_that(out[REJECTED] | beam.combiners.Count.Globally(), equal_to([7]), label="rejected")
+
+
+def test_semantic_dedup_on_planted_embeddings_bounded_by_clusters() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(30, 16))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    copy = base[:5] + 0.001 * rng.normal(size=(5, 16))
+    copy /= np.linalg.norm(copy, axis=1, keepdims=True)
+    img = _png(0)
+    records = [
+        _record(f"a{i:02d}", img, i, embedding=v.astype(np.float32), clip_score=0.0)
+        for i, v in enumerate(base)
+    ]
+    records += [
+        _record(f"b{i:02d}", img, 100 + i, embedding=v.astype(np.float32), clip_score=0.0)
+        for i, v in enumerate(copy)
+    ]
+    cfg = SemDedupConfig(eps=0.01, n_clusters=4, keep="smallest_key")
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | SemanticDedup(cfg, thumbnail_px=32)
+        assert_that(
+            _why(out[REJECTED], "R"),
+            equal_to([(f"b{i:02d}", "semantic_dedup", f"a{i:02d}") for i in range(5)]),
+            label="rejected",
+        )
+        assert_that(
+            out[KEPT] | beam.Map(lambda r: 0 <= r.cluster_id < 4), equal_to([True] * 30), label="clusters"
+        )
+
+
+def test_clip_embed_runs_the_tiny_model_through_run_inference(tiny_presets: dict) -> None:
+    records = [_record(f"k{i}", _png(i), i) for i in range(5)]
+
+    def check(r: Record) -> tuple[str, int, bool, bool]:
+        unit = abs(float(np.linalg.norm(r.embedding)) - 1.0) < 1e-4
+        return r.key, len(r.embedding), unit, -1.0 <= r.clip_score <= 1.0
+
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | ClipEmbed("canvas-tiny-clip", "tiny", batch_size=2)
+        assert_that(out | beam.Map(check), equal_to([(f"k{i}", 64, True, True) for i in range(5)]))
