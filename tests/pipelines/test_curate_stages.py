@@ -8,8 +8,6 @@ import io
 import apache_beam as beam
 import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
-
-TestPipeline.__test__ = False  # a Beam class, not a pytest test class
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
@@ -31,6 +29,8 @@ from pipelines.curate_stages import (
     ExactDedup,
     NearDedup,
 )
+
+TestPipeline.__test__ = False  # a Beam class, not a pytest test class
 
 
 def _png(seed: int, size: tuple[int, int] = (240, 240), fmt: str = "PNG") -> bytes:
