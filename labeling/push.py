@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,23 @@ def _predictions(rows: list[dict[str, Any]], reward_name: str) -> dict[str, dict
     return out
 
 
+def _task(
+    row: dict[str, Any], paths: tuple[Path, Path], root: Path, prediction: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One Label Studio task: the pair's prompt and its two images as local-files URLs."""
+    task: dict[str, Any] = {
+        "data": {
+            "pair_id": row["pair_id"],
+            "prompt": row["prompt"],
+            "image_0": local_file_url(root, paths[0]),
+            "image_1": local_file_url(root, paths[1]),
+        }
+    }
+    if prediction is not None:
+        task["predictions"] = [prediction]
+    return task
+
+
 def ensure_project(client: LabelStudioClient, title: str, overlap: int) -> int:
     """The project with this title (its overlap updated), or a new one with the pairwise template."""
     project_id = client.find_project(title)
@@ -198,31 +216,26 @@ def push_candidates(
 
     existing = {str(data.get("pair_id")) for _, data in client.iter_task_data(project_id)}
     new_rows = [row for row in rows if row["pair_id"] not in existing]
-    paths = _write_images(new_rows, folder)
     predictions = _predictions(new_rows, reward) if reward and new_rows else {}
 
+    batches = [new_rows[i : i + config.batch_size] for i in range(0, len(new_rows), config.batch_size)]
     created: dict[str, int] = {}
-    for start in range(0, len(new_rows), config.batch_size):
-        batch = new_rows[start : start + config.batch_size]
-        tasks = []
-        for row in batch:
-            left, right = paths[row["pair_id"]]
-            task: dict[str, Any] = {
-                "data": {
-                    "pair_id": row["pair_id"],
-                    "prompt": row["prompt"],
-                    "image_0": local_file_url(root, left),
-                    "image_1": local_file_url(root, right),
-                }
-            }
-            if row["pair_id"] in predictions:
-                task["predictions"] = [predictions[row["pair_id"]]]
-            tasks.append(task)
-        task_ids = client.import_tasks(project_id, tasks)
-        if len(task_ids) != len(batch):
-            raise CanvasError(f"Label Studio created {len(task_ids)} tasks for a batch of {len(batch)}")
-        created.update(zip((row["pair_id"] for row in batch), task_ids, strict=True))
-        logger.info("imported %d / %d new pairs", len(created), len(new_rows))
+    # The next batch's images are written while the server imports this one (file writes and HTTP
+    # both wait on the OS, so one helper thread overlaps them).
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = writer.submit(_write_images, batches[0], folder) if batches else None
+        for index, batch in enumerate(batches):
+            paths = pending.result()
+            if index + 1 < len(batches):
+                pending = writer.submit(_write_images, batches[index + 1], folder)
+            tasks = [
+                _task(row, paths[row["pair_id"]], root, predictions.get(row["pair_id"])) for row in batch
+            ]
+            task_ids = client.import_tasks(project_id, tasks)
+            if len(task_ids) != len(batch):
+                raise CanvasError(f"Label Studio created {len(task_ids)} tasks for a batch of {len(batch)}")
+            created.update(zip((row["pair_id"] for row in batch), task_ids, strict=True))
+            logger.info("imported %d / %d new pairs", len(created), len(new_rows))
 
     gold_count = 0
     for pair_id, answer in sorted(gold_answers.items()):

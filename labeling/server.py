@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -58,6 +59,7 @@ _BASE_ENV = {
     "LATEST_VERSION_CHECK": "false",
     "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
     "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+    "PYTHONUNBUFFERED": "1",  # the log names the port it really serves on; read it as it is written
 }
 
 
@@ -300,7 +302,9 @@ class LabelStudioServer:
                 LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
             )
         url = f"http://{HOST}:{port}"
-        log = open(self.data_dir / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child process
+        log_path = self.data_dir / LOG_FILE
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
         cmd = [str(binary), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
         proc = subprocess.Popen(
             [*cmd, "--log-level", "WARNING"],
@@ -323,7 +327,12 @@ class LabelStudioServer:
                     f"Label Studio exited with code {proc.returncode} while starting; see {self.data_dir / LOG_FILE}"
                 )
             if _health(url, timeout=1.0):
-                break
+                try:
+                    if self._serving_on(log_path, log_offset, port):
+                        break
+                except CanvasError:
+                    self.stop()
+                    raise
             time.sleep(0.25)
         else:
             self.stop()
@@ -334,6 +343,20 @@ class LabelStudioServer:
         (self.data_dir / "canvas-initialized").touch()
         logger.info("Label Studio %s running at %s (pid %d)", version, url, proc.pid)
         return self.status()
+
+    @staticmethod
+    def _serving_on(log_path: Path, offset: int, port: int) -> bool:
+        """Our process (not another taking the port meanwhile) says it serves on `port`.
+
+        Label Studio moves silently to another port when its port is taken; its log names the real one.
+        """
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        match = re.search(r"Starting development server at http://[^:]+:(\d+)/", text)
+        if match and int(match.group(1)) != port:
+            raise CanvasError(f"port {port} was taken while Label Studio started; start it again")
+        return match is not None
 
     def _init_data_dir(self, binary: Path) -> None:
         template = build_template(binary)
