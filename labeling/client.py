@@ -79,6 +79,11 @@ class LabelStudioClient:
                         f"{self.retries} tries); start it with `canvas label server start` or check --url"
                     ) from exc
                 logger.warning("%s: %s, retrying in %.2f s", what, type(exc).__name__, delay)
+            except httpx.TransportError as exc:  # a write that may have reached the server: not repeated
+                raise CanvasError(
+                    f"Label Studio at {self.url} did not complete {what} ({type(exc).__name__}); it may have "
+                    "been applied: re-running push is safe (it skips pairs already there)"
+                ) from exc
             except httpx.HTTPStatusError as exc:
                 raise CanvasError(
                     f"Label Studio at {self.url}: {what} failed (HTTP {exc.response.status_code})"
