@@ -97,3 +97,21 @@ def test_cli_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture[str], tm
     )
     err = capsys.readouterr().err
     assert err.startswith("canvas: error: no --url given") and err.count("\n") == 1
+
+
+def test_a_slow_server_is_retried_with_backoff_then_named(ls_server: LabelStudioServer) -> None:
+    import signal
+
+    # The real server, paused: the kernel accepts connections but nothing answers (a hung server).
+    client = LabelStudioClient(ls_server.url, ls_server.token, retries=2, backoff=0.05, timeout=0.5)
+    os.kill(ls_server.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CanvasError) as exc:
+            client.find_project("anything")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(ls_server.pid, signal.SIGCONT)
+    assert ls_server.url in str(exc.value) and "ReadTimeout after 2 tries" in str(exc.value)
+    assert 1.0 <= elapsed < 5  # two 0.5 s timeouts and one backoff, no more
+    assert client.find_project("anything") is None  # answers again once resumed
