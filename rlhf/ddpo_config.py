@@ -1,0 +1,238 @@
+"""`DDPOConfig`: every knob of DDPO (Black et al. 2023), one help text each, usable as CLI flags.
+
+Defaults follow trl's last `DDPOConfig` (trl 0.23, before trl deleted DDPO in 0.24) and kvablack's
+ddpo-pytorch `config/base.py`; each help text says where its default comes from ("trl" / "ddpo-pytorch",
+"both" when they agree) and where we differ, why. trl fields left out: `exp_name`, `run_name`,
+`log_with`, `tracker_*`, `accelerator_kwargs`, `project_kwargs`, `push_to_hub` (we always log to
+`metrics.jsonl` + TensorBoard and never reach a hub), `train_use_8bit_adam` (bitsandbytes is not a
+dependency), `async_reward_computation` / `max_workers` (rewards here are cheap or batched on the GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from canvas.errors import CanvasError
+
+MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+
+
+@dataclass
+class DDPOConfig:
+    # ---- data, reward, model, output (ours: the CLI's required inputs) ----
+    prompts: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt file: a .txt (one prompt a line) or a Parquet with a `caption` (or `prompt`) "
+            "column. Required. (ddpo-pytorch and trl take a prompt function instead.)"
+        },
+    )
+    reward: str = field(
+        default="jpeg_compressibility",
+        metadata={
+            "help": "Reward: a built-in name (jpeg_compressibility, jpeg_incompressibility, brightness, or any "
+            "registered with rlhf.rewards.register_reward) or a reward-model folder from `canvas train reward`. "
+            "Default: ddpo-pytorch's reward_fn."
+        },
+    )
+    output_dir: str = field(
+        default="ddpo-output",
+        metadata={
+            "aliases": ["--output"],
+            "help": "Run folder: LoRA (diffusers format), metrics.jsonl, summary.json, tensorboard/, "
+            "samples/, checkpoints/. (trl/ddpo-pytorch: logdir 'logs'.)",
+        },
+    )
+    pretrained: str = field(
+        default="tiny",
+        metadata={
+            "help": "Base pipeline: `tiny` (offline preset), a diffusers folder or a hub id of an SD-1.5-style "
+            "model. (ddpo-pytorch: runwayml/stable-diffusion-v1-5, which is not reachable offline.)"
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed. Default: trl (ddpo-pytorch uses 42)."})
+
+    # ---- run length, checkpoints, precision ----
+    num_epochs: int = field(
+        default=100,
+        metadata={
+            "aliases": ["--epochs"],
+            "help": "Epochs; one epoch = sample a batch of images, score them, train on them. Default: both.",
+        },
+    )
+    save_freq: int = field(
+        default=1,
+        metadata={"help": "Epochs between checkpoints. Default: trl (ddpo-pytorch: 20)."},
+    )
+    num_checkpoint_limit: int = field(
+        default=5, metadata={"help": "Checkpoints kept (oldest removed first). Default: both."}
+    )
+    resume_from: str = field(
+        default="",
+        metadata={
+            "aliases": ["--resume"],
+            "help": "`latest` (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
+            "folder. Default: both ('' = start fresh).",
+        },
+    )
+    mixed_precision: str = field(
+        default="fp16",
+        metadata={
+            "help": "no, fp16 or bf16: frozen weights in that dtype, LoRA in fp32, autocast. Default: both. "
+            "Without CUDA, fp16 falls back to no (with a warning).",
+            "choices": list(MIXED_PRECISION_CHOICES),
+        },
+    )
+    allow_tf32: bool = field(
+        default=True, metadata={"help": "Allow TF32 matmuls on Ampere+ GPUs. Default: both."}
+    )
+
+    # ---- LoRA ----
+    lora_rank: int = field(
+        default=4,
+        metadata={
+            "help": "LoRA rank on the UNet attention projections. Default: diffusers' LoRA rank both used."
+        },
+    )
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "LoRA alpha; None = rank (scale 1, as both). "}
+    )
+    init_lora: str | None = field(
+        default=None,
+        metadata={"help": "Start from a saved UNet LoRA folder (e.g. an SFT or DPO run). (ours)"},
+    )
+
+    # ---- sampling ----
+    sample_num_steps: int = field(default=50, metadata={"help": "DDIM steps per sample. Default: both."})
+    sample_eta: float = field(
+        default=1.0,
+        metadata={
+            "help": "DDIM eta (> 0: the noise std is eta * sigma_t; 1.0 = DDPM-like). Default: both.",
+        },
+    )
+    sample_guidance_scale: float = field(
+        default=5.0, metadata={"help": "Classifier-free guidance weight (1.0 = none). Default: both."}
+    )
+    sample_batch_size: int = field(
+        default=1, metadata={"help": "Sampling batch size per GPU. Default: both."}
+    )
+    sample_num_batches_per_epoch: int = field(
+        default=2,
+        metadata={
+            "help": "Sampling batches per epoch; samples per epoch = this * sample_batch_size * GPUs. "
+            "Default: both."
+        },
+    )
+    negative_prompt: str = field(
+        default="",
+        metadata={
+            "help": "Prompt of the unconditional branch of guidance. Default: both ('' = empty prompt)."
+        },
+    )
+
+    # ---- training ----
+    train_batch_size: int = field(default=1, metadata={"help": "Training batch size per GPU. Default: both."})
+    train_learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate. Default: both."})
+    train_adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1. Default: both."})
+    train_adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2. Default: both."})
+    train_adam_weight_decay: float = field(
+        default=1e-4, metadata={"help": "AdamW weight decay. Default: both."}
+    )
+    train_adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon. Default: both."})
+    train_gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Training batches per optimizer step. Gradients also accumulate over the trained timesteps "
+            "of a batch (one optimizer step per batch, not per timestep). Default: both."
+        },
+    )
+    train_max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip. Default: both."})
+    train_num_inner_epochs: int = field(
+        default=1, metadata={"help": "Passes over each epoch's samples (PPO inner epochs). Default: both."}
+    )
+    train_cfg: bool = field(
+        default=True,
+        metadata={
+            "help": "Use classifier-free guidance in the training pass too (same scale). Default: both."
+        },
+    )
+    train_adv_clip_max: float = field(
+        default=5.0, metadata={"help": "Advantages are clipped to [-this, this]. Default: both."}
+    )
+    train_clip_range: float = field(
+        default=1e-4, metadata={"help": "PPO clip range of the log-prob ratio. Default: both."}
+    )
+    train_timestep_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "Fraction of each trajectory's timesteps trained on (random per sample). Default: both."
+        },
+    )
+
+    # ---- advantages ----
+    per_prompt_stat_tracking: bool = field(
+        default=True,
+        metadata={
+            "help": "Normalise rewards per prompt (rolling buffer) instead of per batch. Default: ddpo-pytorch "
+            "(trl: False)."
+        },
+    )
+    per_prompt_stat_tracking_buffer_size: int = field(
+        default=16, metadata={"help": "Rewards kept per prompt. Default: both."}
+    )
+    per_prompt_stat_tracking_min_count: int = field(
+        default=16,
+        metadata={"help": "Rewards a prompt needs before its own stats replace the batch's. Default: both."},
+    )
+
+    # ---- what the run shows (ours) ----
+    sample_grid_freq: int = field(
+        default=10, metadata={"help": "Epochs between sample-grid PNGs (samples/epoch-N.png); 0 = never."}
+    )
+    sample_grid_size: int = field(default=8, metadata={"help": "Images in each sample grid."})
+    eval_num_samples: int = field(
+        default=8,
+        metadata={
+            "help": "Fresh samples scored at the end with and without the LoRA (same noise) for summary.json; "
+            "0 = skip."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise CanvasError(message)
+
+        need(
+            self.mixed_precision in MIXED_PRECISION_CHOICES,
+            f"mixed_precision must be one of {MIXED_PRECISION_CHOICES}",
+        )
+        need(self.num_epochs >= 1 and self.save_freq >= 1, "num_epochs and save_freq must be >= 1")
+        need(self.sample_eta > 0, "sample_eta must be > 0: DDPO needs a stochastic sampler (log-probs)")
+        need(self.sample_num_steps >= 1, "sample_num_steps must be >= 1")
+        need(0 < self.train_timestep_fraction <= 1, "train_timestep_fraction must be in (0, 1]")
+        need(
+            min(self.sample_batch_size, self.sample_num_batches_per_epoch, self.train_batch_size) >= 1,
+            "batch sizes and sample_num_batches_per_epoch must be >= 1",
+        )
+        samples = self.sample_batch_size * self.sample_num_batches_per_epoch
+        need(
+            samples % self.train_batch_size == 0,
+            f"samples per epoch per GPU ({samples}) must be a multiple of train_batch_size ({self.train_batch_size})",
+        )
+        need(
+            (samples // self.train_batch_size) % self.train_gradient_accumulation_steps == 0,
+            f"training batches per epoch ({samples // self.train_batch_size}) must be a multiple of "
+            f"train_gradient_accumulation_steps ({self.train_gradient_accumulation_steps}): an epoch ends on an "
+            "optimizer step",
+        )
+        need(
+            self.per_prompt_stat_tracking_min_count <= self.per_prompt_stat_tracking_buffer_size,
+            "per_prompt_stat_tracking_min_count must be <= per_prompt_stat_tracking_buffer_size",
+        )
+        need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """Timesteps trained per trajectory (at least one)."""
+        return max(1, int(self.sample_num_steps * self.train_timestep_fraction))

@@ -1,0 +1,451 @@
+"""`DDPOTrainer`: reinforcement learning of a diffusion model against a reward (Black et al. 2023).
+
+Each epoch: sample images with DDIM (eta > 0) recording every step's log-probability, score them, turn
+rewards into advantages (per prompt or per batch), then take PPO-clipped policy-gradient steps on the
+UNet's LoRA, visiting each trajectory's timesteps in a random order and accumulating gradients over them.
+
+Randomness of epoch `e` comes from its own generator seeded by `(seed, e, process)`, so a run resumed
+from a checkpoint repeats the uninterrupted run's trajectory exactly (CPU), and each GPU of an
+`accelerate launch` run draws different prompts and noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from canvas.errors import CanvasError
+from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
+from rlhf.ddpo_config import DDPOConfig
+from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from rlhf.prompt_files import load_prompts
+from rlhf.rewards import Reward, load_reward, score_checked
+from rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+from rlhf.tracking import RunLogger, read_metrics
+
+logger = logging.getLogger(__name__)
+CONFIG_FILE = "ddpo_config.json"
+# Config fields that may change when a run is resumed.
+_RESUMABLE_CHANGES = {"num_epochs", "resume_from", "eval_num_samples", "sample_grid_freq"}
+
+
+class DDPOLossOutput(NamedTuple):
+    loss: torch.Tensor
+    approx_kl: torch.Tensor
+    clipfrac: torch.Tensor
+
+
+def ddpo_clipped_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+    adv_clip_max: float,
+) -> DDPOLossOutput:
+    """PPO's clipped surrogate on the per-step likelihood ratio (pessimistic of clipped and unclipped).
+
+    Also returns approx_kl = 0.5 * E[(log p - log p_old)^2] and the fraction of clipped ratios.
+    """
+    advantages = advantages.clamp(-adv_clip_max, adv_clip_max)
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    loss = torch.maximum(unclipped, clipped).mean()
+    approx_kl = 0.5 * ((log_prob - old_log_prob) ** 2).mean()
+    clipfrac = ((ratio - 1.0).abs() > clip_range).float().mean()
+    return DDPOLossOutput(loss, approx_kl.detach(), clipfrac.detach())
+
+
+def epoch_generator(seed: int, epoch: int, process_index: int = 0) -> torch.Generator:
+    """An independent, reproducible stream per (run seed, epoch, process)."""
+    state = np.random.SeedSequence([seed, epoch, process_index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class DDPOTrainer:
+    """`DDPOTrainer(config).train()` fine-tunes a LoRA on the UNet of `config.pretrained` against `config.reward`.
+
+    `reward` / `prompts` override the config's (a custom reward callable, an in-memory prompt list).
+    """
+
+    def __init__(
+        self, config: DDPOConfig, reward: Reward | None = None, prompts: Sequence[str] | None = None
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.config = cfg = config
+        # 1. inputs first: a bad prompt file or reward name fails before any model loads
+        if prompts is None:
+            if not cfg.prompts:
+                raise CanvasError("no prompts: pass --prompts FILE (.txt or .parquet)")
+            prompts = load_prompts(cfg.prompts)
+        if not prompts:
+            raise CanvasError("the prompt list is empty")
+        self.prompts = list(prompts)
+        self.reward = reward if reward is not None else load_reward(cfg.reward)
+        self.output_dir = Path(cfg.output_dir)
+
+        # 2. accelerator: gradients accumulate over the trained timesteps of every batch
+        mixed = cfg.mixed_precision
+        if mixed == "fp16" and not torch.cuda.is_available():
+            logger.warning("fp16 mixed precision needs CUDA; running in fp32 on this machine")
+            mixed = "no"
+        self.accelerator = Accelerator(
+            mixed_precision=mixed,
+            gradient_accumulation_steps=cfg.train_gradient_accumulation_steps * cfg.num_train_timesteps,
+        )
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
+
+        # 3. pipeline, LoRA, optimizer
+        self.pipe = self._load_pipeline(mixed)
+        self.params = add_unet_lora(
+            self.pipe.unet, rank=cfg.lora_rank, alpha=cfg.lora_alpha, init_lora=cfg.init_lora
+        )
+        optimizer = torch.optim.AdamW(
+            self.params,
+            lr=cfg.train_learning_rate,
+            betas=(cfg.train_adam_beta1, cfg.train_adam_beta2),
+            weight_decay=cfg.train_adam_weight_decay,
+            eps=cfg.train_adam_epsilon,
+        )
+
+        # 4. advantages, resume, logging
+        self.stat_tracker = PerPromptStatTracker(
+            cfg.per_prompt_stat_tracking_buffer_size, cfg.per_prompt_stat_tracking_min_count
+        )
+        self.start_epoch, self.optimizer_steps = 0, 0
+        checkpoint = resolve_resume(self.output_dir, cfg.resume_from or None)
+        if cfg.resume_from and checkpoint is None:
+            logger.warning("no checkpoint in %s: starting from scratch", self.output_dir)
+        if checkpoint is not None:
+            self._check_resumed_config()
+            state, _ = load_checkpoint(checkpoint, self.pipe.unet, optimizer)
+            self.start_epoch, self.optimizer_steps = state["epoch"], state["optimizer_steps"]
+            self.stat_tracker.load_state_dict(state["stat_tracker"])
+            logger.info("resumed from %s (epoch %d)", checkpoint, self.start_epoch)
+        self.unet, self.optimizer = self.accelerator.prepare(self.pipe.unet, optimizer)
+        self.run_logger: RunLogger | None = None
+        if self.accelerator.is_main_process:
+            self.run_logger = RunLogger(
+                self.output_dir, resume_from_step=self.start_epoch if checkpoint else None
+            )
+            (self.output_dir / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    def _load_pipeline(self, mixed_precision: str) -> Any:
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        from canvas.presets import load_pipeline
+
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+        pipe = load_pipeline(self.config.pretrained, dtype=dtype)
+        if not isinstance(pipe, StableDiffusionPipeline):
+            raise CanvasError(
+                f"DDPO supports SD-1.5-style pipelines; {self.config.pretrained} is {type(pipe).__name__}"
+            )
+        if not isinstance(pipe.scheduler, DDIMScheduler):
+            logger.info(
+                "replacing %s with DDIMScheduler (DDPO samples with DDIM)", type(pipe.scheduler).__name__
+            )
+            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        for module in (pipe.vae, pipe.text_encoder, pipe.unet):
+            module.requires_grad_(False)
+        pipe.to(self.accelerator.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _check_resumed_config(self) -> None:
+        saved_path = self.output_dir / CONFIG_FILE
+        if not saved_path.exists():
+            return
+        saved, now = json.loads(saved_path.read_text()), dataclasses.asdict(self.config)
+        changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed:
+            logger.warning("resuming with changed settings %s: the trajectory will differ", changed)
+
+    # ---- the loop ----
+    def train(self) -> dict[str, Any]:
+        """Run epochs `start_epoch .. num_epochs - 1`; save the LoRA and summary.json; return the summary."""
+        from tqdm.auto import tqdm
+
+        cfg, acc = self.config, self.accelerator
+        started = time.monotonic()
+        bar = tqdm(range(self.start_epoch, cfg.num_epochs), desc="DDPO", disable=not acc.is_main_process)
+        for epoch in bar:
+            t0 = time.monotonic()
+            gen = epoch_generator(cfg.seed, epoch, acc.process_index)
+            samples, prompts = self.sample_epoch(epoch, gen)
+            rewards = self._gather_rewards_and_set_advantages(samples, prompts)
+            train_info = self.train_on_samples(samples, epoch, gen)
+            metrics = {
+                "epoch": epoch + 1,
+                "reward_mean": rewards.mean().item(),
+                "reward_std": rewards.std(unbiased=False).item(),
+                **train_info,
+                "optimizer_steps": self.optimizer_steps,
+                "seconds": time.monotonic() - t0,
+            }
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.4g}", kl=f"{metrics['approx_kl']:.2g}")
+            if acc.is_main_process:
+                self.run_logger.log(epoch + 1, metrics)
+                last = epoch + 1 == cfg.num_epochs
+                if cfg.sample_grid_freq and ((epoch + 1) % cfg.sample_grid_freq == 0 or last):
+                    self._save_sample_grid(epoch + 1, samples["images"], prompts, samples["rewards"])
+            if (epoch + 1) % cfg.save_freq == 0 or epoch + 1 == cfg.num_epochs:
+                self.save_checkpoint(epoch + 1)
+        return self._finish(time.monotonic() - started)
+
+    def sample_epoch(self, epoch: int, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Sample `sample_num_batches_per_epoch` batches of trajectories and score them."""
+        cfg, acc = self.config, self.accelerator
+        unet = acc.unwrap_model(self.unet)
+        batches, all_prompts = defaultdict(list), []
+        for _ in range(cfg.sample_num_batches_per_epoch):
+            ids = torch.randint(len(self.prompts), (cfg.sample_batch_size,), generator=gen)
+            prompts = [self.prompts[i] for i in ids.tolist()]
+            with acc.autocast():
+                traj = sample_with_logprob(
+                    self.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
+                    generator=gen, negative_prompt=cfg.negative_prompt, unet=unet,
+                )  # fmt: skip
+            if not (torch.isfinite(traj.latents).all() and torch.isfinite(traj.log_probs).all()):
+                raise CanvasError(
+                    f"epoch {epoch + 1}: sampling produced non-finite latents; the model diverged"
+                )
+            try:
+                rewards = score_checked(self.reward, traj.images, prompts)
+            except CanvasError as exc:
+                raise CanvasError(f"epoch {epoch + 1}: {exc}") from exc
+            all_prompts += prompts
+            for key, value in {
+                "latents": traj.latents[:, :-1],
+                "next_latents": traj.latents[:, 1:],
+                "log_probs": traj.log_probs,
+                "timesteps": traj.timesteps,
+                "prompt_embeds": traj.prompt_embeds,
+                "negative_prompt_embeds": traj.negative_prompt_embeds,
+                "rewards": rewards.to(acc.device),
+                "images": traj.images,
+            }.items():
+                batches[key].append(value)
+        return {k: torch.cat(v) for k, v in batches.items()}, all_prompts
+
+    def _gather_rewards_and_set_advantages(
+        self, samples: dict[str, torch.Tensor], prompts: list[str]
+    ) -> torch.Tensor:
+        """Advantages from every process's rewards (one tracker update, same on all), then this process's slice."""
+        acc = self.accelerator
+        rewards = acc.gather(samples["rewards"]).cpu()
+        all_prompts = [p for part in _gather_objects(acc, prompts) for p in part]
+        if self.config.per_prompt_stat_tracking:
+            advantages = self.stat_tracker.update(all_prompts, rewards)
+        else:
+            advantages = batch_normalized_advantages(rewards)
+        local = advantages.reshape(acc.num_processes, -1)[acc.process_index]
+        samples["advantages"] = local.to(acc.device)
+        return rewards
+
+    def train_on_samples(
+        self, samples: dict[str, torch.Tensor], epoch: int, gen: torch.Generator
+    ) -> dict[str, float]:
+        """PPO inner epochs over this epoch's samples; returns mean loss, approx_kl and clipfrac."""
+        cfg, acc = self.config, self.accelerator
+        keys = (
+            "latents",
+            "next_latents",
+            "log_probs",
+            "timesteps",
+            "prompt_embeds",
+            "negative_prompt_embeds",
+            "advantages",
+        )
+        total, steps = samples["latents"].shape[:2]
+        guidance = cfg.sample_guidance_scale if cfg.train_cfg else 1.0
+        info: dict[str, list[float]] = defaultdict(list)
+        self.unet.train()
+        for _ in range(cfg.train_num_inner_epochs):
+            order = torch.randperm(total, generator=gen).to(acc.device)
+            # every trajectory visits its timesteps in its own random order
+            t_order = torch.stack([torch.randperm(steps, generator=gen) for _ in range(total)]).to(acc.device)
+            rows = torch.arange(total, device=acc.device)[:, None]
+            shuffled = {k: samples[k][order] for k in keys}
+            for k in ("latents", "next_latents", "log_probs", "timesteps"):
+                shuffled[k] = shuffled[k][rows, t_order]
+            for start in range(0, total, cfg.train_batch_size):
+                batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
+                for j in range(cfg.num_train_timesteps):
+                    self._train_step(batch, j, guidance, epoch, info)
+        return {k: float(np.mean(v)) for k, v in info.items()}
+
+    def _train_step(
+        self, batch: dict[str, torch.Tensor], j: int, guidance: float, epoch: int, info: dict
+    ) -> None:
+        cfg, acc = self.config, self.accelerator
+        with acc.accumulate(self.unet):
+            with acc.autocast():
+                log_prob = transition_log_prob(
+                    self.unet, self.pipe.scheduler, batch["latents"][:, j], batch["next_latents"][:, j],
+                    batch["timesteps"][:, j], batch["prompt_embeds"],
+                    batch["negative_prompt_embeds"] if cfg.train_cfg else None, guidance, cfg.sample_eta,
+                )  # fmt: skip
+            out = ddpo_clipped_loss(
+                log_prob,
+                batch["log_probs"][:, j],
+                batch["advantages"],
+                cfg.train_clip_range,
+                cfg.train_adv_clip_max,
+            )
+            if not torch.isfinite(out.loss):
+                raise CanvasError(
+                    f"training diverged: non-finite loss at epoch {epoch + 1}, optimizer step "
+                    f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, j])}); "
+                    "lower train_learning_rate or check the reward"
+                )
+            acc.backward(out.loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(self.params, cfg.train_max_grad_norm)
+                self.optimizer_steps += 1
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        for name, value in out._asdict().items():
+            info[name].append(value.item())
+
+    # ---- outputs ----
+    def save_checkpoint(self, epoch: int) -> Path | None:
+        """checkpoint-EPOCH with LoRA, optimizer, RNG and the stat tracker (main process)."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        state = {
+            "epoch": epoch,
+            "optimizer_steps": self.optimizer_steps,
+            "stat_tracker": self.stat_tracker.state_dict(),
+        }
+        return save_checkpoint(
+            self.output_dir, epoch, self.accelerator.unwrap_model(self.unet), self.optimizer,
+            extra_state=state, limit=self.config.num_checkpoint_limit,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def evaluate(self, num_samples: int, seed: int) -> dict[str, float]:
+        """Mean reward of fresh samples with and without the LoRA, drawn with the same noise."""
+        cfg = self.config
+        unet = self.accelerator.unwrap_model(self.unet)
+        prompts = [self.prompts[i % len(self.prompts)] for i in range(num_samples)]
+        scores: dict[str, list[torch.Tensor]] = {"base": [], "tuned": []}
+        for which in scores:
+            gen = torch.Generator().manual_seed(seed)
+            for start in range(0, num_samples, cfg.sample_batch_size):
+                chunk = prompts[start : start + cfg.sample_batch_size]
+                with self.accelerator.autocast():
+                    if which == "base":
+                        with adapters_disabled(unet):
+                            traj = self._sample(chunk, gen, unet)
+                    else:
+                        traj = self._sample(chunk, gen, unet)
+                scores[which].append(score_checked(self.reward, traj.images, chunk))
+        base, tuned = (torch.cat(v).mean().item() for v in scores.values())
+        return {"eval_reward_base": base, "eval_reward_tuned": tuned}
+
+    def _sample(self, prompts: list[str], gen: torch.Generator, unet: Any) -> Any:
+        cfg = self.config
+        return sample_with_logprob(
+            self.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
+            generator=gen, negative_prompt=cfg.negative_prompt, unet=unet,
+        )  # fmt: skip
+
+    def _save_sample_grid(
+        self, epoch: int, images: torch.Tensor, prompts: list[str], rewards: torch.Tensor
+    ) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        n = min(self.config.sample_grid_size, len(prompts))
+        cols = min(n, 4)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for i in range(n):
+            ax = axes.flat[i]
+            ax.imshow(images[i].float().permute(1, 2, 0).cpu().numpy())
+            ax.set_title(f"{prompts[i][:28]}\nreward {rewards[i].item():.4g}", fontsize=8)
+        fig.suptitle(f"DDPO epoch {epoch}: samples and rewards ({getattr(self.reward, 'name', 'reward')})")
+        fig.tight_layout()
+        path = self.output_dir / "samples" / f"epoch-{epoch:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        """Save the LoRA (diffusers format), plot the reward curve, write summary.json."""
+        acc, cfg = self.accelerator, self.config
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            return {}
+        lora_file = save_unet_lora(acc.unwrap_model(self.unet), self.output_dir)
+        history = read_metrics(self.output_dir)
+        summary: dict[str, Any] = {
+            "method": "ddpo",
+            "pretrained": cfg.pretrained,
+            "reward": getattr(self.reward, "name", cfg.reward),
+            "epochs": cfg.num_epochs,
+            "optimizer_steps": self.optimizer_steps,
+            "reward_mean_first_epoch": history[0]["reward_mean"] if history else None,
+            "reward_mean_last_epoch": history[-1]["reward_mean"] if history else None,
+            "lora": str(lora_file),
+            "seconds_this_session": seconds,
+        }
+        if cfg.eval_num_samples > 0:
+            summary.update(self.evaluate(cfg.eval_num_samples, seed=cfg.seed + 1_000_003))
+        if history:
+            summary["reward_curve"] = str(_plot_reward_curve(history, self.output_dir / "reward_curve.png"))
+        self.run_logger.write_summary(summary)
+        self.run_logger.close()
+        return summary
+
+
+def _gather_objects(acc: Any, items: list[str]) -> list[list[str]]:
+    """Every process's list, in process order (prompts are strings, so not a tensor gather)."""
+    if acc.num_processes == 1:
+        return [items]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * acc.num_processes
+    dist.all_gather_object(out, items)
+    return out
+
+
+def _plot_reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.array([h["epoch"] for h in history])
+    mean = np.array([h["reward_mean"] for h in history])
+    std = np.array([h["reward_std"] for h in history])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, mean, marker="o", ms=3, label="reward mean")
+    ax.fill_between(epochs, mean - std, mean + std, alpha=0.25, label="± std")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("reward of the epoch's samples")
+    ax.set_title("DDPO: reward per epoch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,73 @@
+"""Advantages for DDPO: rewards normalised per prompt (with a rolling buffer) or per batch.
+
+Per-prompt normalisation (Black et al. 2023) compares an image only with earlier images of the same
+prompt, so prompts that are easy to score well do not dominate the gradient. Until a prompt has
+`min_count` rewards in its buffer, the batch's mean and std stand in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+# Keeps the division finite when every reward in a group is equal.
+STD_EPS = 1e-6
+
+
+def batch_normalized_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """(r - mean) / (std + eps) over the whole batch (population std, as numpy's default)."""
+    r = rewards.double()
+    return ((r - r.mean()) / (r.std(unbiased=False) + STD_EPS)).float()
+
+
+class PerPromptStatTracker:
+    """Rolling per-prompt reward buffers; `update` returns the advantages of a batch."""
+
+    def __init__(self, buffer_size: int = 16, min_count: int = 16) -> None:
+        if buffer_size < 1 or min_count < 1:
+            raise ValueError("buffer_size and min_count must be >= 1")
+        if min_count > buffer_size:
+            raise ValueError(f"min_count ({min_count}) > buffer_size ({buffer_size}): the buffer never fills")
+        self.buffer_size, self.min_count = buffer_size, min_count
+        self.buffers: dict[str, deque[float]] = {}
+
+    def update(self, prompts: Sequence[str], rewards: torch.Tensor) -> torch.Tensor:
+        """Add the batch's rewards to their prompts' buffers, then normalise each by its prompt's stats."""
+        if len(prompts) != len(rewards):
+            raise ValueError(f"{len(prompts)} prompts but {len(rewards)} rewards")
+        values = rewards.detach().double().cpu().numpy()
+        names = np.asarray(list(prompts), dtype=object)
+        batch_mean, batch_std = values.mean(), values.std() + STD_EPS
+        advantages = np.empty_like(values)
+        for prompt in dict.fromkeys(prompts):  # first-seen order: deterministic
+            mask = names == prompt
+            buffer = self.buffers.setdefault(prompt, deque(maxlen=self.buffer_size))
+            buffer.extend(float(v) for v in values[mask])
+            if len(buffer) < self.min_count:
+                mean, std = batch_mean, batch_std
+            else:
+                mean, std = float(np.mean(buffer)), float(np.std(buffer)) + STD_EPS
+            advantages[mask] = (values[mask] - mean) / std
+        return torch.from_numpy(advantages).float()
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Per prompt: mean, std and count of the buffered rewards."""
+        return {
+            p: {"mean": float(np.mean(b)), "std": float(np.std(b)), "count": len(b)}
+            for p, b in self.buffers.items()
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (floats round-trip exactly through JSON)."""
+        return {
+            "buffer_size": self.buffer_size,
+            "min_count": self.min_count,
+            "buffers": {p: list(b) for p, b in self.buffers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffers = {p: deque(v, maxlen=self.buffer_size) for p, v in state["buffers"].items()}

@@ -1,0 +1,146 @@
+"""DDPO on the tiny preset (CPU, fixed seeds): the loss, resume to the same trajectory, outputs, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from canvas.errors import CanvasError
+from canvas.presets import load_pipeline
+from rlhf.ddpo_config import DDPOConfig
+from rlhf.ddpo_trainer import DDPOTrainer, ddpo_clipped_loss
+from rlhf.tracking import read_metrics
+
+PROMPTS = ["a red ball", "a cat on a mat", "a blue house"]
+
+
+def small_config(output: Path, **overrides) -> DDPOConfig:
+    """Every code path on: guidance in sampling and training, per-prompt tracking that switches on, inner
+    epochs, half the timesteps, accumulation over two batches; a few seconds an epoch on CPU."""
+    settings = dict(
+        output_dir=str(output), mixed_precision="no", seed=3, num_epochs=3, save_freq=1, num_checkpoint_limit=2,
+        sample_num_steps=4, sample_batch_size=2, sample_num_batches_per_epoch=2, train_batch_size=1,
+        train_gradient_accumulation_steps=2, train_num_inner_epochs=2, train_timestep_fraction=0.5,
+        train_learning_rate=3e-3, train_clip_range=1e-2, per_prompt_stat_tracking_buffer_size=4,
+        per_prompt_stat_tracking_min_count=2, sample_grid_freq=2, sample_grid_size=4, eval_num_samples=2,
+    )  # fmt: skip
+    return DDPOConfig(**{**settings, **overrides})
+
+
+def test_clipped_loss() -> None:
+    adv = torch.tensor([1.0, -2.0, 8.0])
+    same = torch.zeros(3)
+    out = ddpo_clipped_loss(same, same, adv, clip_range=0.1, adv_clip_max=5.0)
+    # Ratio 1: loss = -mean(clipped advantages), nothing clipped, no divergence.
+    assert out.loss.item() == pytest.approx(-(1 - 2 + 5) / 3)
+    assert out.approx_kl.item() == 0 and out.clipfrac.item() == 0
+    # A ratio beyond the clip range in the advantage's direction gets no gradient; against it, it does.
+    log_prob = torch.tensor([0.5, 0.5], requires_grad=True)
+    out = ddpo_clipped_loss(
+        log_prob, torch.zeros(2), torch.tensor([1.0, -1.0]), clip_range=0.1, adv_clip_max=5.0
+    )
+    out.loss.backward()
+    assert log_prob.grad[0] == 0 and log_prob.grad[1] > 0
+    assert out.clipfrac.item() == 1.0 and out.approx_kl.item() == pytest.approx(0.125)
+
+
+def _lora(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "pytorch_lora_weights.safetensors")
+
+
+def _trajectory(run: Path) -> list[dict]:
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in read_metrics(run)]
+
+
+@pytest.mark.slow
+def test_resume_repeats_the_uninterrupted_run_bitwise_and_writes_every_output(
+    tmp_path: Path, tiny_presets
+) -> None:
+    straight = tmp_path / "straight"
+    trainer = DDPOTrainer(small_config(straight), prompts=PROMPTS)
+    before = [p.detach().clone() for p in trainer.params]
+    summary = trainer.train()
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.params, strict=True)), (
+        "every LoRA tensor trains"
+    )
+
+    resumed = tmp_path / "resumed"
+    DDPOTrainer(small_config(resumed, num_epochs=2), prompts=PROMPTS).train()
+    DDPOTrainer(small_config(resumed, resume_from="latest"), prompts=PROMPTS).train()
+
+    lora_a, lora_b = _lora(straight), _lora(resumed)
+    assert lora_a.keys() == lora_b.keys() and all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+    assert _trajectory(straight) == _trajectory(resumed)
+    metrics = read_metrics(straight)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert all({"reward_mean", "reward_std", "approx_kl", "clipfrac", "loss"} <= m.keys() for m in metrics)
+    # 4 samples / 1 per batch / 2 accumulated = 2 optimizer steps per inner epoch, 2 inner epochs.
+    assert metrics[-1]["optimizer_steps"] == 3 * 2 * 2
+
+    # Outputs: checkpoints rotated, grids every 2 epochs and at the end, TensorBoard, summary, curve.
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert sorted(p.name for p in (straight / "samples").iterdir()) == ["epoch-0002.png", "epoch-0003.png"]
+    assert any((straight / "tensorboard").iterdir()) and (straight / "reward_curve.png").stat().st_size > 0
+    on_disk = json.loads((straight / "summary.json").read_text())
+    assert on_disk["optimizer_steps"] == 12 and {"eval_reward_base", "eval_reward_tuned"} <= on_disk.keys()
+    assert on_disk["eval_reward_tuned"] == summary["eval_reward_tuned"]
+
+    # Stock diffusers loads the LoRA, and it changes what the pipeline draws.
+    pipe = load_pipeline("tiny")
+    kwargs = dict(num_inference_steps=4, eta=1.0, output_type="pt")
+    base = pipe(PROMPTS, generator=torch.Generator().manual_seed(0), **kwargs).images
+    pipe.load_lora_weights(straight)
+    tuned = pipe(PROMPTS, generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert (tuned - base).abs().max() > 1e-4
+
+
+def test_bad_inputs_fail_early_with_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CanvasError, match="unknown reward 'sharpness'"):
+        DDPOTrainer(small_config(tmp_path, reward="sharpness"), prompts=PROMPTS)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n   \n")
+    with pytest.raises(CanvasError, match="no prompts in"):
+        DDPOTrainer(small_config(tmp_path, prompts=str(empty)))
+    with pytest.raises(CanvasError, match="multiple of train_batch_size"):
+        small_config(tmp_path, train_batch_size=3)
+    with pytest.raises(CanvasError, match="sample_eta must be > 0"):
+        small_config(tmp_path, sample_eta=0.0)
+
+
+class _BrokenReward:
+    def __init__(self, kind: str) -> None:
+        self.name, self.kind = f"broken-{kind}", kind
+
+    def __call__(self, images: torch.Tensor, prompts) -> torch.Tensor:
+        if self.kind == "nan":
+            out = torch.ones(images.shape[0])
+            out[1] = float("nan")
+            return out
+        return torch.ones(images.shape[0], 2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("nan", r"epoch 1: reward 'broken-nan' returned non-finite values at batch positions \[1\]"),
+        ("shape", r"epoch 1: reward 'broken-shape' returned shape \(2, 2\), expected \(2,\)"),
+    ],
+)
+def test_broken_reward_stops_with_the_epoch(tmp_path: Path, tiny_presets, kind: str, message: str) -> None:
+    trainer = DDPOTrainer(small_config(tmp_path), reward=_BrokenReward(kind), prompts=PROMPTS)
+    with pytest.raises(CanvasError, match=message):
+        trainer.train()
+    assert not (tmp_path / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_diverging_training_stops_with_the_step_number(tmp_path: Path, tiny_presets) -> None:
+    # A learning rate this large overflows the LoRA after the first optimizer step.
+    trainer = DDPOTrainer(
+        small_config(tmp_path, train_learning_rate=1e30, train_num_inner_epochs=1), prompts=PROMPTS
+    )
+    with pytest.raises(CanvasError, match=r"non-finite loss at epoch 1, optimizer step 2 \(timestep \d+\)"):
+        trainer.train()

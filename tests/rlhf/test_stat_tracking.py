@@ -1,0 +1,56 @@
+"""Per-prompt advantages: batch stats until a prompt has min_count rewards, then its own rolling buffer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+
+
+def test_batch_normalisation() -> None:
+    rewards = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    adv = batch_normalized_advantages(rewards)
+    expected = (rewards.numpy() - 3.0) / (np.std(rewards.numpy()) + 1e-6)
+    np.testing.assert_allclose(adv.numpy(), expected, rtol=1e-6)
+    assert batch_normalized_advantages(torch.ones(3)).abs().max() == 0  # equal rewards: no signal, no NaN
+
+
+def test_batch_stats_until_min_count_then_per_prompt() -> None:
+    tracker = PerPromptStatTracker(buffer_size=4, min_count=3)
+    prompts = ["cat", "cat", "dog", "dog"]
+    # Cats score high and dogs low: with batch stats cats get positive advantages ...
+    first = tracker.update(prompts, torch.tensor([10.0, 12.0, 0.0, 2.0]))
+    assert (first[:2] > 0).all() and (first[2:] < 0).all()
+    # ... once each prompt has >= 3 rewards, each is compared with its own history only.
+    second = tracker.update(prompts, torch.tensor([11.0, 13.0, 1.0, 3.0]))
+    cat_buffer = np.array([10.0, 12.0, 11.0, 13.0])
+    np.testing.assert_allclose(
+        second[:2].numpy(),
+        (np.array([11.0, 13.0]) - cat_buffer.mean()) / (cat_buffer.std() + 1e-6),
+        rtol=1e-6,
+    )
+    assert second[2] < 0 < second[3]
+    # The buffer rolls: only the newest 4 rewards per prompt are kept.
+    tracker.update(["cat"], torch.tensor([100.0]))
+    assert list(tracker.buffers["cat"]) == [12.0, 11.0, 13.0, 100.0]
+    assert tracker.stats()["dog"]["count"] == 4
+
+
+def test_state_round_trips_through_json() -> None:
+    tracker = PerPromptStatTracker(buffer_size=3, min_count=2)
+    tracker.update(["a", "b", "a"], torch.tensor([0.1, 0.2, 0.30000001]))
+    clone = PerPromptStatTracker(buffer_size=3, min_count=2)
+    clone.load_state_dict(json.loads(json.dumps(tracker.state_dict())))
+    batch = torch.tensor([0.5, -0.25, 0.125])
+    assert torch.equal(clone.update(["a", "b", "b"], batch), tracker.update(["a", "b", "b"], batch))
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="never fills"):
+        PerPromptStatTracker(buffer_size=4, min_count=8)
+    with pytest.raises(ValueError, match="prompts but"):
+        PerPromptStatTracker(4, 2).update(["a"], torch.zeros(2))
