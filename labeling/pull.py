@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,16 @@ def read_task_image(
     return data
 
 
+def _read_images(
+    client: LabelStudioClient, files_root: Path | None, tasks: list[dict[str, Any]]
+) -> dict[str, bytes]:
+    """Every image the tasks reference, read by a few threads (file and HTTP reads wait on the OS)."""
+    references = sorted({task[key] for task in tasks for key in ("image_0", "image_1")})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        images = pool.map(lambda ref: read_task_image(client, files_root, ref, {}), references)
+        return dict(zip(references, images, strict=True))
+
+
 def pull_preferences(
     project: str,
     output: Path,
@@ -184,7 +195,7 @@ def pull_preferences(
         by_pair[vote.pair_id].append(vote)
     labels: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
-    cache: dict[str, bytes] = {}
+    cache = _read_images(client, files_root, [collected.tasks[p] for p in by_pair])
     for pair_id in sorted(by_pair):
         votes = by_pair[pair_id]
         label, agreement = majority([v.choice for v in votes])
@@ -194,8 +205,8 @@ def pull_preferences(
         rows.append(
             {
                 "caption": data.get("prompt", ""),
-                "jpg_0": read_task_image(client, files_root, data["image_0"], cache),
-                "jpg_1": read_task_image(client, files_root, data["image_1"], cache),
+                "jpg_0": cache[data["image_0"]],
+                "jpg_1": cache[data["image_1"]],
                 "label_0": LABELS[label][0],
                 "label_1": LABELS[label][1],
                 "pair_id": pair_id,

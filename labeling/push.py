@@ -84,7 +84,11 @@ def project_images_dir(files_root: Path, project: str) -> Path:
 
 
 def local_file_url(files_root: Path, path: Path) -> str:
-    return f"/data/local-files/?d={path.relative_to(files_root).as_posix()}"
+    # String prefix rather than Path.relative_to: this runs 20,000 times for 10k pairs.
+    root, full = f"{files_root.as_posix().rstrip('/')}/", path.as_posix()
+    if not full.startswith(root):
+        raise CanvasError(f"{path} is not under the local-files root {files_root}")
+    return f"/data/local-files/?d={full[len(root) :]}"
 
 
 def _write_images(rows: list[dict[str, Any]], folder: Path) -> dict[str, tuple[Path, Path]]:
