@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,8 +60,10 @@ def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN201 - a tiny timing helper
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per measurement; medians are printed")
     args = parser.parse_args()
     n = args.pairs
+    raw_imports, pushes, raw_exports, pulls = [], [], [], []
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -70,10 +74,7 @@ def main() -> None:
             candidates = tmp / "candidates"
             write_candidates(candidates, n)
             rows = pq.read_table(candidates / "candidates.parquet", columns=["pair_id", "prompt"]).to_pylist()
-            folder = project_images_dir(server.files_root, "bench push")
-
-            # Baseline: Label Studio's own import of the same tasks, 1,000 per request.
-            raw_project = client.create_project("bench raw import", LABEL_CONFIG, 1)
+            folder = project_images_dir(server.files_root, "bench push 0")
             tasks = [
                 {
                     "data": {
@@ -85,17 +86,20 @@ def main() -> None:
                 }
                 for r in rows
             ]
-            start = time.perf_counter()
-            for i in range(0, n, 1000):
-                client.import_tasks(raw_project, tasks[i : i + 1000])
-            raw_import_s = time.perf_counter() - start
-
-            pushed, push_s = timed(
-                push_candidates, candidates, "bench push", url=server.url, data_dir=server.data_dir
-            )
-            assert pushed.created == n, pushed
+            for r in range(args.rounds):
+                # Baseline: Label Studio's own import of the same tasks, 1,000 per request, into a new project.
+                raw_project = client.create_project(f"bench raw import {r}", LABEL_CONFIG, 1)
+                start = time.perf_counter()
+                for i in range(0, n, 1000):
+                    client.import_tasks(raw_project, tasks[i : i + 1000])
+                raw_imports.append(time.perf_counter() - start)
+                pushed, seconds = timed(
+                    push_candidates, candidates, f"bench push {r}", url=server.url, data_dir=server.data_dir
+                )
+                assert pushed.created == n, pushed
+                pushes.append(seconds)
             _, repush_s = timed(
-                push_candidates, candidates, "bench push", url=server.url, data_dir=server.data_dir
+                push_candidates, candidates, "bench push 0", url=server.url, data_dir=server.data_dir
             )
 
             # An annotated project: n/2 pairs x 2 annotators = n annotations, imported inline with the tasks.
@@ -119,22 +123,33 @@ def main() -> None:
             ]
             for i in range(0, len(annotated), 500):
                 client.import_tasks(pull_project, annotated[i : i + 500])
-
-            exported, raw_export_s = timed(client.export_tasks, pull_project)
-            total = sum(len(t["annotations"]) for t in exported)
-            pulled, pull_s = timed(
-                pull_preferences, "bench pull", tmp / "pulled", url=server.url, data_dir=server.data_dir
-            )
-            assert pulled.kept == total, (pulled, total)
+            for _ in range(args.rounds):
+                exported, seconds = timed(client.export_tasks, pull_project)
+                raw_exports.append(seconds)
+                total = sum(len(t["annotations"]) for t in exported)
+                pulled, seconds = timed(
+                    pull_preferences, "bench pull", tmp / "pulled", url=server.url, data_dir=server.data_dir
+                )
+                assert pulled.kept == total, (pulled, total)
+                pulls.append(seconds)
         finally:
             server.stop()
 
-    print(f"push {n} pairs: {push_s:.2f} s (goal <= {PUSH_GOAL_S:.0f} s) | Label Studio raw import of the same "
-          f"tasks: {raw_import_s:.2f} s | ratio ours/raw {push_s / raw_import_s:.2f}x | "
-          f"idempotent re-push (0 new): {repush_s:.2f} s")  # fmt: skip
-    print(f"pull {total} annotations ({n // 2} pairs): {pull_s:.2f} s (goal <= {PULL_GOAL_S:.0f} s) | Label "
-          f"Studio raw JSON export: {raw_export_s:.2f} s | ratio ours/raw {pull_s / raw_export_s:.2f}x")  # fmt: skip
+    push_s, raw_import_s = statistics.median(pushes), statistics.median(raw_imports)
+    pull_s, raw_export_s = statistics.median(pulls), statistics.median(raw_exports)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load average {load}; medians of {args.rounds} rounds")
+    print(f"push {n} pairs: {push_s:.2f} s (goal <= {PUSH_GOAL_S:.0f} s; rounds {_fmt(pushes)}) | Label Studio "
+          f"raw import of the same tasks: {raw_import_s:.2f} s (rounds {_fmt(raw_imports)}) | ratio ours/raw "
+          f"{push_s / raw_import_s:.2f}x | idempotent re-push (0 new): {repush_s:.2f} s")  # fmt: skip
+    print(f"pull {total} annotations ({n // 2} pairs): {pull_s:.2f} s (goal <= {PULL_GOAL_S:.0f} s; rounds "
+          f"{_fmt(pulls)}) | Label Studio raw JSON export: {raw_export_s:.2f} s (rounds {_fmt(raw_exports)}) | "
+          f"ratio ours/raw {pull_s / raw_export_s:.2f}x")  # fmt: skip
     print(f"goals met: push {push_s <= PUSH_GOAL_S}, pull {pull_s <= PULL_GOAL_S}")
+
+
+def _fmt(values: list[float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":
