@@ -241,6 +241,11 @@ def push_candidates(
             created.update(zip((row["pair_id"] for row in batch), task_ids, strict=True))
             logger.info("imported %d / %d new pairs", len(created), len(new_rows))
 
+    already = [p for p in gold_answers if p not in created]
+    if already:
+        logger.warning(
+            "%d gold pairs were already in the project: their ground truth is left as it is", len(already)
+        )
     gold_count = 0
     for pair_id, answer in sorted(gold_answers.items()):
         if pair_id in created:
