@@ -119,4 +119,48 @@ def labeling(out: Path) -> tuple[str, str] | None:
     return "Labeling (Label Studio)", "".join(parts)
 
 
-ALL = (curation, labeling)
+def _metrics(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def _curves(records: list[dict], keys: list[str], title: str) -> str:
+    keys = [k for k in keys if any(k in r for r in records)]
+    if not keys:
+        return ""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    return figure_html(figure_data_uri(fig), title, width=min(300 * len(keys), 1000))
+
+
+def reward_model(out: Path) -> tuple[str, str] | None:
+    summary = _json(out / "reward" / "summary.json")
+    if summary is None:
+        return None
+    demo = _json(out / "demo.json") or {}
+    stage = next((s["summary"] for s in demo.get("stages", []) if s["name"] == "train reward"), {})
+    parts = [
+        f"<p>Bradley-Terry head on frozen CLIP features, trained on {summary['train_pairs']} pairs: held-out "
+        f"pairwise accuracy <b>{summary['heldout_accuracy']:.3f}</b> on {summary['heldout_pairs']} pairs "
+        f"(labels are the annotators' noisy majority), log-loss {summary['heldout_log_loss']:.3f}.</p>"
+    ]
+    if "oracle_agreement_all_pairs" in stage:
+        parts.append(
+            f"<p>Truth check: the learned reward orders {stage['oracle_agreement_all_pairs']:.1%} of all candidate "
+            f"pairs as the hidden oracle ({html.escape(stage['oracle'])}) does.</p>"
+        )
+    parts.append(
+        _curves(
+            _metrics(out / "reward"),
+            ["loss", "heldout/accuracy", "heldout/log_loss"],
+            "reward-model training",
+        )
+    )
+    return "Reward model", "".join(parts)
+
+
+ALL = (curation, labeling, reward_model)

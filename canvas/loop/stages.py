@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from canvas.loop.demo import PROJECT, DemoConfig, _prompts_from_curated
@@ -90,6 +91,26 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             "alpha": result.alpha,
         }
 
+    def train_reward() -> dict[str, Any]:
+        from rlhf.reward_config import RewardConfig
+        from rlhf.reward_trainer import RewardTrainer
+
+        summary = RewardTrainer(
+            RewardConfig(
+                preferences=str(out / "labels" / "preferences.parquet"),
+                output_dir=str(out / "reward"),
+                seed=cfg.seed,
+            )
+        ).train()
+        truth = _reward_vs_oracle(out / "candidates" / "candidates.parquet", out / "reward", cfg.oracle)
+        return {
+            "heldout_accuracy": summary["heldout_accuracy"],
+            "heldout_log_loss": summary["heldout_log_loss"],
+            "train_pairs": summary["train_pairs"],
+            "heldout_pairs": summary["heldout_pairs"],
+            **truth,
+        }
+
     def cleanup() -> None:
         server = state.pop("server", None)
         if server is not None:
@@ -105,5 +126,36 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         ("label push", push),
         ("simulated annotators", annotate),
         ("label pull", pull),
+        ("train reward", train_reward),
     ]
     return stages, cleanup
+
+
+def _reward_vs_oracle(candidates: Path, reward_dir: Path, oracle: str) -> dict[str, Any]:
+    """How often the learned reward orders each candidate pair as the annotators' true oracle does."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from PIL import Image
+
+    from rlhf.rewards import load_reward, score_checked
+
+    rows = pq.read_table(candidates, columns=["prompt", "image_0", "image_1"]).to_pylist()
+    learned, truth = load_reward(str(reward_dir)), load_reward(oracle)
+
+    def tensor(images: list[bytes]) -> torch.Tensor:
+        arrays = [
+            np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float32) / 255 for b in images
+        ]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+    prompts = [r["prompt"] for r in rows]
+    a, b = tensor([r["image_0"] for r in rows]), tensor([r["image_1"] for r in rows])
+    learned_order = score_checked(learned, a, prompts) > score_checked(learned, b, prompts)
+    true_order = score_checked(truth, a, prompts) > score_checked(truth, b, prompts)
+    return {
+        "oracle_agreement_all_pairs": float((learned_order == true_order).float().mean()),
+        "oracle": oracle,
+    }
