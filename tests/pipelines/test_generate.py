@@ -41,15 +41,12 @@ def test_generation_is_deterministic_for_a_seed_and_records_rejected_prompts(
     rejected = (tmp_path / "a/rejected_prompts.jsonl").read_text().splitlines()
     assert '"reason": "empty prompt"' in rejected[0] and '"reason": "duplicate of prompt #0"' in rejected[1]
 
-    # Same seed, prompts reordered and one added: the shared prompts give the very same pairs and pixels.
-    run_generation(
-        ["a dog", "a cat", "a blue car", "a red apple"],
-        tmp_path / "b",
-        images_per_prompt=3,
-        steps=3,
-        seed=5,
-        threads=1,
-    )
+    # Same seed, prompts reordered and one added, through the CLI: the shared prompts give the very
+    # same pairs and pixels.
+    txt = tmp_path / "prompts.txt"
+    txt.write_text("a dog\na cat\na blue car\na red apple\n")
+    flags = ["--images-per-prompt", "3", "--steps", "3", "--seed", "5", "--threads", "1"]
+    assert main(["generate", "--prompts", str(txt), "--output", str(tmp_path / "b"), *flags]) == 0
     again = {r["pair_id"]: r for r in pq.read_table(tmp_path / "b/candidates.parquet").to_pylist()}
     for row in rows:
         other = again[row["pair_id"]]
