@@ -76,7 +76,9 @@ class ClipEmbedder:
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)
-        self.model, self.preprocess, self.tokenizer = create_clip(self.model_name, self.pretrained)
+        # "none": the architecture with random weights (benchmarks measure speed, not quality).
+        pretrained = None if self.pretrained in (None, "", "none") else self.pretrained
+        self.model, self.preprocess, self.tokenizer = create_clip(self.model_name, pretrained)
         return self
 
     @property

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clip-pretrained",
         default=TINY_PRETRAINED,
-        help=f"open_clip pretrained tag or weights path (default {TINY_PRETRAINED})",
+        help=f"open_clip pretrained tag or weights path (default {TINY_PRETRAINED}; none = random weights, for benchmarks)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the documented default config and exit"
