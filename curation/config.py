@@ -6,6 +6,7 @@ Thresholds belong to the model. `resolve()` fills every `auto` from `MODEL_RULES
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     default = f.default
+    if isinstance(value, str) and value != "auto" and f.type != "str":
+        # YAML 1.1 reads `5e-5` (no dot) as a string; accept it as the number it obviously is.
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if value is None and default is None:
         return None
     if isinstance(default, bool):

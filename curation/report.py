@@ -150,7 +150,8 @@ def render_html(report: dict[str, Any], curated: pa.Table, rejected: pa.Table) -
         _histogram(
             scored_values(curated, rejected, "clip_score"),
             th["clip_score"].get("effective_threshold"),
-            f"CLIP score ({report['clip_model']})",
+            f"CLIP score ({report['clip_model']})"
+            + (" - filter off" if th["clip_score"]["mode"] == "off" else ""),
             "cosine(image, caption)",
         ),
         _histogram(

@@ -63,3 +63,9 @@ def test_malformed_config_is_one_clear_error(tmp_path: Path, text: str, message:
 def test_missing_config_file() -> None:
     with pytest.raises(CanvasError, match="config file not found"):
         load_config("/no/such/config.yaml")
+
+
+def test_yaml_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("semdedup:\n  eps: 5e-5\n")  # YAML 1.1 reads this as a string
+    assert resolve(load_config(path), "canvas-tiny-clip").semdedup.eps == 5e-5
