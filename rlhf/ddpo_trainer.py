@@ -109,9 +109,11 @@ class DDPOTrainer:
 
         # 3. pipeline, LoRA, optimizer
         self.pipe = self._load_pipeline(mixed)
-        self.params = add_unet_lora(
-            self.pipe.unet, rank=cfg.lora_rank, alpha=cfg.lora_alpha, init_lora=cfg.init_lora
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # the LoRA's random init is part of the run's seed
+            self.params = add_unet_lora(
+                self.pipe.unet, rank=cfg.lora_rank, alpha=cfg.lora_alpha, init_lora=cfg.init_lora
+            )
         optimizer = torch.optim.AdamW(
             self.params,
             lr=cfg.train_learning_rate,
