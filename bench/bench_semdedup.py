@@ -35,6 +35,8 @@ def make_data(n: int, d: int, centers: int, dup_fraction: float, seed: int = 0):
     topics /= np.linalg.norm(topics, axis=1, keepdims=True)
     n_dups = int(n * dup_fraction)
     n_base = n - n_dups
+    # Rows are written at shuffled positions (copies must not sit at the end), without a second copy.
+    position = rng.permutation(n)
     x = np.empty((n, d), dtype=np.float32)
     topic_noise, dup_noise = 0.059, 0.0034  # cosine ~0.6 to the topic, ~0.997 to the original
     chunk = 100_000
@@ -43,19 +45,14 @@ def make_data(n: int, d: int, centers: int, dup_fraction: float, seed: int = 0):
         block = topics[rng.integers(0, centers, e - s)] + topic_noise * rng.standard_normal(
             (e - s, d), dtype=np.float32
         )
-        x[s:e] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        x[position[s:e]] = block / np.linalg.norm(block, axis=1, keepdims=True)
     originals = rng.choice(n_base, n_dups, replace=False)
     for s in range(0, n_dups, chunk):
         e = min(n_dups, s + chunk)
-        block = x[originals[s:e]] + dup_noise * rng.standard_normal((e - s, d), dtype=np.float32)
-        x[n_base + s : n_base + e] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    pairs = np.stack([originals, np.arange(n_base, n)], axis=1)
-    # Shuffle rows so copies are not all at the end (positions must not help).
-    perm = rng.permutation(n)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[perm] = np.arange(n)
-    x[:] = x[perm]
-    return x, inverse[pairs]
+        block = x[position[originals[s:e]]] + dup_noise * rng.standard_normal((e - s, d), dtype=np.float32)
+        x[position[n_base + s : n_base + e]] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    pairs = np.stack([position[originals], position[n_base:]], axis=1)
+    return x, pairs
 
 
 def semdedup(x: np.ndarray, sample: int, seed: int = 0) -> tuple[dict[int, int], dict[str, float]]:

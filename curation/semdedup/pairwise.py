@@ -16,7 +16,9 @@ def max_sim_to_earlier(
     n = len(x)
     best = np.full(n, -np.inf, dtype=np.float32)
     arg = np.full(n, -1, dtype=np.int64)
-    block = max(1, min(n, max_block_bytes // max(4 * n, 1)))
+    # Column blocks of at most 512: each block multiplies only the rows above it, so the work is about
+    # half of the full n x n product (plus n x 512); memory is capped by max_block_bytes.
+    block = max(1, min(n, 512, max_block_bytes // max(4 * n, 1)))
     for start in range(1, n, block):
         stop = min(n, start + block)
         sims = x[:stop] @ x[start:stop].T  # (stop, block): only earlier rows matter for each column
