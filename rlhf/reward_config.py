@@ -20,7 +20,8 @@ class RewardConfig:
     )
     split: str = field(default="train", metadata={"help": "split to read from a Hugging Face dataset"})
     output_dir: str = field(
-        default="reward-output", metadata={"help": "where the model, metrics and checkpoints go"}
+        default="reward-output",
+        metadata={"help": "where the model, metrics and checkpoints go", "aliases": ["--output"]},
     )
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "fraction of pairs held out for accuracy and log-loss (seeded split)"}

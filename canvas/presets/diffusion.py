@@ -135,6 +135,13 @@ def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
         if not (path / "model_index.json").exists():
             build_tiny_sd(path)
         return str(path)
+    if pretrained == "tiny-sdxl":  # the SDXL-style tiny preset (canvas/presets/sdxl.py)
+        from canvas.presets.sdxl import build_tiny_sdxl
+
+        path = preset_dir(TINY_PRETRAINED, root) / "sdxl"
+        if not (path / "model_index.json").exists():
+            build_tiny_sdxl(path)
+        return str(path)
     return pretrained
 
 

@@ -1,0 +1,36 @@
+"""`canvas train dpo`: Diffusion-DPO LoRA fine-tuning (flags or `--config FILE.yaml`; `accelerate launch` for GPUs)."""
+
+from __future__ import annotations
+
+import argparse
+
+from canvas.cli._common import add_passthrough
+
+HELP = "Diffusion-DPO LoRA fine-tuning on preference pairs"
+
+
+def register(group: argparse._SubParsersAction) -> None:
+    add_passthrough(group, ("train", "dpo"), HELP, run)
+
+
+def run(argv: list[str]) -> int:
+    from trl import TrlParser
+
+    from canvas.errors import CanvasError
+    from rlhf.dpo_config import DiffusionDPOConfig
+    from rlhf.dpo_trainer import DiffusionDPOTrainer
+
+    (config,) = TrlParser(
+        (DiffusionDPOConfig,), prog="canvas train dpo", description=HELP
+    ).parse_args_and_config(argv)
+    if not config.preferences:
+        raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
+    summary = DiffusionDPOTrainer(config).train()
+    if summary:  # only the main process reports
+        acc = summary["heldout_implicit_acc"]
+        acc_text = "n/a" if acc is None else f"{acc:.3f}"
+        print(
+            f"{summary['steps']} steps, held-out implicit accuracy {acc_text}; "
+            f"LoRA -> {config.output_dir} (pipe.load_lora_weights)"
+        )
+    return 0

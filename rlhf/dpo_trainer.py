@@ -1,0 +1,345 @@
+"""`DiffusionDPOTrainer`: Diffusion-DPO (Wallace et al. 2023) with a LoRA on the UNet's attention.
+
+One training step, for a batch of (caption, winner, loser):
+1. encode both images to latents and the caption to text embeddings (frozen VAE / text encoders);
+2. draw ONE noise tensor and ONE timestep per pair and noise winner and loser with them;
+3. policy = UNet with LoRA; reference = the same UNet with the adapters disabled (no second UNet);
+4. mse_w, mse_l = per-pair squared error of each model's prediction, averaged over latent elements;
+   diff = mse_w - mse_l for policy (`model_diff`) and reference (`ref_diff`);
+5. loss = DPO_LOSSES[loss_type](model_diff, ref_diff, beta, target) (pure functions below).
+
+Ties are dropped by default; kept ties train with target 0.5 (never silently as wins). Resuming from a
+checkpoint restores LoRA, optimizer and RNG state and recomputes the batch order from the step, so the
+loss trajectory continues exactly (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from canvas.errors import CanvasError
+from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from rlhf.dpo_config import DiffusionDPOConfig
+from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from rlhf.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+DPOLoss = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
+
+
+def sigmoid_dpo_loss(
+    model_diff: torch.Tensor, ref_diff: torch.Tensor, beta: float, target: torch.Tensor
+) -> torch.Tensor:
+    """Per-pair Diffusion-DPO loss `-logsigmoid(-beta/2 * (model_diff - ref_diff))`.
+
+    `target` is P(winner preferred): 1 gives exactly the paper's loss; 0.5 (a kept tie) weighs both
+    orders equally, which pulls the policy towards the reference's margin instead of either image.
+    """
+    logits = -0.5 * beta * (model_diff - ref_diff)
+    return -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits))
+
+
+DPO_LOSSES: dict[str, DPOLoss] = {"sigmoid": sigmoid_dpo_loss}
+
+
+def register_dpo_loss(name: str, loss: DPOLoss) -> None:
+    """Add a loss `(model_diff, ref_diff, beta, target) -> per-pair loss` selectable by `loss_type`."""
+    DPO_LOSSES[name] = loss
+
+
+def implicit_accuracy(model_diff: torch.Tensor, ref_diff: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Share of clear pairs where the policy favours the winner more than the reference does."""
+    strict = target > 0.5
+    if not bool(strict.any()):
+        return torch.tensor(math.nan)
+    return ((model_diff - ref_diff)[strict] < 0).float().mean()
+
+
+class DiffusionDPOTrainer:
+    """Example:
+    >>> DiffusionDPOTrainer(DiffusionDPOConfig(preferences="prefs.parquet", output_dir="dpo")).train()
+    >>> pipe = load_pipeline("tiny"); pipe.load_lora_weights("dpo")
+    """
+
+    def __init__(self, config: DiffusionDPOConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import set_seed
+        from diffusers import DDPMScheduler
+
+        from canvas.presets import load_pipeline
+
+        self.config = cfg = config
+        if cfg.loss_type not in DPO_LOSSES:
+            raise CanvasError(
+                f"unknown loss_type {cfg.loss_type!r}; registered: {', '.join(sorted(DPO_LOSSES))}"
+            )
+        self.loss_fn = DPO_LOSSES[cfg.loss_type]
+        self.output_dir = Path(cfg.output_dir)
+        # A second trainer in one process may ask for another precision: forget the first one's choice
+        # (the distributed state, PartialState, is kept).
+        AcceleratorState._reset_state()
+        self.accelerator = acc = Accelerator(
+            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
+        )
+        set_seed(cfg.seed)
+
+        # -- data: validated before any model loads ------------------------------------------------------
+        data = load_preferences(cfg.preferences, split=cfg.split)
+        self.num_ties = data.num_ties
+        if cfg.drop_ties:
+            data = data.without_ties()
+        if len(data) == 0:
+            raise CanvasError(f"{cfg.preferences}: no pairs left to train on ({self.num_ties} ties dropped)")
+        self.train_data, self.heldout_data = data.split(cfg.heldout_fraction, cfg.seed)
+
+        # -- models: frozen pipeline parts in the mixed-precision dtype, LoRA in fp32 ---------------------
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+            acc.mixed_precision, torch.float32
+        )
+        self.pipe = pipe = load_pipeline(cfg.pretrained)
+        self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+        pipe.vae.to(acc.device, dtype=torch.float32)  # fp16 VAEs (SDXL's) overflow: encode in fp32
+        for encoder in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
+            if encoder is not None:
+                encoder.to(acc.device, dtype=self.weight_dtype).requires_grad_(False)
+        pipe.vae.requires_grad_(False)
+        unet = pipe.unet.to(acc.device, dtype=self.weight_dtype)
+        params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.resolution = cfg.resolution or unet.config.sample_size * pipe.vae_scale_factor
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+
+        # -- resume: LoRA, optimizer and RNG exactly as the checkpoint left them --------------------------
+        self.start_step = 0
+        checkpoint = resolve_resume(self.output_dir, cfg.resume)
+        if cfg.resume and checkpoint is None:
+            log.warning(
+                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
+            )
+        if checkpoint is not None:
+            state, _ = load_checkpoint(checkpoint, unet, optimizer)
+            self.start_step = int(state["step"])
+            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
+        self.params = params
+        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+
+    # -- data -------------------------------------------------------------------------------------------
+    def _indices(self, micro_step: int) -> list[int]:
+        """Pair indices of this process's share of global micro-batch `micro_step` (seeded epoch orders)."""
+        n, b = len(self.train_data), self.config.train_batch_size
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        start = micro_step * b * world + rank * b
+        out, cached = [], {}
+        for pos in range(start, start + b):
+            epoch = pos // n
+            if epoch not in cached:
+                gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+                cached[epoch] = torch.randperm(n, generator=gen).tolist()
+            out.append(cached[epoch][pos % n])
+        return out
+
+    def _batch(self, data: PreferenceData, indices: list[int]) -> dict[str, Any]:
+        pairs = [data[i] for i in indices]
+        images = [decode_pair(data, p) for p in pairs]
+        return {
+            "captions": [p.caption for p in pairs],
+            "winner": torch.stack([image_to_tensor(w, self.resolution) for w, _ in images]),
+            "loser": torch.stack([image_to_tensor(lo, self.resolution) for _, lo in images]),
+            "target": torch.tensor([p.target for p in pairs], dtype=torch.float32),
+        }
+
+    # -- the DPO terms ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _encode(self, batch: dict[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        dev, vae = self.accelerator.device, self.pipe.vae
+        pixels = torch.cat([batch["winner"], batch["loser"]]).to(dev) * 2 - 1
+        latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
+        out: dict[str, torch.Tensor] = {"latents": latents.to(self.weight_dtype)}
+        captions = batch["captions"]
+        if self.is_sdxl:
+            embeds, _, pooled, _ = self.pipe.encode_prompt(
+                captions, device=dev, do_classifier_free_guidance=False
+            )
+            r = self.resolution  # SDXL conditions on (original size, crop top-left, target size)
+            time_ids = torch.tensor([[r, r, 0, 0, r, r]], device=dev, dtype=self.weight_dtype)
+            out["added"] = {
+                "text_embeds": pooled.repeat(2, 1),
+                "time_ids": time_ids.repeat(2 * len(captions), 1),
+            }
+        else:
+            embeds, _ = self.pipe.encode_prompt(captions, dev, 1, False)
+        out["embeds"] = embeds.to(self.weight_dtype).repeat(2, 1, 1)
+        return out
+
+    def _diffs(
+        self, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """model_diff / ref_diff (and the mse terms) for one batch; differentiable in the LoRA."""
+        enc = self._encode(batch, generator)
+        latents = enc["latents"]
+        half = latents.shape[0] // 2
+        dev = latents.device
+        # One noise and one timestep per pair, shared by winner and loser.
+        noise = torch.randn(
+            latents[:half].shape, generator=generator, device=dev, dtype=latents.dtype
+        ).repeat(2, 1, 1, 1)
+        t = torch.randint(
+            0, self.noise_scheduler.config.num_train_timesteps, (half,), generator=generator, device=dev
+        ).repeat(2)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+
+        def mse(unet: Any) -> torch.Tensor:
+            with self.accelerator.autocast():
+                pred = unet(
+                    noisy, t, encoder_hidden_states=enc["embeds"], added_cond_kwargs=enc.get("added")
+                ).sample
+            return (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+
+        model_mse = mse(self.unet)
+        with torch.no_grad(), adapters_disabled(self.accelerator.unwrap_model(self.unet)):
+            ref_mse = mse(self.accelerator.unwrap_model(self.unet))
+        return {
+            "model_diff": model_mse[:half] - model_mse[half:],
+            "ref_diff": ref_mse[:half] - ref_mse[half:],
+            "mse_w": model_mse[:half],
+            "mse_l": model_mse[half:],
+        }
+
+    # -- evaluation -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: PreferenceData | None = None) -> dict[str, float]:
+        """Implicit accuracy and loss on held-out pairs, with a fixed noise seed (global RNG untouched)."""
+        data = self.heldout_data if data is None else data
+        if len(data) == 0:
+            return {}
+        gen = torch.Generator(self.accelerator.device).manual_seed(self.config.seed + 1)
+        accs, losses, weights = [], [], []
+        b = self.config.train_batch_size
+        for start in range(0, len(data), b):
+            batch = self._batch(data, list(range(start, min(start + b, len(data)))))
+            for _ in range(self.config.eval_noise_draws):
+                d = self._diffs(batch, gen)
+                target = batch["target"].to(d["model_diff"].device)
+                losses.append(
+                    self.loss_fn(d["model_diff"], d["ref_diff"], self.config.beta, target).sum().item()
+                )
+                strict = target > 0.5
+                accs.append(((d["model_diff"] - d["ref_diff"])[strict] < 0).float().sum().item())
+                weights.append((int(strict.sum()), len(target)))
+        n_strict = sum(w[0] for w in weights)
+        return {
+            "implicit_acc": sum(accs) / n_strict if n_strict else math.nan,
+            "loss": sum(losses) / sum(w[1] for w in weights),
+        }
+
+    # -- training -------------------------------------------------------------------------------------------
+    def _lr(self, step: int) -> float:
+        warmup = self.config.lr_warmup_steps
+        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+    def train(self) -> dict[str, Any]:
+        cfg, acc = self.config, self.accelerator
+        main = acc.is_main_process
+        logger = (
+            RunLogger(
+                self.output_dir,
+                resume_from_step=self.start_step if cfg.resume else None,
+                tensorboard=cfg.tensorboard and main,
+            )
+            if main
+            else None
+        )
+        self.unet.train()
+        last: dict[str, float] = {}
+        heldout: dict[str, float] = {}
+        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="dpo", unit="step", disable=not main)
+        for step in range(self.start_step, cfg.max_steps):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr(step)
+            sums: dict[str, float] = {}
+            for micro in range(cfg.gradient_accumulation_steps):
+                batch = self._batch(
+                    self.train_data, self._indices(step * cfg.gradient_accumulation_steps + micro)
+                )
+                with acc.accumulate(self.unet):
+                    d = self._diffs(batch)
+                    target = batch["target"].to(d["model_diff"].device)
+                    loss = self.loss_fn(d["model_diff"], d["ref_diff"], cfg.beta, target).mean()
+                    acc.backward(loss)
+                    grad_norm = None
+                    if acc.sync_gradients and cfg.max_grad_norm > 0:
+                        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                terms = {
+                    "loss": loss.detach(),
+                    "implicit_acc": implicit_accuracy(d["model_diff"].detach(), d["ref_diff"], target),
+                    **{k: v.detach().mean() for k, v in d.items()},
+                }
+                for k, v in terms.items():
+                    sums[k] = (
+                        sums.get(k, 0.0)
+                        + float(acc.reduce(v.to(acc.device), "mean")) / cfg.gradient_accumulation_steps
+                    )
+            done = step + 1
+            last = {**sums, "lr": self._lr(step)}
+            if grad_norm is not None:
+                last["grad_norm"] = float(grad_norm)
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['implicit_acc']:.2f}")
+            if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
+                heldout = self.evaluate()
+                last.update({f"heldout/{k}": v for k, v in heldout.items()})
+            if logger is not None and (done % cfg.logging_steps == 0 or done == cfg.max_steps):
+                logger.log(done, last)
+            if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0:
+                acc.wait_for_everyone()
+                if main:
+                    save_checkpoint(
+                        self.output_dir,
+                        done,
+                        acc.unwrap_model(self.unet),
+                        self.optimizer,
+                        limit=cfg.checkpoints_total_limit,
+                    )
+        bar.close()
+        heldout = self.evaluate()
+        acc.wait_for_everyone()
+        summary: dict[str, Any] = {}
+        if main:
+            save_unet_lora(acc.unwrap_model(self.unet), self.output_dir, pipeline_cls=type(self.pipe))
+            summary = {
+                "steps": cfg.max_steps,
+                "final": last,
+                "heldout_implicit_acc": heldout.get("implicit_acc"),
+                "heldout_loss": heldout.get("loss"),
+                "train_pairs": len(self.train_data),
+                "heldout_pairs": len(self.heldout_data),
+                "ties_in_source": self.num_ties,
+                "ties_dropped": self.num_ties if cfg.drop_ties else 0,
+                "pipeline": type(self.pipe).__name__,
+                "lora_dir": str(self.output_dir),
+                "config": asdict(cfg),
+            }
+            logger.write_summary(summary)
+            logger.close()
+        acc.end_training()
+        return summary

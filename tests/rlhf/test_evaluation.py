@@ -1,0 +1,63 @@
+"""Evaluation statistics and inputs: win rate with ties as halves, bootstrap interval, prompt files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from canvas.errors import CanvasError
+from rlhf.evaluation import bootstrap_interval, read_prompts, win_scores
+
+
+def test_win_scores_count_ties_as_half() -> None:
+    base = torch.tensor([0.1, 0.5, 0.9, 0.3])
+    tuned = torch.tensor([0.2, 0.5, 0.1, 0.4])
+    assert win_scores(base, tuned).tolist() == [1.0, 0.5, 0.0, 1.0]
+
+
+def test_bootstrap_interval_brackets_the_rate_and_narrows_with_more_prompts() -> None:
+    rng = np.random.default_rng(0)
+    small = (rng.random(30) < 0.7).astype(float)
+    large = (rng.random(3000) < 0.7).astype(float)
+    lo_s, hi_s = bootstrap_interval(small, seed=0)
+    lo_l, hi_l = bootstrap_interval(large, seed=0)
+    assert lo_s <= small.mean() <= hi_s and lo_l <= large.mean() <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 5
+    assert lo_l < 0.7 < hi_l
+    assert bootstrap_interval(small, seed=0) == (lo_s, hi_s)  # seeded
+    assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)
+
+
+def test_prompt_files(tmp_path: Path) -> None:
+    path = tmp_path / "p.txt"
+    path.write_text("# header\na red ball\n\n  a blue cube \n")
+    assert read_prompts(path) == ["a red ball", "a blue cube"]
+    path.write_text("\n# only a comment\n")
+    with pytest.raises(CanvasError, match="no prompts"):
+        read_prompts(path)
+    with pytest.raises(CanvasError, match="no such prompts file"):
+        read_prompts(tmp_path / "missing.txt")
+
+
+def test_eval_without_lora_weights_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canvas.cli import main
+
+    (tmp_path / "p.txt").write_text("a cat\n")
+    code = main(
+        [
+            "eval",
+            "--lora",
+            str(tmp_path),
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "no LoRA weights" in err and err.count("\n") == 1
