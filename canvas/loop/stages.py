@@ -111,6 +111,61 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             **truth,
         }
 
+    def train_dpo() -> dict[str, Any]:
+        from rlhf.dpo_config import DiffusionDPOConfig
+        from rlhf.dpo_trainer import DiffusionDPOTrainer
+
+        summary = DiffusionDPOTrainer(
+            DiffusionDPOConfig(
+                preferences=str(out / "labels" / "preferences.parquet"),
+                output_dir=str(out / "dpo"),
+                max_steps=cfg.dpo_steps,
+                train_batch_size=8,
+                learning_rate=1e-3,
+                checkpointing_steps=max(cfg.dpo_steps // 2, 1),
+                seed=cfg.seed,
+            )
+        ).train()
+        return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+
+    def train_ddpo() -> dict[str, Any]:
+        from rlhf.ddpo_config import DDPOConfig
+        from rlhf.ddpo_trainer import DDPOTrainer
+
+        summary = DDPOTrainer(
+            DDPOConfig(
+                prompts=str(out / "prompts.txt"),
+                reward=str(out / "reward"),  # the reward model learned from the annotators
+                output_dir=str(out / "ddpo"),
+                num_epochs=cfg.ddpo_epochs,
+                mixed_precision="no",
+                sample_num_steps=cfg.gen_steps,
+                sample_batch_size=8,
+                sample_num_batches_per_epoch=2,
+                train_batch_size=4,
+                train_learning_rate=3e-3,
+                train_clip_range=1e-2,
+                sample_grid_freq=max(cfg.ddpo_epochs // 2, 1),
+                seed=cfg.seed,
+            )
+        ).train()
+        return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+
+    def evaluate_both() -> dict[str, Any]:
+        from rlhf.evaluation import evaluate
+
+        prompts = (out / "prompts.txt").read_text().splitlines()[: cfg.eval_prompts]
+        results: dict[str, Any] = {}
+        for method in ("dpo", "ddpo"):
+            for reward_name, reward in (("oracle", cfg.oracle), ("learned", str(out / "reward"))):
+                summary = evaluate(
+                    "tiny", out / method, prompts, reward, out / "eval" / f"{method}-{reward_name}",
+                    seed=cfg.seed, num_inference_steps=cfg.gen_steps,
+                )  # fmt: skip
+                results[f"{method}_{reward_name}_win_rate"] = summary["win_rate"]
+                results[f"{method}_{reward_name}_ci95_low"] = summary["win_rate_ci95"][0]
+        return results
+
     def cleanup() -> None:
         server = state.pop("server", None)
         if server is not None:
@@ -127,6 +182,9 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         ("simulated annotators", annotate),
         ("label pull", pull),
         ("train reward", train_reward),
+        ("train dpo", train_dpo),
+        ("train ddpo", train_ddpo),
+        ("eval", evaluate_both),
     ]
     return stages, cleanup
 
