@@ -39,7 +39,9 @@ class DemoConfig:
         default=4, metadata={"help": "images per prompt; every 2-combination is a pair"}
     )
     gen_steps: int = field(default=10, metadata={"help": "denoising steps of candidate generation"})
-    overlap: int = field(default=3, metadata={"help": "distinct simulated annotators per pair (odd: fewer ties)"})
+    overlap: int = field(
+        default=3, metadata={"help": "distinct simulated annotators per pair (odd: fewer ties)"}
+    )
     oracle: str = field(default="brightness", metadata={"help": "the simulated annotators' true preference"})
     error_rates: tuple[float, ...] = field(default=(0.05, 0.15, 0.3), metadata={"help": "one per annotator"})
     dpo_steps: int = field(default=300, metadata={"help": "Diffusion-DPO optimizer steps"})

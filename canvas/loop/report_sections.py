@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from canvas.report import figure_data_uri, figure_html, table_html, thumbnail_data_uri  # noqa: E402
+from canvas.report import figure_data_uri, figure_html, png_data_uri, table_html, thumbnail_data_uri  # noqa: E402
 
 
 def _json(path: Path):
@@ -163,4 +163,88 @@ def reward_model(out: Path) -> tuple[str, str] | None:
     return "Reward model", "".join(parts)
 
 
-ALL = (curation, labeling, reward_model)
+def fine_tuning(out: Path) -> tuple[str, str] | None:
+    parts = []
+    dpo = _metrics(out / "dpo")
+    if dpo:
+        summary = _json(out / "dpo" / "summary.json") or {}
+        parts.append(
+            f"<h3>Diffusion-DPO</h3><p>{summary.get('steps', len(dpo))} steps on {summary.get('train_pairs', '?')} pairs "
+            f"({summary.get('ties_dropped', 0)} ties dropped); held-out implicit accuracy "
+            f"{summary.get('heldout_implicit_acc', float('nan')):.3f}.</p>"
+        )
+        parts.append(
+            _curves(dpo, ["loss", "implicit_acc", "model_diff", "ref_diff"], "Diffusion-DPO training")
+        )
+    ddpo = _metrics(out / "ddpo")
+    if ddpo:
+        summary = _json(out / "ddpo" / "summary.json") or {}
+        parts.append(
+            f"<h3>DDPO</h3><p>{summary.get('epochs', len(ddpo))} epochs against the learned reward model; mean "
+            f"reward of the epoch's samples {summary.get('reward_mean_first_epoch', float('nan')):.3f} (first) -> "
+            f"{summary.get('reward_mean_last_epoch', float('nan')):.3f} (last).</p>"
+        )
+        parts.append(_curves(ddpo, ["reward_mean", "loss", "approx_kl", "clipfrac"], "DDPO training"))
+    if not parts:
+        return None
+    return "Fine-tuning", "".join(parts)
+
+
+def evaluation(out: Path) -> tuple[str, str] | None:
+    runs = (
+        sorted(p for p in (out / "eval").glob("*") if (p / "summary.json").exists())
+        if (out / "eval").exists()
+        else []
+    )
+    if not runs:
+        return None
+    rows, grids = [], []
+    for run in runs:
+        summary = _json(run / "summary.json")
+        low, high = summary["win_rate_ci95"]
+        rows.append(
+            {
+                "model": run.name.split("-")[0],
+                "scored by": run.name.split("-", 1)[1],
+                "win rate tuned > base": summary["win_rate"],
+                "95% CI": f"{low:.2f} - {high:.2f}",
+                "base mean reward": summary["base_mean_reward"],
+                "tuned mean reward": summary["tuned_mean_reward"],
+                "prompts": summary["n_prompts"],
+            }
+        )
+        grid = run / "grid.png"
+        if grid.exists() and run.name.endswith("oracle"):
+            grids.append(
+                figure_html(
+                    png_data_uri(grid.read_bytes()),
+                    f"{run.name}: base row vs tuned row",
+                    width=900,
+                    pixelated=True,
+                )
+            )
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rows)))
+    for i, row in enumerate(rows):
+        low, high = (float(x) for x in row["95% CI"].split(" - "))
+        ax.errorbar(
+            row["win rate tuned > base"],
+            i,
+            xerr=[[row["win rate tuned > base"] - low], [high - row["win rate tuned > base"]]],
+            fmt="o",
+            capsize=4,
+        )
+    ax.axvline(0.5, color="k", ls="--", lw=1)
+    ax.set_yticks(range(len(rows)), [f"{r['model']} / {r['scored by']}" for r in rows])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate of tuned over base (bootstrap 95% interval)")
+    body = (
+        "<p>Base and tuned sample with the same seeds; each prompt's tuned image wins if it scores higher. "
+        "'oracle' is the annotators' hidden true preference, 'learned' the reward model trained on their labels.</p>"
+        + table_html(rows)
+        + figure_html(figure_data_uri(fig), "win rates with 95% intervals", width=600)
+        + "".join(grids)
+    )
+    return "Evaluation: tuned vs base", body
+
+
+ALL = (curation, labeling, reward_model, fine_tuning, evaluation)
