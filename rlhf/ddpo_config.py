@@ -94,6 +94,13 @@ class DDPOConfig:
             "help": "LoRA rank on the UNet attention projections. Default: diffusers' LoRA rank both used."
         },
     )
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
+        metadata={
+            "help": "UNet modules that get LoRA. Default: the attention projections, as both; add e.g. conv_out "
+            "to let the adapter shift the UNet's output directly."
+        },
+    )
     lora_alpha: float | None = field(
         default=None, metadata={"help": "LoRA alpha; None = rank (scale 1, as both). "}
     )

@@ -112,7 +112,11 @@ class DDPOTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the LoRA's random init is part of the run's seed
             self.params = add_unet_lora(
-                self.pipe.unet, rank=cfg.lora_rank, alpha=cfg.lora_alpha, init_lora=cfg.init_lora
+                self.pipe.unet,
+                rank=cfg.lora_rank,
+                alpha=cfg.lora_alpha,
+                target_modules=cfg.lora_target_modules,
+                init_lora=cfg.init_lora,
             )
         optimizer = torch.optim.AdamW(
             self.params,
