@@ -90,17 +90,19 @@ class Hit:
 def choose_factory(num_rows: int, dim: int) -> tuple[str, int, int]:
     """The FAISS factory string and search parameters (nprobe, k_factor) for a set of this size.
 
-    Flat (exact) up to `FLAT_MAX_ROWS`. Above it: a PCA rotation keeping 15/16 of the dimensions, IVF with
-    ~4 sqrt(n) lists (a power of two), and 4-bit scalar quantization of the residuals: dim * 15/32 bytes
-    + 8 (the id) per vector, under 1/8 of float32 (dim * 4 bytes) for dim >= 256. PQ at the same size
-    (2 bits/dim with 8-bit codes) loses too much; `bench/bench_index.py` measures this string's recall@10
-    against exact search. The inverted lists are plain arrays, so loading can memory-map them.
+    Flat (exact) up to `FLAT_MAX_ROWS`. Above it: a PCA rotation keeping the leading 19/32 of the
+    dimensions (CLIP-like embeddings have a fast-decaying spectrum), IVF with ~4 sqrt(n) lists (a power of
+    two), and 6-bit scalar quantization of the residuals: dim * 57/256 bytes + 8 (the id) per vector,
+    about 1/8.5 of float32 (dim * 4 bytes) at dim 512 once the centroids are amortised. At the same size,
+    4-bit codes of 15/16 of the dims or PQ lose more recall (`bench/bench_index.py` measures these
+    strings against exact search; docs/benchmarks.md). The inverted lists are plain arrays, so loading
+    can memory-map them. nprobe = nlist / 64: recall was flat beyond it in the bench.
     """
     if num_rows <= FLAT_MAX_ROWS:
         return "Flat", 0, 1
     nlist = 2 ** round(math.log2(4 * math.sqrt(num_rows)))
-    kept = dim * 15 // 16
-    return f"PCAR{kept},IVF{nlist},SQ4", max(1, nlist // 8), 1
+    kept = max(8, dim * 19 // 32)
+    return f"PCAR{kept},IVF{nlist},SQ6", max(8, nlist // 64), 1
 
 
 def metric_for(factory: str) -> str:

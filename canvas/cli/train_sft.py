@@ -1,0 +1,39 @@
+"""`canvas train sft`: supervised LoRA fine-tuning on image-caption rows (flags or `--config FILE.yaml`).
+
+Multi-GPU / mixed precision: `accelerate launch -m canvas train sft ...` with `--mixed_precision bf16`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from canvas.cli._common import add_passthrough
+
+HELP = "supervised LoRA fine-tuning on image-caption rows (curated or subset Parquet)"
+
+
+def register(group: argparse._SubParsersAction) -> None:
+    add_passthrough(group, ("train", "sft"), HELP, run)
+
+
+def run(argv: list[str]) -> int:
+    from trl import TrlParser
+
+    from canvas.errors import CanvasError
+    from rlhf.sft_config import SFTConfig
+    from rlhf.sft_trainer import SFTTrainer
+
+    # `--output DIR` is the short form the other canvas commands use; the dataclass field is output_dir.
+    argv = ["--output_dir" if a == "--output" else a.replace("--output=", "--output_dir=", 1) for a in argv]
+    (config,) = TrlParser((SFTConfig,), prog="canvas train sft", description=HELP).parse_args_and_config(argv)
+    if not config.data:
+        raise CanvasError("--data is required (a curated folder, a subset folder or a Parquet file)")
+    summary = SFTTrainer(config).train()
+    if summary:  # only the main process reports
+        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        print(
+            f"{summary['steps']} steps, held-out denoising loss {fmt(summary['heldout_loss'])} "
+            f"(base model {fmt(summary['base_heldout_loss'])}); LoRA -> {config.output_dir} "
+            "(pipe.load_lora_weights)"
+        )
+    return 0

@@ -1,0 +1,373 @@
+"""`SFTTrainer`: supervised LoRA fine-tuning of a diffusion UNet on image-caption rows.
+
+One training step, for a batch of (caption, image):
+1. latent = a sample of the frozen VAE's posterior for the image; text embedding from the frozen text
+   encoder (both computed once for the whole data set: they never change);
+2. draw noise and a timestep per image, noise the latent (DDPM forward process);
+3. loss = `noise_prediction_loss`: MSE between the UNet's prediction and the noise (or v), optionally
+   Min-SNR-gamma weighted (a pure function below).
+
+Rows come from a curated set (`DIR/curated/*.parquet`), a subset (`DIR/subset.parquet`) or any Parquet
+with caption and image-bytes columns. Rows whose image cannot be decoded are skipped and counted
+(`rows_rejected` in summary.json). Resuming restores LoRA, optimizer and RNG state and recomputes the
+batch order from the step, so the loss trajectory continues exactly (bitwise on CPU). The LoRA is saved
+in the diffusers format: stock `pipe.load_lora_weights(OUTPUT)` loads it, and `canvas train dpo/ddpo
+--init_lora OUTPUT` starts from it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from canvas.errors import CanvasError
+from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from rlhf.sft_config import SFTConfig
+from rlhf.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+
+# -- the objective (pure) ------------------------------------------------------------------------------
+
+
+def min_snr_weights(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weights per sample (Hang et al. 2023)."""
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
+
+
+def noise_prediction_loss(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample MSE over latent elements, times optional per-sample weights, averaged over the batch."""
+    per_sample = (pred.float() - target.float()).pow(2).mean(dim=tuple(range(1, pred.ndim)))
+    return (per_sample * weights).mean() if weights is not None else per_sample.mean()
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageCaptionData:
+    """Decoded rows: images `(n, 3, R, R)` in [0, 1] and captions; `rejected` counts undecodable rows."""
+
+    images: torch.Tensor
+    captions: list[str]
+    rejected: int = 0
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def split(self, fraction: float, seed: int) -> tuple[ImageCaptionData, ImageCaptionData]:
+        n = len(self)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        held = max(1, round(n * fraction)) if fraction > 0 and n > 1 else 0
+        pick = lambda idx: ImageCaptionData(self.images[idx], [self.captions[i] for i in idx])  # noqa: E731
+        return pick(sorted(order[held:])), pick(sorted(order[:held]))
+
+
+def parquet_files(data: str | Path) -> list[Path]:
+    """A Parquet file, a folder of them, or a curated folder (its `curated/` part files)."""
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        for folder in (path / "curated", path):
+            files = sorted(folder.glob("*.parquet"))
+            if files:
+                return files
+    raise CanvasError(f"no Parquet data at {data!r} (give a .parquet file, a subset or a curated folder)")
+
+
+def image_to_tensor(data: bytes, resolution: int) -> torch.Tensor:
+    """Decode, resize the shorter side to `resolution`, centre-crop: `(3, R, R)` float in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("RGB")
+    scale = resolution / min(img.size)
+    img = img.resize(
+        (max(resolution, round(img.width * scale)), max(resolution, round(img.height * scale))), Image.BICUBIC
+    )
+    left, top = (img.width - resolution) // 2, (img.height - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def load_image_caption_rows(
+    data: str | Path, resolution: int, caption_column: str = "caption", image_column: str = "image"
+) -> ImageCaptionData:
+    import pyarrow.parquet as pq
+
+    images, captions, rejected = [], [], 0
+    for path in parquet_files(data):
+        names = pq.read_schema(path).names
+        missing = [c for c in (caption_column, image_column) if c not in names]
+        if missing:
+            raise CanvasError(f"{path} has no column(s) {missing}; columns: {names}")
+        table = pq.read_table(path, columns=[caption_column, image_column])
+        for caption, blob in zip(
+            table[caption_column].to_pylist(), table[image_column].to_pylist(), strict=True
+        ):
+            try:
+                images.append(image_to_tensor(blob, resolution))
+            except (OSError, ValueError, TypeError) as exc:
+                rejected += 1
+                log.warning("skipping a row of %s: undecodable image (%s)", path.name, exc)
+                continue
+            captions.append(caption or "")
+    if not captions:
+        raise CanvasError(f"{data}: no decodable image-caption rows to train on ({rejected} rejected)")
+    return ImageCaptionData(torch.stack(images), captions, rejected)
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+
+
+class SFTTrainer:
+    """Example:
+    >>> SFTTrainer(SFTConfig(data="subset/subset.parquet", output_dir="sft")).train()
+    >>> pipe = load_pipeline("tiny"); pipe.load_lora_weights("sft")
+    """
+
+    def __init__(self, config: SFTConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import set_seed
+        from diffusers import DDPMScheduler
+
+        from canvas.presets import load_pipeline
+
+        self.config = cfg = config
+        self.output_dir = Path(cfg.output_dir)
+        AcceleratorState._reset_state()  # a second trainer in one process may want another precision
+        self.accelerator = acc = Accelerator(
+            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
+        )
+        set_seed(cfg.seed)
+
+        # -- models: frozen VAE / text encoders in the mixed-precision dtype, LoRA in fp32 -----------------
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+            acc.mixed_precision, torch.float32
+        )
+        self.pipe = pipe = load_pipeline(cfg.pretrained)
+        self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+        unet = pipe.unet
+        self.resolution = cfg.resolution or unet.config.sample_size * pipe.vae_scale_factor
+
+        # -- data: decoded and encoded once (the encoders are frozen) ---------------------------------------
+        data = load_image_caption_rows(cfg.data, self.resolution, cfg.caption_column, cfg.image_column)
+        self.rows_rejected = data.rejected
+        self.train_data, self.heldout_data = data.split(cfg.heldout_fraction, cfg.seed)
+        pipe.vae.to(acc.device, dtype=torch.float32).requires_grad_(False)  # fp16 VAEs overflow: fp32
+        for encoder in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
+            if encoder is not None:
+                encoder.to(acc.device, dtype=self.weight_dtype).requires_grad_(False)
+        self.train_enc = self._encode(self.train_data)
+        self.heldout_enc = self._encode(self.heldout_data) if len(self.heldout_data) else None
+
+        unet.to(acc.device, dtype=self.weight_dtype)
+        params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+
+        # -- resume: LoRA, optimizer and RNG exactly as the checkpoint left them --------------------------
+        self.start_step = 0
+        checkpoint = resolve_resume(self.output_dir, cfg.resume)
+        if cfg.resume and checkpoint is None:
+            log.warning(
+                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
+            )
+        if checkpoint is not None:
+            state, _ = load_checkpoint(checkpoint, unet, optimizer)
+            self.start_step = int(state["step"])
+            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
+        self.params = params
+        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+
+    @torch.no_grad()
+    def _encode(self, data: ImageCaptionData, batch: int = 32) -> dict[str, Any]:
+        """VAE posterior (mean, std) per image and text conditioning per caption."""
+        dev, vae = self.accelerator.device, self.pipe.vae
+        means, stds, embeds, pooled = [], [], [], []
+        for lo in range(0, len(data), batch):
+            dist = vae.encode(data.images[lo : lo + batch].to(dev) * 2 - 1).latent_dist
+            means.append(dist.mean * vae.config.scaling_factor)
+            stds.append(dist.std * vae.config.scaling_factor)
+            captions = data.captions[lo : lo + batch]
+            if self.is_sdxl:
+                e, _, p, _ = self.pipe.encode_prompt(captions, device=dev, do_classifier_free_guidance=False)
+                pooled.append(p.to(self.weight_dtype))
+            else:
+                e, _ = self.pipe.encode_prompt(captions, dev, 1, False)
+            embeds.append(e.to(self.weight_dtype))
+        out: dict[str, Any] = {"mean": torch.cat(means), "std": torch.cat(stds), "embeds": torch.cat(embeds)}
+        if pooled:
+            out["pooled"] = torch.cat(pooled)
+        return out
+
+    # -- batches --------------------------------------------------------------------------------------
+    def _indices(self, micro_step: int) -> list[int]:
+        """Row indices of this process's share of global micro-batch `micro_step` (seeded epoch orders)."""
+        n, b = len(self.train_data), self.config.train_batch_size
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        start = micro_step * b * world + rank * b
+        out, cached = [], {}
+        for pos in range(start, start + b):
+            epoch = pos // n
+            if epoch not in cached:
+                gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+                cached[epoch] = torch.randperm(n, generator=gen).tolist()
+            out.append(cached[epoch][pos % n])
+        return out
+
+    def _loss(
+        self,
+        enc: dict[str, Any],
+        idx: list[int],
+        generator: torch.Generator | None = None,
+        flip: bool = False,
+    ) -> torch.Tensor:
+        """Noise-prediction loss on rows `idx` of encoded data; fresh latent sample, noise and timesteps."""
+        cfg, sched = self.config, self.noise_scheduler
+        dev = self.accelerator.device
+        mean, std = enc["mean"][idx], enc["std"][idx]
+        latents = mean + std * torch.randn(mean.shape, generator=generator, device=dev)
+        if flip:
+            mask = torch.rand(len(idx), generator=generator, device=dev) < 0.5
+            latents = torch.where(mask[:, None, None, None], latents.flip(-1), latents)
+        noise = torch.randn(latents.shape, generator=generator, device=dev)
+        if cfg.noise_offset:
+            noise = noise + cfg.noise_offset * torch.randn(
+                (len(idx), latents.shape[1], 1, 1), generator=generator, device=dev
+            )
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=generator, device=dev)
+        noisy = sched.add_noise(latents, noise, t).to(self.weight_dtype)
+        target = (
+            sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        )
+        added = None
+        if self.is_sdxl:
+            r = self.resolution  # SDXL conditions on (original size, crop top-left, target size)
+            time_ids = torch.tensor([[r, r, 0, 0, r, r]], device=dev, dtype=self.weight_dtype).repeat(
+                len(idx), 1
+            )
+            added = {"text_embeds": enc["pooled"][idx], "time_ids": time_ids}
+        with self.accelerator.autocast():
+            pred = self.unet(
+                noisy, t, encoder_hidden_states=enc["embeds"][idx], added_cond_kwargs=added
+            ).sample
+        weights = None
+        if cfg.snr_gamma is not None:
+            from diffusers.training_utils import compute_snr
+
+            weights = min_snr_weights(
+                compute_snr(sched, t).float(), cfg.snr_gamma, sched.config.prediction_type
+            )
+        return noise_prediction_loss(pred, target, weights)
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out denoising loss (plain MSE) with a fixed noise seed, so runs and steps compare."""
+        if self.heldout_enc is None:
+            return {}
+        gen = torch.Generator(self.accelerator.device).manual_seed(self.config.seed + 1)
+        n, b = len(self.heldout_data), self.config.train_batch_size
+        total = 0.0
+        gamma, self.config.snr_gamma = self.config.snr_gamma, None  # report the unweighted objective
+        try:
+            for _ in range(self.config.eval_noise_draws):
+                for lo in range(0, n, b):
+                    idx = list(range(lo, min(lo + b, n)))
+                    total += self._loss(self.heldout_enc, idx, gen).item() * len(idx)
+        finally:
+            self.config.snr_gamma = gamma
+        return {"loss": total / (n * self.config.eval_noise_draws)}
+
+    # -- training -------------------------------------------------------------------------------------
+    def _lr(self, step: int) -> float:
+        warmup = self.config.lr_warmup_steps
+        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+    def train(self) -> dict[str, Any]:
+        cfg, acc = self.config, self.accelerator
+        main = acc.is_main_process
+        logger = None
+        if main:
+            resume_step = self.start_step if cfg.resume else None
+            logger = RunLogger(self.output_dir, resume_from_step=resume_step, tensorboard=cfg.tensorboard)
+        # The base model's held-out loss: the bar the fine-tuned LoRA has to clear (zero LoRA = base).
+        with adapters_disabled(acc.unwrap_model(self.unet)):
+            base = self.evaluate()
+        self.unet.train()
+        last: dict[str, float] = {}
+        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="sft", unit="step", disable=not main)
+        for step in range(self.start_step, cfg.max_steps):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr(step)
+            loss_sum, grad_norm = 0.0, None
+            for micro in range(cfg.gradient_accumulation_steps):
+                idx = self._indices(step * cfg.gradient_accumulation_steps + micro)
+                with acc.accumulate(self.unet):
+                    loss = self._loss(self.train_enc, idx, flip=cfg.random_flip)
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.max_grad_norm > 0:
+                        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                loss_sum += float(acc.reduce(loss.detach(), "mean")) / cfg.gradient_accumulation_steps
+            done = step + 1
+            last = {"loss": loss_sum, "lr": self._lr(step)}
+            if grad_norm is not None:
+                last["grad_norm"] = float(grad_norm)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.4f}")
+            if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
+                last.update({f"heldout/{k}": v for k, v in self.evaluate().items()})
+                self.unet.train()
+            if logger is not None and (done % cfg.logging_steps == 0 or done == cfg.max_steps):
+                logger.log(done, last)
+            if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0:
+                acc.wait_for_everyone()
+                if main:
+                    save_checkpoint(
+                        self.output_dir,
+                        done,
+                        acc.unwrap_model(self.unet),
+                        self.optimizer,
+                        limit=cfg.checkpoints_total_limit,
+                    )
+        bar.close()
+        heldout = self.evaluate()
+        acc.wait_for_everyone()
+        summary: dict[str, Any] = {}
+        if main:
+            save_unet_lora(acc.unwrap_model(self.unet), self.output_dir, pipeline_cls=type(self.pipe))
+            summary = {
+                "steps": cfg.max_steps,
+                "final": last,
+                "heldout_loss": heldout.get("loss"),
+                "base_heldout_loss": base.get("loss"),
+                "train_rows": len(self.train_data),
+                "heldout_rows": len(self.heldout_data),
+                "rows_rejected": self.rows_rejected,
+                "pipeline": type(self.pipe).__name__,
+                "lora_dir": str(self.output_dir),
+                "config": asdict(cfg),
+            }
+            logger.write_summary(summary)
+            logger.close()
+        acc.end_training()
+        return summary
