@@ -9,10 +9,10 @@ folder holds:
 - `index.json`: the manifest (`IndexManifest`): CLIP model and weights, embedding dim, metric, factory,
   search parameters. Queries embed text or images with exactly that model.
 
-Scores are inner products of unit vectors, i.e. cosine similarities. Small sets get an exact flat index;
-large ones an IVF-PQ index with a compact re-ranking stage (see `choose_factory` and
+Scores are cosine similarities of unit vectors. Small sets get an exact flat index (inner product); large
+ones PCA + IVF + 6-bit residual codes (L2, converted to cosine; see `choose_factory` and
 `bench/bench_index.py` for the recall/size trade-off it was picked for), trained on a seeded sample.
-Loading memory-maps the index file (`faiss.IO_FLAG_MMAP`) so a large index is not read into RAM.
+Loading memory-maps the inverted lists (`faiss.IO_FLAG_MMAP`) so a large index is not read into RAM.
 """
 
 from __future__ import annotations
@@ -302,7 +302,9 @@ class CuratedIndex:
         if missing:
             raise CanvasError(f"{index_dir} is not an index folder (missing {', '.join(missing)})")
         manifest = IndexManifest.from_json((index_dir / MANIFEST_FILE).read_text())
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        # IVF: the inverted lists are mapped (IO_FLAG_MMAP); flat codes need their own flag (IO_FLAG_MMAP_IFC).
+        ivf_flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+        flags = (ivf_flags if "IVF" in manifest.factory else faiss.IO_FLAG_MMAP_IFC) if mmap else 0
         index = faiss.read_index(str(index_dir / INDEX_FILE), flags)
         rows = pq.read_table(index_dir / ROWS_FILE)
         if index.ntotal != rows.num_rows or index.d != manifest.embedding_dim:
