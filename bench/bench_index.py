@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import time
 
@@ -80,7 +81,8 @@ def main() -> None:
     del exact
 
     auto, _, _ = choose_factory(args.n, DIM)
-    nlist = int(auto.split(",")[0][3:]) if auto.startswith("IVF") else 1024
+    found = re.search(r"IVF(\d+)", auto)
+    nlist = int(found.group(1)) if found else 1024
     # auto's choice, then the alternatives it was picked over (4-bit codes of 15/16 of the dims, 8-bit of 15/32)
     factories = args.factory or [auto, f"PCAR480,IVF{nlist},SQ4", f"PCAR240,IVF{nlist},SQ8"]
     sample = base[
@@ -113,7 +115,7 @@ def main() -> None:
             recall = recall_at_10(found, truth)
             ok = "MEETS" if recall >= 0.95 and size < raw / 8 else "misses"
             print(
-                f"  nprobe={nprobe:<4d} k_factor={args.k_factor}: recall@10 {recall:.3f}, "
+                f"  nprobe={nprobe:<4d}: recall@10 {recall:.3f}, "
                 f"{ms:.2f} ms/query ({exact_ms / ms:.1f}x faster than exact) -> {ok} the goal",
                 flush=True,
             )
