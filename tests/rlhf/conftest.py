@@ -75,7 +75,7 @@ def oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_preferences(path, brightness_oracle_records(320, seed=0, tie_every=16))
 
 
-def pretrain_tiny_base(out_dir: Path, vae_steps: int = 60, unet_steps: int = 200, seed: int = 0) -> Path:
+def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120, seed: int = 0) -> Path:
     """The tiny preset, briefly pretrained on photo crops: a base model that has preferences to shift.
 
     The preset's random weights cannot serve an image-level oracle: its random VAE maps brighter images to
