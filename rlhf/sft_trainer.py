@@ -103,17 +103,28 @@ def image_to_tensor(data: bytes, resolution: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
+def check_columns(
+    data: str | Path, caption_column: str = "caption", image_column: str = "image"
+) -> list[Path]:
+    """The data's Parquet files, after checking each has the two columns (cheap: schemas only)."""
+    import pyarrow.parquet as pq
+
+    files = parquet_files(data)
+    for path in files:
+        names = pq.read_schema(path).names
+        missing = [c for c in (caption_column, image_column) if c not in names]
+        if missing:
+            raise CanvasError(f"{path} has no column(s) {missing}; columns: {names}")
+    return files
+
+
 def load_image_caption_rows(
     data: str | Path, resolution: int, caption_column: str = "caption", image_column: str = "image"
 ) -> ImageCaptionData:
     import pyarrow.parquet as pq
 
     images, captions, rejected = [], [], 0
-    for path in parquet_files(data):
-        names = pq.read_schema(path).names
-        missing = [c for c in (caption_column, image_column) if c not in names]
-        if missing:
-            raise CanvasError(f"{path} has no column(s) {missing}; columns: {names}")
+    for path in check_columns(data, caption_column, image_column):
         table = pq.read_table(path, columns=[caption_column, image_column])
         for caption, blob in zip(
             table[caption_column].to_pylist(), table[image_column].to_pylist(), strict=True
@@ -159,6 +170,7 @@ class SFTTrainer:
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
             acc.mixed_precision, torch.float32
         )
+        check_columns(cfg.data, cfg.caption_column, cfg.image_column)  # fail before any model loads
         self.pipe = pipe = load_pipeline(cfg.pretrained)
         self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
         unet = pipe.unet
