@@ -21,11 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="shortened run (fewer pairs, steps, epochs), as CI runs it"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
+    parser.add_argument(
+        "--pretrained",
+        default="tiny",
+        help="diffusion pipeline: preset name, folder or hub id (default: tiny)",
+    )
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from canvas.loop import DemoConfig, run_demo
 
-    run_demo(DemoConfig(output=args.output, quick=args.quick, seed=args.seed))
+    run_demo(DemoConfig(output=args.output, quick=args.quick, seed=args.seed, pretrained=args.pretrained))
     return 0

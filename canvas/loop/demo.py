@@ -35,6 +35,9 @@ class DemoConfig:
     output: Path = field(default=Path("demo-output"), metadata={"help": "output folder"})
     quick: bool = field(default=False, metadata={"help": "shortened run for CI (fewer pairs, steps, epochs)"})
     seed: int = field(default=0, metadata={"help": "seed of generation, annotators and training"})
+    pretrained: str = field(
+        default="tiny", metadata={"help": "diffusion pipeline: preset name, folder or hub id"}
+    )
     images_per_prompt: int = field(
         default=4, metadata={"help": "images per prompt; every 2-combination is a pair"}
     )
@@ -44,8 +47,11 @@ class DemoConfig:
     )
     oracle: str = field(default="brightness", metadata={"help": "the simulated annotators' true preference"})
     error_rates: tuple[float, ...] = field(default=(0.05, 0.15, 0.3), metadata={"help": "one per annotator"})
+    max_prompts: int = field(default=0, metadata={"help": "use at most this many curated captions (0 = all)"})
     dpo_steps: int = field(default=300, metadata={"help": "Diffusion-DPO optimizer steps"})
     ddpo_epochs: int = field(default=8, metadata={"help": "DDPO epochs"})
+    ddpo_sample_batch: int = field(default=8, metadata={"help": "DDPO images per sampling batch"})
+    ddpo_batches_per_epoch: int = field(default=2, metadata={"help": "DDPO sampling batches per epoch"})
     eval_prompts: int = field(
         default=16, metadata={"help": "prompts used by eval (same seeds base vs tuned)"}
     )
@@ -54,9 +60,12 @@ class DemoConfig:
         self.output = Path(self.output)
         if self.quick:
             self.images_per_prompt = min(self.images_per_prompt, 3)
-            self.dpo_steps = min(self.dpo_steps, 20)
-            self.ddpo_epochs = min(self.ddpo_epochs, 2)
-            self.eval_prompts = min(self.eval_prompts, 6)
+            self.max_prompts = 10
+            self.dpo_steps = min(self.dpo_steps, 10)
+            self.ddpo_epochs = 1
+            self.ddpo_sample_batch = 4
+            self.ddpo_batches_per_epoch = 1
+            self.eval_prompts = min(self.eval_prompts, 4)
 
 
 @dataclass
@@ -95,7 +104,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else "..." + text[-57:]
 
 
-def _prompts_from_curated(curated_dir: Path, out: Path) -> dict[str, Any]:
+def _prompts_from_curated(curated_dir: Path, out: Path, max_prompts: int = 0) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     files = sorted((curated_dir / "curated").glob("*.parquet"))
@@ -104,6 +113,8 @@ def _prompts_from_curated(curated_dir: Path, out: Path) -> dict[str, Any]:
     )
     if not captions:
         raise CanvasError(f"curation kept no captioned rows in {curated_dir}: nothing to generate from")
+    if max_prompts:
+        captions = captions[:max_prompts]
     out.write_text("".join(c + "\n" for c in captions))
     return {"prompts": len(captions), "file": str(out)}
 

@@ -35,7 +35,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         }
 
     def prompts() -> dict[str, Any]:
-        return _prompts_from_curated(out / "curate", out / "prompts.txt")
+        return _prompts_from_curated(out / "curate", out / "prompts.txt", cfg.max_prompts)
 
     def generate() -> dict[str, Any]:
         from pipelines.generate import run_generation
@@ -43,6 +43,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         summary = run_generation(
             out / "prompts.txt",
             out / "candidates",
+            pretrained=cfg.pretrained,
             images_per_prompt=cfg.images_per_prompt,
             steps=cfg.gen_steps,
             seed=cfg.seed,
@@ -119,6 +120,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             DiffusionDPOConfig(
                 preferences=str(out / "labels" / "preferences.parquet"),
                 output_dir=str(out / "dpo"),
+                pretrained=cfg.pretrained,
                 max_steps=cfg.dpo_steps,
                 train_batch_size=8,
                 learning_rate=1e-3,
@@ -137,12 +139,13 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
                 prompts=str(out / "prompts.txt"),
                 reward=str(out / "reward"),  # the reward model learned from the annotators
                 output_dir=str(out / "ddpo"),
+                pretrained=cfg.pretrained,
                 num_epochs=cfg.ddpo_epochs,
                 mixed_precision="no",
                 sample_num_steps=cfg.gen_steps,
-                sample_batch_size=8,
-                sample_num_batches_per_epoch=2,
-                train_batch_size=4,
+                sample_batch_size=cfg.ddpo_sample_batch,
+                sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
+                train_batch_size=min(4, cfg.ddpo_sample_batch),
                 train_learning_rate=3e-3,
                 train_clip_range=1e-2,
                 sample_grid_freq=max(cfg.ddpo_epochs // 2, 1),
@@ -159,7 +162,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         for method in ("dpo", "ddpo"):
             for reward_name, reward in (("oracle", cfg.oracle), ("learned", str(out / "reward"))):
                 summary = evaluate(
-                    "tiny", out / method, prompts, reward, out / "eval" / f"{method}-{reward_name}",
+                    cfg.pretrained, out / method, prompts, reward, out / "eval" / f"{method}-{reward_name}",
                     seed=cfg.seed, num_inference_steps=cfg.gen_steps,
                 )  # fmt: skip
                 results[f"{method}_{reward_name}_win_rate"] = summary["win_rate"]
