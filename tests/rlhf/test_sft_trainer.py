@@ -137,3 +137,27 @@ def test_bad_data_is_one_clear_error(tmp_path: Path, capsys) -> None:
     )
     err = capsys.readouterr().err
     assert err.startswith("canvas: error:") and err.count("\n") == 1 and "no column(s)" in err
+
+
+@pytest.mark.slow
+def test_sft_lowers_heldout_denoising_loss_and_loads_with_stock_diffusers(
+    red_parquet: Path, tmp_path: Path
+) -> None:
+    """40 steps on single-colour squares: held-out denoising loss falls clearly below the base model's.
+
+    (Measured: 80 steps take it from 1.07 to 0.17. The random preset's VAE decodes every latent to about
+    the same colour, so a colour shift of samples is not testable on it; see the README.)
+    """
+    from canvas.presets import load_pipeline
+
+    summary = SFTTrainer(_config(red_parquet, tmp_path / "run", max_steps=40)).train()
+    assert summary["heldout_loss"] < summary["base_heldout_loss"] - 0.2, summary
+    assert summary["train_rows"] + summary["heldout_rows"] == 48 and summary["rows_rejected"] == 0
+
+    pipe = load_pipeline("tiny")
+    generator = torch.Generator().manual_seed(0)
+    base = pipe(["a red square"], num_inference_steps=4, generator=generator, output_type="np").images
+    pipe.load_lora_weights(str(tmp_path / "run"))  # stock diffusers loader
+    generator = torch.Generator().manual_seed(0)
+    tuned = pipe(["a red square"], num_inference_steps=4, generator=generator, output_type="np").images
+    assert np.abs(tuned - base).mean() > 1e-3  # the LoRA was applied
