@@ -142,6 +142,13 @@ def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
         if not (path / "model_index.json").exists():
             build_tiny_sdxl(path)
         return str(path)
+    if pretrained == "tiny-photo":  # the tiny preset pretrained on photo crops (canvas/presets/photo.py)
+        from canvas.presets.photo import build_tiny_photo_sd
+
+        path = preset_dir(TINY_PRETRAINED, root) / "sd15-photo"
+        if not (path / "model_index.json").exists():
+            build_tiny_photo_sd(path)
+        return str(path)
     return pretrained
 
 
