@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
     parser.add_argument(
         "--pretrained",
-        default="tiny",
-        help="diffusion pipeline: preset name, folder or hub id (default: tiny)",
+        default="tiny-photo",
+        help="diffusion pipeline: preset name, folder or hub id (default: tiny-photo)",
     )
     parser.set_defaults(func=_demo)
 

@@ -35,8 +35,10 @@ class DemoConfig:
     output: Path = field(default=Path("demo-output"), metadata={"help": "output folder"})
     quick: bool = field(default=False, metadata={"help": "shortened run for CI (fewer pairs, steps, epochs)"})
     seed: int = field(default=0, metadata={"help": "seed of generation, annotators and training"})
+    # tiny-photo: the random tiny preset's VAE decodes every latent to about the same colour, so no image-level
+    # preference (brightness) can be learned or measured on it; the photo-pretrained preset can.
     pretrained: str = field(
-        default="tiny", metadata={"help": "diffusion pipeline: preset name, folder or hub id"}
+        default="tiny-photo", metadata={"help": "diffusion pipeline: preset name, folder or hub id"}
     )
     images_per_prompt: int = field(
         default=4, metadata={"help": "images per prompt; every 2-combination is a pair"}

@@ -211,6 +211,11 @@ def evaluation(out: Path) -> tuple[str, str] | None:
                 "base mean reward": summary["base_mean_reward"],
                 "tuned mean reward": summary["tuned_mean_reward"],
                 "prompts": summary["n_prompts"],
+                "verdict": "tuned better"
+                if low > 0.5
+                else "tuned worse"
+                if high < 0.5
+                else "no significant difference",
             }
         )
         grid = run / "grid.png"
