@@ -59,17 +59,62 @@ def write_clip_tokenizer_files(out_dir: Path) -> tuple[Path, Path]:
     return vocab_file, merges_file
 
 
+def tiny_clip_tokenizer(bpe_dir: Path) -> Any:
+    """A `CLIPTokenizer` equal to open_clip's, from its bundled BPE files written to `bpe_dir`."""
+    from transformers import CLIPTokenizer
+
+    vocab_file, merges_file = write_clip_tokenizer_files(bpe_dir)
+    return CLIPTokenizer(str(vocab_file), str(merges_file), pad_token="<|endoftext|>", model_max_length=77)
+
+
+def tiny_vae() -> Any:
+    """The 2-block AutoencoderKL of the tiny presets (32x32 images <-> 16x16 latents); uses torch's RNG."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+    )
+
+
+def sd15_ddim_scheduler() -> Any:
+    """DDIM with SD 1.5's betas (also SDXL's)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def save_atomically(pipe: Any, tmp: Path, out_dir: Path) -> Path:
+    """`save_pretrained` into `tmp` (holding the `_bpe` scratch folder), then rename to `out_dir`.
+
+    A killed build never leaves a folder at `out_dir` that looks complete.
+    """
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(tmp / "_bpe", ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.replace(out_dir)
+    return out_dir
+
+
 def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
     """Build the tiny SD-1.5-style pipeline with a fixed seed and `save_pretrained` it to `out_dir`."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    vocab_file, merges_file = write_clip_tokenizer_files(tmp / "_bpe")
-    tokenizer = CLIPTokenizer(
-        str(vocab_file), str(merges_file), pad_token="<|endoftext|>", model_max_length=77
-    )
+    tokenizer = tiny_clip_tokenizer(tmp / "_bpe")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
@@ -82,14 +127,7 @@ def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-        )
+        vae = tiny_vae()
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(tokenizer),
@@ -103,14 +141,7 @@ def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
                 pad_token_id=tokenizer.pad_token_id,
             )
         )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd15_ddim_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -121,11 +152,7 @@ def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    shutil.rmtree(tmp / "_bpe")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)  # atomic: a killed build never leaves a folder that looks complete
-    return out_dir
+    return save_atomically(pipe, tmp, out_dir)
 
 
 def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from canvas.presets.diffusion import SEED, write_clip_tokenizer_files
+from canvas.presets.diffusion import SEED, save_atomically, sd15_ddim_scheduler, tiny_clip_tokenizer, tiny_vae
 
 TINY_SDXL = "tiny-sdxl"
 _TEXT_WIDTH = 32
@@ -21,15 +21,12 @@ _TIME_EMBED_DIM = 8
 
 def build_tiny_sdxl(out_dir: Path, seed: int = SEED) -> Path:
     """Build the tiny SDXL-style pipeline with a fixed seed and `save_pretrained` it to `out_dir`."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    vocab_file, merges_file = write_clip_tokenizer_files(tmp / "_bpe")
-    tokenizer = CLIPTokenizer(
-        str(vocab_file), str(merges_file), pad_token="<|endoftext|>", model_max_length=77
-    )
+    tokenizer = tiny_clip_tokenizer(tmp / "_bpe")
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=_TEXT_WIDTH,
@@ -60,24 +57,10 @@ def build_tiny_sdxl(out_dir: Path, seed: int = SEED) -> Path:
             projection_class_embeddings_input_dim=6 * _TIME_EMBED_DIM + _TEXT_WIDTH,
             cross_attention_dim=2 * _TEXT_WIDTH,  # both encoders' hidden states, concatenated
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-        )
+        vae = tiny_vae()
         text_encoder = CLIPTextModel(text_config)
         text_encoder_2 = CLIPTextModelWithProjection(text_config)
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd15_ddim_scheduler()
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -87,8 +70,4 @@ def build_tiny_sdxl(out_dir: Path, seed: int = SEED) -> Path:
         unet=unet,
         scheduler=scheduler,
     )
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    shutil.rmtree(tmp / "_bpe")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)  # atomic: a killed build never leaves a folder that looks complete
-    return out_dir
+    return save_atomically(pipe, tmp, out_dir)
