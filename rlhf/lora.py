@@ -51,11 +51,13 @@ def add_unet_lora(
 
 
 def unet_lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:
-    """The adapter weights with diffusers' key names."""
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """The adapter weights with peft's key names (`...lora_A.weight`), which `load_lora_weights` reads as
+    they are. Not `convert_state_dict_to_diffusers`: it renames only the Linear adapters (to the legacy
+    `lora.down`), so a LoRA on convolutions too came out mixed and the stock loader dropped the attention
+    half without a word."""
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    return get_peft_model_state_dict(unet)
 
 
 def save_unet_lora(unet: Any, out_dir: str | Path, pipeline_cls: Any = None) -> Path:

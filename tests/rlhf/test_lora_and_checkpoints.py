@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from canvas.presets import load_pipeline
@@ -18,18 +19,24 @@ def _sample(pipe) -> np.ndarray:
     ).images
 
 
-def _perturbed_lora_pipe():
+def _perturbed_lora_pipe(targets: list[str] | None = None):
     pipe = load_pipeline("tiny")
-    params = add_unet_lora(pipe.unet, rank=4)
+    params = add_unet_lora(pipe.unet, rank=4, **({"target_modules": targets} if targets else {}))
     with torch.no_grad():
         for p in params:
             p.add_(0.1 * torch.randn_like(p))
     return pipe, params
 
 
-def test_lora_loads_with_stock_load_lora_weights(tmp_path: Path, tiny_presets) -> None:
+# Attention only (the default), and attention + ResNet convolutions: a mixed set once saved attention keys
+# in diffusers' legacy `lora.down` names beside peft's conv `lora_A` names, and the stock loader then
+# silently dropped every attention adapter.
+@pytest.mark.parametrize(
+    "targets", [None, ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_out"]]
+)
+def test_lora_loads_with_stock_load_lora_weights(tmp_path: Path, tiny_presets, targets) -> None:
     torch.manual_seed(0)
-    pipe, params = _perturbed_lora_pipe()
+    pipe, params = _perturbed_lora_pipe(targets)
     assert params and all(p.dtype == torch.float32 and p.requires_grad for p in params)
     tuned = _sample(pipe)
     with adapters_disabled(pipe.unet):
@@ -39,6 +46,8 @@ def test_lora_loads_with_stock_load_lora_weights(tmp_path: Path, tiny_presets) -
     fresh = load_pipeline("tiny")
     np.testing.assert_array_equal(_sample(fresh), base)
     fresh.load_lora_weights(tmp_path / "lora")
+    loaded = sum(p.numel() for n, p in fresh.unet.named_parameters() if "lora_" in n)
+    assert loaded == sum(p.numel() for p in params), "every adapter weight must load"
     np.testing.assert_allclose(_sample(fresh), tuned, atol=1e-6)
 
 
