@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
-from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from rlhf.checkpointing import load_checkpoint, resolve_resume
 from rlhf.dpo_config import DiffusionDPOConfig
-from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from rlhf.lora import adapters_disabled, add_unet_lora
+from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
-from rlhf.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def implicit_accuracy(model_diff: torch.Tensor, ref_diff: torch.Tensor, target: 
     return ((model_diff - ref_diff)[strict] < 0).float().mean()
 
 
-class DiffusionDPOTrainer:
+class DiffusionDPOTrainer(LoraStepLoop):
     """Example:
     >>> DiffusionDPOTrainer(DiffusionDPOConfig(preferences="prefs.parquet", output_dir="dpo")).train()
     >>> pipe = load_pipeline("tiny"); pipe.load_lora_weights("dpo")
@@ -251,29 +250,15 @@ class DiffusionDPOTrainer:
         }
 
     # -- training -------------------------------------------------------------------------------------------
-    def _lr(self, step: int) -> float:
-        warmup = self.config.lr_warmup_steps
-        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
-
     def train(self) -> dict[str, Any]:
         cfg, acc = self.config, self.accelerator
         main = acc.is_main_process
-        logger = (
-            RunLogger(
-                self.output_dir,
-                resume_from_step=self.start_step if cfg.resume else None,
-                tensorboard=cfg.tensorboard and main,
-            )
-            if main
-            else None
-        )
+        logger = self._open_logger()
         self.unet.train()
         last: dict[str, float] = {}
-        heldout: dict[str, float] = {}
         bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="dpo", unit="step", disable=not main)
         for step in range(self.start_step, cfg.max_steps):
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._lr(step)
+            self._set_lr(step)
             sums: dict[str, float] = {}
             for micro in range(cfg.gradient_accumulation_steps):
                 batch = self._batch(
@@ -305,41 +290,17 @@ class DiffusionDPOTrainer:
                 last["grad_norm"] = float(grad_norm)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['implicit_acc']:.2f}")
-            if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
-                heldout = self.evaluate()
-                last.update({f"heldout/{k}": v for k, v in heldout.items()})
-            if logger is not None and (done % cfg.logging_steps == 0 or done == cfg.max_steps):
-                logger.log(done, last)
-            if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0:
-                acc.wait_for_everyone()
-                if main:
-                    save_checkpoint(
-                        self.output_dir,
-                        done,
-                        acc.unwrap_model(self.unet),
-                        self.optimizer,
-                        limit=cfg.checkpoints_total_limit,
-                    )
+            self._end_step(done, last, logger)
         bar.close()
-        heldout = self.evaluate()
-        acc.wait_for_everyone()
-        summary: dict[str, Any] = {}
-        if main:
-            save_unet_lora(acc.unwrap_model(self.unet), self.output_dir, pipeline_cls=type(self.pipe))
-            summary = {
-                "steps": cfg.max_steps,
-                "final": last,
+        return self._finish(
+            logger,
+            last,
+            lambda heldout: {
                 "heldout_implicit_acc": heldout.get("implicit_acc"),
                 "heldout_loss": heldout.get("loss"),
                 "train_pairs": len(self.train_data),
                 "heldout_pairs": len(self.heldout_data),
                 "ties_in_source": self.num_ties,
                 "ties_dropped": self.num_ties if cfg.drop_ties else 0,
-                "pipeline": type(self.pipe).__name__,
-                "lora_dir": str(self.output_dir),
-                "config": asdict(cfg),
-            }
-            logger.write_summary(summary)
-            logger.close()
-        acc.end_training()
-        return summary
+            },
+        )

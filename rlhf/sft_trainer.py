@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
-from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
-from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from rlhf.checkpointing import load_checkpoint, resolve_resume
+from rlhf.lora import adapters_disabled, add_unet_lora
+from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.sft_config import SFTConfig
-from rlhf.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def load_image_caption_rows(
 # -- the trainer ---------------------------------------------------------------------------------------
 
 
-class SFTTrainer:
+class SFTTrainer(LoraStepLoop):
     """Example:
     >>> SFTTrainer(SFTConfig(data="subset/subset.parquet", output_dir="sft")).train()
     >>> pipe = load_pipeline("tiny"); pipe.load_lora_weights("sft")
@@ -309,17 +309,10 @@ class SFTTrainer:
         return {"loss": total / (n * self.config.eval_noise_draws)}
 
     # -- training -------------------------------------------------------------------------------------
-    def _lr(self, step: int) -> float:
-        warmup = self.config.lr_warmup_steps
-        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
-
     def train(self) -> dict[str, Any]:
         cfg, acc = self.config, self.accelerator
         main = acc.is_main_process
-        logger = None
-        if main:
-            resume_step = self.start_step if cfg.resume else None
-            logger = RunLogger(self.output_dir, resume_from_step=resume_step, tensorboard=cfg.tensorboard)
+        logger = self._open_logger()
         # The base model's held-out loss: the bar the fine-tuned LoRA has to clear (zero LoRA = base).
         with adapters_disabled(acc.unwrap_model(self.unet)):
             base = self.evaluate()
@@ -327,8 +320,7 @@ class SFTTrainer:
         last: dict[str, float] = {}
         bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="sft", unit="step", disable=not main)
         for step in range(self.start_step, cfg.max_steps):
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._lr(step)
+            self._set_lr(step)
             loss_sum, grad_norm = 0.0, None
             for micro in range(cfg.gradient_accumulation_steps):
                 idx = self._indices(step * cfg.gradient_accumulation_steps + micro)
@@ -346,40 +338,16 @@ class SFTTrainer:
                 last["grad_norm"] = float(grad_norm)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
-            if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
-                last.update({f"heldout/{k}": v for k, v in self.evaluate().items()})
-                self.unet.train()
-            if logger is not None and (done % cfg.logging_steps == 0 or done == cfg.max_steps):
-                logger.log(done, last)
-            if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0:
-                acc.wait_for_everyone()
-                if main:
-                    save_checkpoint(
-                        self.output_dir,
-                        done,
-                        acc.unwrap_model(self.unet),
-                        self.optimizer,
-                        limit=cfg.checkpoints_total_limit,
-                    )
+            self._end_step(done, last, logger)
         bar.close()
-        heldout = self.evaluate()
-        acc.wait_for_everyone()
-        summary: dict[str, Any] = {}
-        if main:
-            save_unet_lora(acc.unwrap_model(self.unet), self.output_dir, pipeline_cls=type(self.pipe))
-            summary = {
-                "steps": cfg.max_steps,
-                "final": last,
+        return self._finish(
+            logger,
+            last,
+            lambda heldout: {
                 "heldout_loss": heldout.get("loss"),
                 "base_heldout_loss": base.get("loss"),
                 "train_rows": len(self.train_data),
                 "heldout_rows": len(self.heldout_data),
                 "rows_rejected": self.rows_rejected,
-                "pipeline": type(self.pipe).__name__,
-                "lora_dir": str(self.output_dir),
-                "config": asdict(cfg),
-            }
-            logger.write_summary(summary)
-            logger.close()
-        acc.end_training()
-        return summary
+            },
+        )

@@ -67,6 +67,12 @@ def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every
 
 
 @pytest.fixture(scope="session")
+def photo_names() -> tuple[str, ...]:
+    """The skimage photos the oracle pairs are cropped from (their captions: "a photo of a NAME")."""
+    return PHOTOS
+
+
+@pytest.fixture(scope="session")
 def oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """320 oracle pairs (every 16th a tie) as a Pick-a-Pic v2 schema Parquet."""
     from rlhf.preferences import write_preferences

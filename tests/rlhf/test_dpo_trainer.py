@@ -142,7 +142,11 @@ def test_sdxl_preset_trains_and_loads(oracle_preferences: Path, tmp_path: Path, 
 
 @pytest.mark.slow
 def test_dpo_learns_the_oracle_preferences(
-    oracle_preferences: Path, pretrained_tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    oracle_preferences: Path,
+    pretrained_tiny_base: Path,
+    photo_names: tuple[str, ...],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Brighter-wins pairs -> the tuned model's samples are brighter than the base's for the same seeds."""
     from safetensors.torch import load_file
@@ -163,20 +167,7 @@ def test_dpo_learns_the_oracle_preferences(
     assert all(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k or "lora.up" in k)
 
     prompts = tmp_path / "prompts.txt"
-    names = (
-        "astronaut",
-        "camera",
-        "chelsea",
-        "coffee",
-        "coins",
-        "moon",
-        "rocket",
-        "clock",
-        "brick",
-        "grass",
-        "cell",
-    )
-    prompts.write_text("\n".join(f"a photo of a {n}" for n in names * 6))
+    prompts.write_text("\n".join(f"a photo of a {n}" for n in photo_names * 6))
     code = main(
         [
             "eval", "--pretrained", str(pretrained_tiny_base), "--lora", str(out), "--prompts", str(prompts),
