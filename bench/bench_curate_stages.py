@@ -63,7 +63,11 @@ def main() -> None:
             ("DirectRunner in-process", [], 1),
             (
                 "DirectRunner multi_processing x2",
-                ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                [
+                    "--direct_running_mode=multi_processing",
+                    "--direct_num_workers=2",
+                    "--default_sdk_harness_log_level=WARNING",
+                ],
                 2,
             ),
         ]:
