@@ -15,7 +15,6 @@ loss trajectory continues exactly (bitwise on CPU).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +25,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
-from rlhf.checkpointing import load_checkpoint, resolve_resume
 from rlhf.dpo_config import DiffusionDPOConfig
-from rlhf.lora import adapters_disabled, add_unet_lora
+from rlhf.lora import adapters_disabled
 from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
-
-log = logging.getLogger(__name__)
 
 DPOLoss = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
 
@@ -115,42 +111,11 @@ class DiffusionDPOTrainer(LoraStepLoop):
                 encoder.to(acc.device, dtype=self.weight_dtype).requires_grad_(False)
         pipe.vae.requires_grad_(False)
         unet = pipe.unet.to(acc.device, dtype=self.weight_dtype)
-        params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
-        if cfg.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         self.resolution = cfg.resolution or unet.config.sample_size * pipe.vae_scale_factor
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
-
-        # -- resume: LoRA, optimizer and RNG exactly as the checkpoint left them --------------------------
-        self.start_step = 0
-        checkpoint = resolve_resume(self.output_dir, cfg.resume)
-        if cfg.resume and checkpoint is None:
-            log.warning(
-                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
-            )
-        if checkpoint is not None:
-            state, _ = load_checkpoint(checkpoint, unet, optimizer)
-            self.start_step = int(state["step"])
-            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
-        self.params = params
-        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+        self._prepare_lora_training(unet)
 
     # -- data -------------------------------------------------------------------------------------------
-    def _indices(self, micro_step: int) -> list[int]:
-        """Pair indices of this process's share of global micro-batch `micro_step` (seeded epoch orders)."""
-        n, b = len(self.train_data), self.config.train_batch_size
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        start = micro_step * b * world + rank * b
-        out, cached = [], {}
-        for pos in range(start, start + b):
-            epoch = pos // n
-            if epoch not in cached:
-                gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-                cached[epoch] = torch.randperm(n, generator=gen).tolist()
-            out.append(cached[epoch][pos % n])
-        return out
-
     def _batch(self, data: PreferenceData, indices: list[int]) -> dict[str, Any]:
         pairs = [data[i] for i in indices]
         images = [decode_pair(data, p) for p in pairs]

@@ -1,20 +1,27 @@
 """What the step-based LoRA trainers (`DiffusionDPOTrainer`, `SFTTrainer`) share around their own step:
-learning-rate warm-up, the run logger, periodic held-out evaluation, metrics lines, checkpoints, and the
-final LoRA + `summary.json`. Each trainer keeps its batches, loss and summary fields.
+LoRA + optimizer set-up and resume, the seeded batch order, learning-rate warm-up, the run logger,
+periodic held-out evaluation, metrics lines, checkpoints, and the final LoRA + `summary.json`. Each
+trainer keeps its data, loss and summary fields.
 
-A trainer using it sets `config` (with the fields below), `accelerator`, `unet`, `optimizer`, `pipe`,
-`output_dir` and `start_step`, and defines `evaluate() -> dict[str, float]`.
+A trainer using it sets `config` (with the fields below), `accelerator`, `pipe`, `output_dir` and
+`train_data`, calls `_prepare_lora_training(unet)` at the end of `__init__`, and defines
+`evaluate() -> dict[str, float]`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from rlhf.checkpointing import save_checkpoint
-from rlhf.lora import save_unet_lora
+import torch
+
+from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from rlhf.lora import add_unet_lora, save_unet_lora
 from rlhf.tracking import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 class LoraStepLoop:
@@ -27,6 +34,43 @@ class LoraStepLoop:
     pipe: Any
     output_dir: Any
     start_step: int
+    train_data: Any
+
+    def _prepare_lora_training(self, unet: Any) -> None:
+        """LoRA on `unet` (from `init_lora` if set), AdamW on it, then the checkpoint `resume` names (LoRA,
+        optimizer and RNG exactly as it left them), and `accelerator.prepare`."""
+        cfg, acc = self.config, self.accelerator
+        params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+        self.start_step = 0
+        checkpoint = resolve_resume(self.output_dir, cfg.resume)
+        if cfg.resume and checkpoint is None:
+            log.warning(
+                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
+            )
+        if checkpoint is not None:
+            state, _ = load_checkpoint(checkpoint, unet, optimizer)
+            self.start_step = int(state["step"])
+            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
+        self.params = params
+        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+
+    def _indices(self, micro_step: int) -> list[int]:
+        """`train_data` indices of this process's share of global micro-batch `micro_step`: each epoch
+        is a permutation seeded by (seed, epoch), so a resumed run sees the same batches."""
+        n, b = len(self.train_data), self.config.train_batch_size
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        start = micro_step * b * world + rank * b
+        out, cached = [], {}
+        for pos in range(start, start + b):
+            epoch = pos // n
+            if epoch not in cached:
+                gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+                cached[epoch] = torch.randperm(n, generator=gen).tolist()
+            out.append(cached[epoch][pos % n])
+        return out
 
     def evaluate(self) -> dict[str, float]:  # pragma: no cover - each trainer defines its own
         raise NotImplementedError

@@ -28,8 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
-from rlhf.checkpointing import load_checkpoint, resolve_resume
-from rlhf.lora import adapters_disabled, add_unet_lora
+from rlhf.lora import adapters_disabled
 from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.sft_config import SFTConfig
 
@@ -188,25 +187,8 @@ class SFTTrainer(LoraStepLoop):
         self.heldout_enc = self._encode(self.heldout_data) if len(self.heldout_data) else None
 
         unet.to(acc.device, dtype=self.weight_dtype)
-        params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
-        if cfg.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
-
-        # -- resume: LoRA, optimizer and RNG exactly as the checkpoint left them --------------------------
-        self.start_step = 0
-        checkpoint = resolve_resume(self.output_dir, cfg.resume)
-        if cfg.resume and checkpoint is None:
-            log.warning(
-                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
-            )
-        if checkpoint is not None:
-            state, _ = load_checkpoint(checkpoint, unet, optimizer)
-            self.start_step = int(state["step"])
-            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
-        self.params = params
-        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+        self._prepare_lora_training(unet)
 
     @torch.no_grad()
     def _encode(self, data: ImageCaptionData, batch: int = 32) -> dict[str, Any]:
@@ -229,21 +211,7 @@ class SFTTrainer(LoraStepLoop):
             out["pooled"] = torch.cat(pooled)
         return out
 
-    # -- batches --------------------------------------------------------------------------------------
-    def _indices(self, micro_step: int) -> list[int]:
-        """Row indices of this process's share of global micro-batch `micro_step` (seeded epoch orders)."""
-        n, b = len(self.train_data), self.config.train_batch_size
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        start = micro_step * b * world + rank * b
-        out, cached = [], {}
-        for pos in range(start, start + b):
-            epoch = pos // n
-            if epoch not in cached:
-                gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-                cached[epoch] = torch.randperm(n, generator=gen).tolist()
-            out.append(cached[epoch][pos % n])
-        return out
-
+    # -- loss -----------------------------------------------------------------------------------------
     def _loss(
         self,
         enc: dict[str, Any],
