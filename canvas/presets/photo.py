@@ -14,6 +14,7 @@ import io
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,16 +55,21 @@ def photo_crops(
     return torch.stack(pixels), captions
 
 
-def build_tiny_photo_sd(
-    out_dir: Path, seed: int = SEED, vae_steps: int = VAE_STEPS, unet_steps: int = UNET_STEPS
-) -> Path:
-    """Build the tiny preset, pretrain its VAE then its UNet on photo crops, `save_pretrained` to `out_dir`."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+def pretrain_on_pixels(
+    pipe: Any,
+    pixels: torch.Tensor,
+    captions: list[str],
+    seed: int,
+    vae_steps: int,
+    unet_steps: int,
+    unet_batch: int = 16,
+    calibrate_scaling: bool = True,
+) -> None:
+    """Pretrain a tiny pipeline in place: `vae_steps` of autoencoding on `pixels` (in [-1, 1]), then
+    `unet_steps` of the plain noise-prediction loss on their latents and captions. Seeded; the global RNG
+    is left as it was. `calibrate_scaling` sets the VAE's scaling factor by SD's rule first."""
+    from diffusers import DDPMScheduler
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp / "_base", seed))
-    pixels, captions = photo_crops(NUM_CROPS, seed)
     vae, unet = pipe.vae, pipe.unet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -79,21 +85,35 @@ def build_tiny_photo_sd(
             opt.step()
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.mean
-            # SD's rule for its scaling factor: the UNet sees unit-variance latents.
-            vae.register_to_config(scaling_factor=round(1.0 / latents.std().item(), 5))
+            if calibrate_scaling:
+                # SD's rule for its scaling factor: the UNet sees unit-variance latents.
+                vae.register_to_config(scaling_factor=round(1.0 / latents.std().item(), 5))
             latents = latents * vae.config.scaling_factor
             text = pipe.encode_prompt(captions, "cpu", 1, False)[0]
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
         for _ in range(unet_steps):
-            idx = torch.randint(0, len(latents), (16,))
+            idx = torch.randint(0, len(latents), (unet_batch,))
             noise = torch.randn_like(latents[idx])
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (16,))
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (unet_batch,))
             noisy = scheduler.add_noise(latents[idx], noise, t)
             loss = (unet(noisy, t, encoder_hidden_states=text[idx]).sample - noise).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def build_tiny_photo_sd(
+    out_dir: Path, seed: int = SEED, vae_steps: int = VAE_STEPS, unet_steps: int = UNET_STEPS
+) -> Path:
+    """Build the tiny preset, pretrain its VAE then its UNet on photo crops, `save_pretrained` to `out_dir`."""
+    from diffusers import StableDiffusionPipeline
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp / "_base", seed))
+    pixels, captions = photo_crops(NUM_CROPS, seed)
+    pretrain_on_pixels(pipe, pixels, captions, seed, vae_steps, unet_steps)
     pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     (tmp / "pipeline").replace(out_dir)  # atomic: a killed build never leaves a folder that looks complete

@@ -90,44 +90,18 @@ def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120
     as pretraining does for real models. Written with `save_pretrained`, loaded like any folder.
     """
     import torch
-    from diffusers import DDPMScheduler
 
     from canvas.presets import load_pipeline
+    from canvas.presets.photo import pretrain_on_pixels
     from rlhf.preferences import image_to_tensor
 
     pipe = load_pipeline("tiny")
     records = brightness_oracle_records(128, seed=seed + 100)
     pixels = torch.stack([image_to_tensor(r[k], 32) for r in records for k in ("jpg_0", "jpg_1")]) * 2 - 1
     captions = [r["caption"] for r in records for _ in range(2)]
-    vae, unet = pipe.vae, pipe.unet
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
-        for _ in range(vae_steps):
-            batch = pixels[torch.randint(0, len(pixels), (16,))]
-            posterior = vae.encode(batch).latent_dist
-            loss = (vae.decode(posterior.sample()).sample - batch).pow(
-                2
-            ).mean() + 1e-6 * posterior.kl().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
-            text = pipe.encode_prompt(captions, "cpu", 1, False)[0]
-        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
-        for _ in range(unet_steps):
-            idx = torch.randint(0, len(latents), (32,))
-            noise = torch.randn_like(latents[idx])
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (32,))
-            pred = unet(
-                scheduler.add_noise(latents[idx], noise, t), t, encoder_hidden_states=text[idx]
-            ).sample
-            loss = (pred - noise).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    pretrain_on_pixels(
+        pipe, pixels, captions, seed, vae_steps, unet_steps, unet_batch=32, calibrate_scaling=False
+    )
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return out_dir
 
