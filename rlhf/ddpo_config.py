@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from canvas.errors import CanvasError
+from rlhf.lora import DEFAULT_TARGET_MODULES
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 
@@ -95,7 +96,7 @@ class DDPOConfig:
         },
     )
     lora_target_modules: list[str] = field(
-        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
         metadata={
             "help": "UNet modules that get LoRA. Default: the attention projections, as both; add e.g. conv_out "
             "to let the adapter shift the UNet's output directly."
