@@ -107,8 +107,11 @@ def save_atomically(pipe: Any, tmp: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
-    """Build the tiny SD-1.5-style pipeline with a fixed seed and `save_pretrained` it to `out_dir`."""
+def build_tiny_sd(out_dir: Path, seed: int = SEED, unet_norm_groups: int = 32) -> Path:
+    """Build the tiny SD-1.5-style pipeline with a fixed seed and `save_pretrained` it to `out_dir`.
+
+    `unet_norm_groups`: the UNet's GroupNorm groups (diffusers' default 32; see `canvas.presets.photo`).
+    """
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -126,6 +129,7 @@ def build_tiny_sd(out_dir: Path, seed: int = SEED) -> Path:
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
+            norm_num_groups=unet_norm_groups,
         )
         vae = tiny_vae()
         text_encoder = CLIPTextModel(
