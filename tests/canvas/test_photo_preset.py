@@ -48,10 +48,17 @@ def test_tiny_photo_loads_and_its_vae_reconstructs_held_out_crops_and_their_colo
     assert 0.7 < latents.std().item() < 1.4
 
 
-def test_build_is_deterministic(tmp_path: Path) -> None:
-    # A few steps suffice to show the build repeats bit for bit (same crops, same noise, same updates).
+def test_build_is_deterministic_whatever_the_callers_thread_count(tmp_path: Path) -> None:
+    # A few steps suffice to show the build repeats bit for bit (same crops, same noise, same updates), also
+    # when the caller runs torch on one thread (as `canvas demo` does on a loaded machine).
+    threads = torch.get_num_threads()
     a = build_tiny_photo_sd(tmp_path / "a", seed=0, vae_steps=2, unet_steps=2)
-    b = build_tiny_photo_sd(tmp_path / "b", seed=0, vae_steps=2, unet_steps=2)
+    torch.set_num_threads(1)
+    try:
+        b = build_tiny_photo_sd(tmp_path / "b", seed=0, vae_steps=2, unet_steps=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
     assert not (tmp_path / "a.tmp").exists()
     for part in ("unet", "vae"):
         wa = load_file(a / part / "diffusion_pytorch_model.safetensors")
