@@ -3,16 +3,16 @@
 Base model: the `tiny-photo` preset (the tiny SD-1.5-style pipeline pretrained on photo crops; the random
 `tiny` preset's VAE decoder barely responds to its latents, so no reward moves there).
 
-Measured 2026-11-28 (these settings, 30 epochs of 16 samples; fresh samples drawn with seed 12345 and
-the same noise for base and tuned, 32 of them): the base model's samples are 1.213 kB; after DDPO with
-the compressibility reward they are 1.148 kB (seed 0), 1.137 (seed 1), 1.101 (seed 2): the reward of
-fresh samples rises 5.4%, 6.2%, 9.2%. Asserted: +3%.
+Measured 2026-11-28 (these settings: 40 epochs of 32 samples, lr 3e-3; fresh samples drawn with seed
+12345 and the same noise for base and tuned, 32 of them): the base model's samples are 1.213 kB, the
+tuned model's 1.090 kB: the reward of fresh samples rises 10.2% (10.1% with one torch thread). Shorter
+runs at other seeds and on a preset built with other float rounding: 20 epochs +5.4%, +5.9%, +9.3%;
+16 samples per epoch for 30 epochs +2.6% to +9.2%. Asserted: +5%.
 
-The issue's goal, +20%, is NOT reached: the training reward climbs for about 30 epochs, then levels
-off and drifts back (100 epochs at seed 0: -1.21 -> -1.14 by epoch 30, fresh samples +2.9% at epoch
-100); larger steps degrade the denoiser instead (lr 3e-2: files +47% by epoch 4; lr 5e-3 with 2 inner
-epochs: +0.9%). 16 samples per epoch (DDPO used 256) leave the policy gradient too noisy for a 20% move
-within a CPU test's budget.
+The issue's goal, +20%, is NOT reached in this budget (3 minutes of training on 2 cores). The training
+reward still climbs at epoch 40 (-1.21 -> -1.09); with 16 samples per epoch it levelled off after about
+30 epochs (100 epochs: +2.9%), and larger steps degrade the denoiser instead (lr 3e-2: files +47%; lr
+5e-3: +3.1%). DDPO's paper used 256 samples per epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rlhf.ddpo_config import DDPOConfig
 from rlhf.ddpo_trainer import DDPOTrainer
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.03
+MIN_GAIN = 0.05
 
 
 @pytest.mark.slow
@@ -34,11 +34,11 @@ def test_ddpo_with_jpeg_compressibility_raises_the_reward_of_fresh_samples(
 ) -> None:
     config = DDPOConfig(
         output_dir=str(tmp_path), pretrained="tiny-photo", reward="jpeg_compressibility",
-        mixed_precision="no", seed=0, num_epochs=30, save_freq=100, num_checkpoint_limit=1,
+        mixed_precision="no", seed=0, num_epochs=40, save_freq=100, num_checkpoint_limit=1,
         # No guidance (half the UNet calls) and 8 DDIM steps, all trained: cheap epochs.
         sample_num_steps=8, sample_guidance_scale=1.0, train_cfg=False, train_timestep_fraction=1.0,
-        sample_batch_size=8, sample_num_batches_per_epoch=2, train_batch_size=4, train_num_inner_epochs=1,
-        # A clip range 500x the paper's and 10x its learning rate: 30 small epochs must move the policy.
+        sample_batch_size=8, sample_num_batches_per_epoch=4, train_batch_size=4, train_num_inner_epochs=1,
+        # A clip range 500x the paper's and 10x its learning rate: 40 small epochs must move the policy.
         train_learning_rate=3e-3, train_clip_range=5e-2, per_prompt_stat_tracking=False,
         # LoRA on the convolutions too: they shape the latents (hence the decoded texture) directly.
         lora_target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv_out", "conv_in", "conv1", "conv2"],
@@ -50,4 +50,7 @@ def test_ddpo_with_jpeg_compressibility_raises_the_reward_of_fresh_samples(
     result = trainer.evaluate(32, seed=12345)
     base, tuned = result["eval_reward_base"], result["eval_reward_tuned"]  # minus kB
     gain = (tuned - base) / abs(base)
+    print(
+        f"DDPO compressibility: base {-base:.3f} kB, tuned {-tuned:.3f} kB, reward {gain:+.1%}"
+    )  # -s shows it
     assert gain > MIN_GAIN, f"JPEG size of fresh samples: base {-base:.3f} kB, tuned {-tuned:.3f} kB"
