@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -37,3 +39,14 @@ def sample_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sample") / "sample.parquet"
     write_sample(path)
     return path
+
+
+def _redness(images: np.ndarray) -> float:
+    """Mean of R - (G + B) / 2 over images (..., 3) in [0, 1]: 0 for grey, about 0.6 for a saturated red."""
+    return float((images[..., 0] - (images[..., 1] + images[..., 2]) / 2).mean())
+
+
+@pytest.fixture(scope="session")
+def redness() -> Callable[[np.ndarray], float]:
+    """How red images are (colour tests of the VAE and of fine-tuning share one measure)."""
+    return _redness

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,17 @@ PLAIN_COLOUR_CAPTION = "a plain colour square"
 # Offset noise (Guttenberg 2023; diffusers' `--noise_offset`): the tiny 16x16 latent's noise has a
 # per-channel mean of std 1/16, which a UNet trained without offsets reads as the image's colour.
 NOISE_OFFSET = 0.1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on `n` torch threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def photo_crops(
@@ -154,12 +167,8 @@ def build_tiny_photo_sd(
         build_tiny_sd(tmp / "_base", seed, unet_norm_groups=UNET_NORM_GROUPS)
     )
     pixels, captions = with_colour_variants(*photo_crops(NUM_CROPS, seed), seed=seed + 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
-    try:
+    with torch_threads(BUILD_THREADS):
         pretrain_on_pixels(pipe, pixels, captions, seed, vae_steps, unet_steps, noise_offset=NOISE_OFFSET)
-    finally:
-        torch.set_num_threads(threads)
     pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     (tmp / "pipeline").replace(out_dir)  # atomic: a killed build never leaves a folder that looks complete

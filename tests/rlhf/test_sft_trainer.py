@@ -139,14 +139,9 @@ def test_bad_data_is_one_clear_error(tmp_path: Path, capsys) -> None:
     assert err.startswith("canvas: error:") and err.count("\n") == 1 and "no column(s)" in err
 
 
-def redness(images: np.ndarray) -> float:
-    """Mean of R - (G + B) / 2 over images (..., 3) in [0, 1]: 0 for grey, about 0.6 for these red squares."""
-    return float((images[..., 0] - (images[..., 1] + images[..., 2]) / 2).mean())
-
-
 @pytest.mark.slow
 def test_sft_on_red_squares_makes_fresh_samples_redder_and_loads_with_stock_diffusers(
-    red_parquet: Path, tmp_path: Path
+    red_parquet: Path, tmp_path: Path, redness
 ) -> None:
     """120 steps (lr 3e-3) from `tiny-photo` on mostly red squares: fresh samples of "a red square" turn red.
 
