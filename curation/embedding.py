@@ -76,9 +76,12 @@ class ClipEmbedder:
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)
-        # "none": the architecture with random weights (benchmarks measure speed, not quality).
+        # "none": the architecture with random weights (benchmarks measure speed, not quality), seeded so
+        # that every worker and every run holds the same model (same input + config -> same output).
         pretrained = None if self.pretrained in (None, "", "none") else self.pretrained
-        self.model, self.preprocess, self.tokenizer = create_clip(self.model_name, pretrained)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.model, self.preprocess, self.tokenizer = create_clip(self.model_name, pretrained)
         return self
 
     @property
