@@ -229,7 +229,9 @@ class NearDedup(beam.PTransform):
 
 
 def _deterministic_batches(element: tuple[int, Iterable[Record]], batch_size: int) -> Iterator[list[Record]]:
-    ordered = sorted(element[1], key=lambda r: (r.key, r.source))
+    # Captions of similar length share a batch: the text tower runs up to the batch's longest caption
+    # (`encode_text_trimmed`), so one 70-token caption among 10-token ones would cost the whole batch 7x.
+    ordered = sorted(element[1], key=lambda r: (len(r.caption or ""), r.key, r.source))
     for start in range(0, len(ordered), batch_size):
         yield ordered[start : start + batch_size]
 
@@ -239,7 +241,8 @@ class ClipEmbed(beam.PTransform):
 
     Batches are formed from the data, not from bundle timing: records are bucketed by a hash of their key
     (about 4 batches per bucket) and each bucket is cut into sorted batches. Float results depend on the
-    batch a record is computed in, so this is what makes a rerun give bit-identical embeddings.
+    batch a record is computed in, so this is what makes a rerun give bit-identical embeddings. Within a
+    bucket, records are ordered by caption length, so each batch's text is padded as little as possible.
     """
 
     def __init__(self, model_name: str, pretrained: str | None, batch_size: int, threads: int = 0) -> None:

@@ -28,6 +28,7 @@ from pipelines.curate_stages import (
     Decode,
     ExactDedup,
     NearDedup,
+    _deterministic_batches,
 )
 
 TestPipeline.__test__ = False  # a Beam class, not a pytest test class
@@ -170,3 +171,16 @@ def test_clip_embed_runs_the_tiny_model_through_run_inference(tiny_presets: dict
     with TestPipeline() as p:
         out = p | beam.Create(records) | ClipEmbed("canvas-tiny-clip", "tiny", batch_size=2)
         assert_that(out | beam.Map(check), equal_to([(f"k{i}", 64, True, True) for i in range(5)]))
+
+
+def test_clip_batches_group_captions_by_length_whatever_the_arrival_order() -> None:
+    # The text tower runs to each batch's longest caption: short captions must not share a batch with
+    # long ones, and the batches must not depend on the order records arrive in (bit-identical reruns).
+    image = _png(0)
+    short, long = "a small red cat", "a long caption " * 12
+    records = [_record(f"k{i}", image, i, caption=long if i % 2 else short) for i in range(8)]
+    batches = list(_deterministic_batches((0, records), batch_size=4))
+    assert [[r.caption for r in b] for b in batches] == [[short] * 4, [long] * 4]
+    assert sorted(r.key for b in batches for r in b) == [f"k{i}" for i in range(8)]
+    again = list(_deterministic_batches((0, records[::-1]), batch_size=4))
+    assert [[r.key for r in b] for b in again] == [[r.key for r in b] for b in batches]
