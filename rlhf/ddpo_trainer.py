@@ -27,6 +27,7 @@ from canvas.errors import CanvasError
 from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
 from rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from rlhf.ddpo_config import DDPOConfig
+from rlhf.launch import create_accelerator
 from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 from rlhf.prompt_files import load_prompts
 from rlhf.rewards import Reward, load_reward, score_checked
@@ -81,8 +82,6 @@ class DDPOTrainer:
     def __init__(
         self, config: DDPOConfig, reward: Reward | None = None, prompts: Sequence[str] | None = None
     ) -> None:
-        from accelerate import Accelerator
-
         self.config = cfg = config
         # 1. inputs first: a bad prompt file or reward name fails before any model loads
         if prompts is None:
@@ -100,7 +99,7 @@ class DDPOTrainer:
         if mixed == "fp16" and not torch.cuda.is_available():
             logger.warning("fp16 mixed precision needs CUDA; running in fp32 on this machine")
             mixed = "no"
-        self.accelerator = Accelerator(
+        self.accelerator = create_accelerator(
             mixed_precision=mixed,
             gradient_accumulation_steps=cfg.train_gradient_accumulation_steps * cfg.num_train_timesteps,
         )
@@ -410,6 +409,7 @@ class DDPOTrainer:
             "reward": getattr(self.reward, "name", cfg.reward),
             "epochs": cfg.num_epochs,
             "optimizer_steps": self.optimizer_steps,
+            "num_processes": acc.num_processes,
             "reward_mean_first_epoch": history[0]["reward_mean"] if history else None,
             "reward_mean_last_epoch": history[-1]["reward_mean"] if history else None,
             "lora": str(lora_file),

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
 from rlhf.dpo_config import DiffusionDPOConfig
+from rlhf.launch import create_accelerator
 from rlhf.lora import adapters_disabled
 from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
@@ -68,8 +69,6 @@ class DiffusionDPOTrainer(LoraStepLoop):
     """
 
     def __init__(self, config: DiffusionDPOConfig) -> None:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
@@ -82,10 +81,7 @@ class DiffusionDPOTrainer(LoraStepLoop):
             )
         self.loss_fn = DPO_LOSSES[cfg.loss_type]
         self.output_dir = Path(cfg.output_dir)
-        # A second trainer in one process may ask for another precision: forget the first one's choice
-        # (the distributed state, PartialState, is kept).
-        AcceleratorState._reset_state()
-        self.accelerator = acc = Accelerator(
+        self.accelerator = acc = create_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
         )
         set_seed(cfg.seed)

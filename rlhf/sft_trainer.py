@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from canvas.errors import CanvasError
+from rlhf.launch import create_accelerator
 from rlhf.lora import adapters_disabled
 from rlhf.lora_step_loop import LoraStepLoop
 from rlhf.sft_config import SFTConfig
@@ -150,8 +151,6 @@ class SFTTrainer(LoraStepLoop):
     """
 
     def __init__(self, config: SFTConfig) -> None:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
@@ -159,8 +158,7 @@ class SFTTrainer(LoraStepLoop):
 
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)
-        AcceleratorState._reset_state()  # a second trainer in one process may want another precision
-        self.accelerator = acc = Accelerator(
+        self.accelerator = acc = create_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
         )
         set_seed(cfg.seed)

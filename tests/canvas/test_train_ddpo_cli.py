@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,42 @@ def test_train_ddpo_user_mistakes_are_one_line(tmp_path: Path, capsys: pytest.Ca
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("canvas: error:") and message in err, (extra, err)
         assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_train_ddpo_in_two_cpu_processes_under_torchrun(tmp_path: Path, tiny_presets) -> None:
+    # The multi-GPU path, on CPU: two processes must join (gloo), sample their own halves, train one
+    # model and write one set of files. Without the join each process trained alone, both wrote the
+    # same folder, and a run could fail on the other's half-written files.
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\nthe moon\n")
+    config = tmp_path / "ddpo.yaml"
+    config.write_text(SMALL.replace("eval_num_samples: 2", "eval_num_samples: 0"))
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "canvas", "train", "ddpo", "--prompts", str(prompts), "--reward", "jpeg_compressibility",
+        "--output", str(out), "--config", str(config), "--epochs", "2", "--pretrained", "tiny",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("reward_mean_first_epoch") == 1  # only the main process reports
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_processes"] == 2
+    assert [row["epoch"] for row in read_metrics(out)] == [1, 2]
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_processes_that_did_not_join_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from accelerate.state import AcceleratorState
+
+    from canvas.errors import CanvasError
+    from rlhf import launch
+
+    monkeypatch.setattr(launch, "launched_processes", lambda: 2)  # a launcher said 2, accelerate saw 1
+    try:
+        with pytest.raises(CanvasError, match="2 processes were launched but accelerate joined 1"):
+            launch.create_accelerator()
+    finally:  # the attempt set accelerate's process-wide state to CPU mode; later tests start clean
+        AcceleratorState._reset_state(reset_partial_state=True)

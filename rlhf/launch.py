@@ -1,0 +1,46 @@
+"""One `Accelerator` for every trainer, started the same way under `accelerate launch` and `torchrun`.
+
+On a machine without CUDA, accelerate joins the processes of a `torchrun --nproc_per_node N` launch only
+when told to run on CPU; otherwise each process silently trains alone and all of them write the same
+output folder. So on CPU a multi-process launch turns on accelerate's CPU mode (gloo), and any launch whose
+processes did not join is a clear error instead of N racing runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from canvas.errors import CanvasError
+
+logger = logging.getLogger(__name__)
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun / accelerate set WORLD_SIZE; MPI its own)."""
+    for name in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def create_accelerator(**kwargs: Any) -> Any:
+    """`accelerate.Accelerator(**kwargs)` that refuses to run a multi-process launch as separate runs."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # a second trainer in one process may ask for another precision
+    launched = launched_processes()
+    if launched > 1 and not torch.cuda.is_available():
+        kwargs.setdefault("cpu", True)  # gloo across CPU processes
+    accelerator = Accelerator(**kwargs)
+    if accelerator.num_processes != launched:
+        raise CanvasError(
+            f"{launched} processes were launched but accelerate joined {accelerator.num_processes}: "
+            "they would train separately and overwrite each other's files. On CPU launch with "
+            "`torchrun --nproc_per_node N -m canvas train ...`; on GPUs `accelerate launch --num_processes N`."
+        )
+    return accelerator
