@@ -27,6 +27,7 @@ from canvas.errors import CanvasError
 from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
 from rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from rlhf.ddpo_config import DDPOConfig
+from rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
 from rlhf.launch import create_accelerator
 from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 from rlhf.prompt_files import load_prompts
@@ -205,7 +206,10 @@ class DDPOTrainer:
                 self.run_logger.log(epoch + 1, metrics)
                 last = epoch + 1 == cfg.num_epochs
                 if cfg.sample_grid_freq and ((epoch + 1) % cfg.sample_grid_freq == 0 or last):
-                    self._save_sample_grid(epoch + 1, samples["images"], prompts, samples["rewards"])
+                    save_sample_grid(
+                        self.output_dir / "samples" / f"epoch-{epoch + 1:04d}.png", epoch + 1, samples["images"],
+                        prompts, samples["rewards"], cfg.sample_grid_size, getattr(self.reward, "name", "reward"),
+                    )  # fmt: skip
             if (epoch + 1) % cfg.save_freq == 0 or epoch + 1 == cfg.num_epochs:
                 self.save_checkpoint(epoch + 1)
         return self._finish(time.monotonic() - started)
@@ -369,32 +373,6 @@ class DDPOTrainer:
             generator=gen, negative_prompt=cfg.negative_prompt, unet=unet,
         )  # fmt: skip
 
-    def _save_sample_grid(
-        self, epoch: int, images: torch.Tensor, prompts: list[str], rewards: torch.Tensor
-    ) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        n = min(self.config.sample_grid_size, len(prompts))
-        cols = min(n, 4)
-        rows = -(-n // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
-        for ax in axes.flat:
-            ax.axis("off")
-        for i in range(n):
-            ax = axes.flat[i]
-            ax.imshow(images[i].float().permute(1, 2, 0).cpu().numpy())
-            ax.set_title(f"{prompts[i][:28]}\nreward {rewards[i].item():.4g}", fontsize=8)
-        fig.suptitle(f"DDPO epoch {epoch}: samples and rewards ({getattr(self.reward, 'name', 'reward')})")
-        fig.tight_layout()
-        path = self.output_dir / "samples" / f"epoch-{epoch:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
-
     def _finish(self, seconds: float) -> dict[str, Any]:
         """Save the LoRA (diffusers format), plot the reward curve, write summary.json."""
         acc, cfg = self.accelerator, self.config
@@ -418,7 +396,7 @@ class DDPOTrainer:
         if cfg.eval_num_samples > 0:
             summary.update(self.evaluate(cfg.eval_num_samples, seed=cfg.seed + 1_000_003))
         if history:
-            summary["reward_curve"] = str(_plot_reward_curve(history, self.output_dir / "reward_curve.png"))
+            summary["reward_curve"] = str(plot_reward_curve(history, self.output_dir / "reward_curve.png"))
         self.run_logger.write_summary(summary)
         self.run_logger.close()
         return summary
@@ -433,25 +411,3 @@ def _gather_objects(acc: Any, items: list[str]) -> list[list[str]]:
     out: list[Any] = [None] * acc.num_processes
     dist.all_gather_object(out, items)
     return out
-
-
-def _plot_reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = np.array([h["epoch"] for h in history])
-    mean = np.array([h["reward_mean"] for h in history])
-    std = np.array([h["reward_std"] for h in history])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, mean, marker="o", ms=3, label="reward mean")
-    ax.fill_between(epochs, mean - std, mean + std, alpha=0.25, label="± std")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("reward of the epoch's samples")
-    ax.set_title("DDPO: reward per epoch")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
