@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from canvas.errors import CanvasError
-from canvas.paths import preset_dir
+from canvas.paths import build_once, preset_dir
 
 TINY_CLIP_NAME = "canvas-tiny-clip"
 TINY_PRETRAINED = "tiny"
@@ -57,8 +57,7 @@ def resolve_clip(model_name: str, pretrained: str | None, root: Path | None = No
     """
     if model_name == TINY_CLIP_NAME and pretrained in (None, TINY_PRETRAINED):
         path = preset_dir(TINY_PRETRAINED, root) / "clip" / CLIP_WEIGHTS_FILE
-        if not path.exists():
-            build_tiny_clip(path.parent)
+        build_once(path, lambda: build_tiny_clip(path.parent))
         return model_name, str(path)
     return model_name, pretrained
 

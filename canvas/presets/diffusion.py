@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from canvas.errors import CanvasError
-from canvas.paths import preset_dir
+from canvas.paths import build_once, preset_dir
 
 TINY_PRETRAINED = "tiny"
 SEED = 0
@@ -163,22 +163,19 @@ def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
     """`tiny` -> the preset folder (built on first use); anything else (folder or hub id) unchanged."""
     if pretrained == TINY_PRETRAINED:
         path = preset_dir(TINY_PRETRAINED, root) / "sd15"
-        if not (path / "model_index.json").exists():
-            build_tiny_sd(path)
+        build_once(path / "model_index.json", lambda: build_tiny_sd(path))
         return str(path)
     if pretrained == "tiny-sdxl":  # the SDXL-style tiny preset (canvas/presets/sdxl.py)
         from canvas.presets.sdxl import build_tiny_sdxl
 
         path = preset_dir(TINY_PRETRAINED, root) / "sdxl"
-        if not (path / "model_index.json").exists():
-            build_tiny_sdxl(path)
+        build_once(path / "model_index.json", lambda: build_tiny_sdxl(path))
         return str(path)
     if pretrained == "tiny-photo":  # the tiny preset pretrained on photo crops (canvas/presets/photo.py)
         from canvas.presets.photo import build_tiny_photo_sd
 
         path = preset_dir(TINY_PRETRAINED, root) / "sd15-photo"
-        if not (path / "model_index.json").exists():
-            build_tiny_photo_sd(path)
+        build_once(path / "model_index.json", lambda: build_tiny_photo_sd(path))
         return str(path)
     return pretrained
 

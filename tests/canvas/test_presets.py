@@ -131,3 +131,34 @@ def test_real_pipeline_id_reaches_diffusers_unchanged(monkeypatch: pytest.Monkey
     with pytest.raises(CanvasError, match="stable-diffusion-v1-5"):
         load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5", torch_dtype=torch.float16)
     assert calls == [("stable-diffusion-v1-5/stable-diffusion-v1-5", {"torch_dtype": torch.float16})]
+
+
+def _build_slowly(marker: str, log: str) -> None:
+    import time
+
+    from canvas.paths import build_once
+
+    def build() -> None:
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)  # long enough for the other process to arrive while this one builds
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).write_text("done")
+
+    build_once(Path(marker), build)
+
+
+def test_processes_starting_together_build_a_preset_once(tmp_path: Path) -> None:
+    # Two training processes launched together used to build the same preset into the same temp folder
+    # and delete each other's files; the second must wait for the first and then use its result.
+    import multiprocessing
+
+    marker, log = tmp_path / "presets" / "tiny" / "sd15" / "model_index.json", tmp_path / "builds.log"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_build_slowly, args=(str(marker), str(log))) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert log.read_text() == "built\n" and marker.read_text() == "done"
