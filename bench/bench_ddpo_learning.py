@@ -13,10 +13,8 @@ Usage: .venv/bin/python bench/bench_ddpo_learning.py [--epochs 80] [--batches-pe
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -37,6 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from rlhf.ddpo_config import DDPOConfig
     from rlhf.ddpo_trainer import DDPOTrainer
+    from rlhf.tracking import read_metrics
 
     with tempfile.TemporaryDirectory() as out:
         config = DDPOConfig(
@@ -56,7 +55,7 @@ def main() -> None:
         trainer.train()
         seconds = time.perf_counter() - started
         result = trainer.evaluate(args.eval_samples, seed=12345)
-        rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+        rows = read_metrics(out)
     base, tuned = -result["eval_reward_base"], -result["eval_reward_tuned"]
     gain = (result["eval_reward_tuned"] - result["eval_reward_base"]) / abs(result["eval_reward_base"])
     samples = args.epochs * args.batches_per_epoch * 8

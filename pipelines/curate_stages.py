@@ -31,6 +31,7 @@ from pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
 KEPT = "kept"
 REJECTED = "rejected"
+BATCHES_PER_BUCKET = 4  # ClipEmbed: a bucket holds about this many model batches
 
 
 def _outputs(kept: beam.PCollection, rejected: beam.PCollection) -> dict[str, beam.PCollection]:
@@ -251,7 +252,7 @@ class ClipEmbed(beam.PTransform):
         self.batch_size = batch_size
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        per_bucket = 4 * self.batch_size
+        per_bucket = BATCHES_PER_BUCKET * self.batch_size
         n_buckets = beam.pvalue.AsSingleton(
             records
             | "Count" >> beam.combiners.Count.Globally()
