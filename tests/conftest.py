@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,3 +52,21 @@ def _redness(images: np.ndarray) -> float:
 def redness() -> Callable[[np.ndarray], float]:
     """How red images are (colour tests of the VAE and of fine-tuning share one measure)."""
     return _redness
+
+
+def _canvas_in_two_processes(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """`canvas ARGS` as two CPU processes under torchrun, one torch thread each; fails the test on a
+    non-zero exit with the end of stderr."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*command, "-m", "canvas", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def canvas_in_two_processes() -> Callable[..., subprocess.CompletedProcess]:
+    """Run a `canvas` command as a two-process (gloo) launch, as several GPUs would run it."""
+    return _canvas_in_two_processes

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,7 +63,9 @@ def test_train_ddpo_user_mistakes_are_one_line(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.slow
-def test_train_ddpo_in_two_cpu_processes_under_torchrun(tmp_path: Path, tiny_presets) -> None:
+def test_train_ddpo_in_two_cpu_processes_under_torchrun(
+    tmp_path: Path, tiny_presets, canvas_in_two_processes
+) -> None:
     # The multi-GPU path, on CPU: two processes must join (gloo), sample their own halves, train one
     # model and write one set of files. Without the join each process trained alone, both wrote the
     # same folder, and a run could fail on the other's half-written files.
@@ -75,14 +74,10 @@ def test_train_ddpo_in_two_cpu_processes_under_torchrun(tmp_path: Path, tiny_pre
     config = tmp_path / "ddpo.yaml"
     config.write_text(SMALL.replace("eval_num_samples: 2", "eval_num_samples: 0"))
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "canvas", "train", "ddpo", "--prompts", str(prompts), "--reward", "jpeg_compressibility",
-        "--output", str(out), "--config", str(config), "--epochs", "2", "--pretrained", "tiny",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = canvas_in_two_processes(
+        ["train", "ddpo", "--prompts", str(prompts), "--reward", "jpeg_compressibility", "--output", str(out),
+         "--config", str(config), "--epochs", "2", "--pretrained", "tiny"]
+    )  # fmt: skip
     assert done.stdout.count("reward_mean_first_epoch") == 1  # only the main process reports
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_processes"] == 2

@@ -21,9 +21,6 @@ after 80, ~25 min); larger steps degrade the denoiser instead (lr 3e-2: files +4
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -61,20 +58,16 @@ eval_num_samples: 32
 
 @pytest.mark.slow
 def test_ddpo_with_jpeg_compressibility_raises_the_reward_of_fresh_samples(
-    tmp_path: Path, tiny_presets
+    tmp_path: Path, tiny_presets, canvas_in_two_processes
 ) -> None:
     (tmp_path / "ddpo.yaml").write_text(CONFIG)
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "canvas", "train", "ddpo", "--prompts", str(tmp_path / "prompts.txt"),
-        "--reward", "jpeg_compressibility", "--output", str(out), "--config", str(tmp_path / "ddpo.yaml"),
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    canvas_in_two_processes(
+        ["train", "ddpo", "--prompts", str(tmp_path / "prompts.txt"), "--reward", "jpeg_compressibility",
+         "--output", str(out), "--config", str(tmp_path / "ddpo.yaml")],
+        timeout=1200,
+    )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_processes"] == 2
     # Fresh samples: base and tuned drawn with the same noise, from a seed no epoch used.
