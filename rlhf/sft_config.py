@@ -8,14 +8,13 @@ at a random timestep, mean squared error, optionally weighted per sample by Min-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from canvas.errors import CanvasError
-from rlhf.lora import DEFAULT_TARGET_MODULES
+from rlhf.lora_training_config import LoraTrainingConfig
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(LoraTrainingConfig):
     """Supervised LoRA fine-tuning of a diffusion UNet on image-caption rows (curated or subset Parquet)."""
 
     # -- data ------------------------------------------------------------------------------------------
@@ -39,69 +38,23 @@ class SFTConfig:
     random_flip: bool = field(
         default=False, metadata={"help": "flip images horizontally at random (per epoch)"}
     )
-    # -- model -----------------------------------------------------------------------------------------
-    pretrained: str = field(
-        default="tiny", metadata={"help": "'tiny', a diffusers pipeline folder or hub id (SD 1.5 or SDXL)"}
-    )
-    init_lora: str | None = field(default=None, metadata={"help": "start from this LoRA folder"})
-    lora_rank: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default: = rank)"})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
-        metadata={"help": "UNet modules that get a LoRA (the attention projections)"},
-    )
     # -- objective -------------------------------------------------------------------------------------
     snr_gamma: float | None = field(
         default=None, metadata={"help": "Min-SNR weighting gamma (5.0 is the paper's); unset = plain MSE"}
     )
     noise_offset: float = field(default=0.0, metadata={"help": "per-channel noise offset (0 = off)"})
-    # -- optimisation ----------------------------------------------------------------------------------
-    max_steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    # -- defaults that differ from LoraTrainingConfig's -------------------------------------------------
     train_batch_size: int = field(default=4, metadata={"help": "images per device per micro-batch"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate for the LoRA"})
-    lr_warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then constant"})
-    adam_weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
-    seed: int = field(
-        default=0, metadata={"help": "seed for split, LoRA init, batch order, noise, timesteps"}
-    )
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(
-        default="no", metadata={"help": "frozen weights in this dtype; LoRA weights stay fp32"}
-    )
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "trade compute for activation memory"}
-    )
-    # -- logging, evaluation, checkpoints ---------------------------------------------------------------
-    logging_steps: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
     eval_steps: int = field(
         default=0, metadata={"help": "held-out denoising loss every N steps (0 = only at start and end)"}
     )
     eval_noise_draws: int = field(
         default=4, metadata={"help": "noise/timestep draws per held-out image (fixed seed, so runs compare)"}
     )
-    checkpointing_steps: int = field(
-        default=500, metadata={"help": "save a checkpoint every N steps (0 = never)"}
-    )
-    checkpoints_total_limit: int | None = field(
-        default=3, metadata={"help": "keep at most this many checkpoints"}
-    )
-    resume: str | None = field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder: continue that run exactly"}
-    )
-    tensorboard: bool = field(
-        default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
-    )
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.train_batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise CanvasError(
-                "max_steps, train_batch_size and gradient_accumulation_steps must be at least 1"
-            )
         if not 0 <= self.heldout_fraction < 1:
             raise CanvasError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         if self.snr_gamma is not None and self.snr_gamma <= 0:
             raise CanvasError(f"snr_gamma must be positive, got {self.snr_gamma}")
-        if self.lora_rank < 1:
-            raise CanvasError(f"lora_rank must be at least 1, got {self.lora_rank}")
-        self.lora_target_modules = list(self.lora_target_modules)
+        super().__post_init__()
