@@ -11,11 +11,14 @@ dependency), `async_reward_computation` / `max_workers` (rewards here are cheap 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from canvas.errors import CanvasError
 from rlhf.lora import DEFAULT_TARGET_MODULES
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+# Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
+RECIPES_DIR = Path(__file__).with_name("recipes")
 
 
 @dataclass

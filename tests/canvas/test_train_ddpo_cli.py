@@ -97,3 +97,20 @@ def test_processes_that_did_not_join_are_an_error(monkeypatch: pytest.MonkeyPatc
             launch.create_accelerator()
     finally:  # the attempt set accelerate's process-wide state to CPU mode; later tests start clean
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_shipped_recipes_set_exactly_what_they_say(tmp_path: Path) -> None:
+    """Every rlhf/recipes/*.yaml parses as `canvas train ddpo --config` does, each value landing in its
+    DDPOConfig field (a misspelt key or a value of the wrong type would fail here, not in a user's run)."""
+    import yaml
+    from trl import TrlParser
+
+    from rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
+
+    recipes = sorted(RECIPES_DIR.glob("ddpo_*.yaml"))
+    assert recipes, f"no DDPO recipe in {RECIPES_DIR}"
+    for recipe in recipes:
+        argv = ["--config", str(recipe), "--prompts", "prompts.txt", "--output", str(tmp_path)]
+        (config,) = TrlParser((DDPOConfig,)).parse_args_and_config(argv)
+        for key, value in yaml.safe_load(recipe.read_text()).items():
+            assert getattr(config, key) == value, (recipe.name, key)

@@ -25,47 +25,23 @@ from pathlib import Path
 
 import pytest
 
+from rlhf.ddpo_config import RECIPES_DIR
+
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
 MIN_GAIN = 0.08
 
-CONFIG = """\
-pretrained: tiny-photo
-reward: jpeg_compressibility
-mixed_precision: "no"
-seed: 0
-num_epochs: 40
-save_freq: 100
-num_checkpoint_limit: 1
-# No guidance (half the UNet calls) and 8 DDIM steps, all trained: cheap epochs.
-sample_num_steps: 8
-sample_guidance_scale: 1.0
-train_cfg: false
-train_timestep_fraction: 1.0
-sample_batch_size: 8
-sample_num_batches_per_epoch: 4
-train_batch_size: 8
-train_num_inner_epochs: 1
-# A clip range 500x the paper's and 10x its learning rate: 40 small epochs must move the policy.
-train_learning_rate: 0.003
-train_clip_range: 0.05
-per_prompt_stat_tracking: false
-# LoRA on the convolutions too: they shape the latents (hence the decoded texture) directly.
-lora_target_modules: ["to_q", "to_k", "to_v", "to_out.0", "conv_out", "conv_in", "conv1", "conv2"]
-sample_grid_freq: 0
-eval_num_samples: 32
-"""
+RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo.yaml"
 
 
 @pytest.mark.slow
 def test_ddpo_with_jpeg_compressibility_raises_the_reward_of_fresh_samples(
     tmp_path: Path, tiny_presets, canvas_in_two_processes
 ) -> None:
-    (tmp_path / "ddpo.yaml").write_text(CONFIG)
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     out = tmp_path / "run"
     canvas_in_two_processes(
-        ["train", "ddpo", "--prompts", str(tmp_path / "prompts.txt"), "--reward", "jpeg_compressibility",
-         "--output", str(out), "--config", str(tmp_path / "ddpo.yaml")],
+        ["train", "ddpo", "--config", str(RECIPE), "--prompts", str(tmp_path / "prompts.txt"),
+         "--output", str(out)],
         timeout=1200,
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
