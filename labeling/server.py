@@ -1,10 +1,8 @@
 """A local Label Studio server: start, stop, status; loopback only, SQLite in its data dir.
 
 Label Studio lives in its own virtualenv (`.venv-labelstudio`, made by `make setup`): its pins clash with
-ours. Nothing is installed at run time. A first start on an empty data dir runs ~30 s of Django
-migrations, so we migrate once into a *template* data dir (`<label-studio venv>/canvas-data-template`,
-built by `make setup` or lazily here) and `cp -a` it into each new data dir: a start then takes seconds.
-The template holds no user, no organization and no secret key: each data dir gets its own at first start.
+ours. Nothing is installed at run time. A new data dir starts as a copy of a pre-migrated template
+(`labeling/install.py`), so a start takes seconds, not the ~30 s of Django migrations.
 
 Secrets: the API token comes from `LABEL_STUDIO_API_KEY`, else one is generated and stored in
 `<data dir>/api-token` (mode 0600). The admin password is generated into `<data dir>/admin-password`
@@ -14,13 +12,11 @@ Secrets: the API token comes from `LABEL_STUDIO_API_KEY`, else one is generated 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,34 +29,26 @@ import httpx
 
 from canvas.errors import CanvasError
 from canvas.paths import canvas_home
+from labeling.install import (
+    DB_FILE,
+    FILES_DIR,
+    TEMPLATE_MARKER,
+    build_template,
+    label_studio_bin,
+    label_studio_version,
+    server_env,
+)
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 ADMIN_EMAIL = "admin@canvas.local"
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
-LS_BIN_ENV = "CANVAS_LABEL_STUDIO_BIN"
-TEMPLATE_ENV = "CANVAS_LABEL_STUDIO_TEMPLATE"
 TOKEN_FILE = "api-token"
 PASSWORD_FILE = "admin-password"
 PID_FILE = "label-studio.pid"
 STATE_FILE = "canvas-server.json"
 LOG_FILE = "label-studio.log"
-FILES_DIR = "local-files"
-DB_FILE = "label_studio.sqlite3"
-TEMPLATE_MARKER = "canvas-template.json"
-
-# Quiet, offline, loopback-only (names from the server's settings code; see shared/labelstudio.md).
-_BASE_ENV = {
-    "DJANGO_DB": "sqlite",
-    "SENTRY_DSN": "",
-    "FRONTEND_SENTRY_DSN": "",
-    "COLLECT_ANALYTICS": "false",
-    "LATEST_VERSION_CHECK": "false",
-    "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-    "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-    "PYTHONUNBUFFERED": "1",  # the log names the port it really serves on; read it as it is written
-}
 
 
 def default_data_dir() -> Path:
@@ -71,77 +59,6 @@ def default_data_dir() -> Path:
 def mask(secret: str) -> str:
     """Show enough of a token to tell two apart, never the whole thing."""
     return f"{secret[:4]}...({len(secret)} chars)" if len(secret) > 8 else "***"
-
-
-def label_studio_bin() -> Path:
-    """The `label-studio` executable: `$CANVAS_LABEL_STUDIO_BIN`, the repo's `.venv-labelstudio`, or PATH."""
-    candidates = []
-    if os.environ.get(LS_BIN_ENV):
-        candidates.append(Path(os.environ[LS_BIN_ENV]))
-    candidates.append(Path(__file__).resolve().parents[1] / ".venv-labelstudio" / "bin" / "label-studio")
-    found = shutil.which("label-studio")
-    if found:
-        candidates.append(Path(found))
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    raise CanvasError(
-        "Label Studio is not installed: expected .venv-labelstudio/bin/label-studio (run `make setup`) "
-        f"or set {LS_BIN_ENV}"
-    )
-
-
-def label_studio_version(binary: Path) -> str:
-    """Version of the Label Studio beside `binary`, read from its dist-info (no import, no subprocess)."""
-    venv = binary.resolve().parents[1]
-    for info in sorted(venv.glob("lib/python*/site-packages/label_studio-*.dist-info")):
-        return info.name.removeprefix("label_studio-").removesuffix(".dist-info")
-    return "unknown"
-
-
-def template_dir(binary: Path) -> Path:
-    """The pre-migrated data-dir template: next to the installation that migrated it."""
-    if os.environ.get(TEMPLATE_ENV):
-        return Path(os.environ[TEMPLATE_ENV])
-    return binary.resolve().parents[1] / "canvas-data-template"
-
-
-def _server_env(data_dir: Path, files_root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
-    env.update(_BASE_ENV)
-    env["LABEL_STUDIO_BASE_DATA_DIR"] = str(data_dir)
-    env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = str(files_root)
-    return env
-
-
-def build_template(binary: Path | None = None, force: bool = False) -> Path:
-    """Migrate an empty data dir once (~30 s) into the template; idempotent, safe across processes."""
-    binary = binary or label_studio_bin()
-    target = template_dir(binary)
-    version = label_studio_version(binary)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".canvas-template.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions starting at once build it once
-        marker = target / TEMPLATE_MARKER
-        if not force and marker.exists() and json.loads(marker.read_text()).get("version") == version:
-            return target
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        logger.info("migrating a Label Studio %s data-dir template once (~30 s) into %s", version, target)
-        env = _server_env(tmp, tmp / FILES_DIR)
-        # `version` runs the migrations and exits; it creates no user and no organization.
-        result = subprocess.run(
-            [str(binary), "version"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp.parent
-        )
-        if result.returncode != 0 or not (tmp / DB_FILE).exists():
-            raise CanvasError(
-                f"Label Studio migrations failed (exit {result.returncode}): {result.stderr[-500:]}"
-            )
-        (tmp / ".env").unlink(missing_ok=True)  # the secret key: each data dir makes its own
-        (tmp / TEMPLATE_MARKER).write_text(json.dumps({"version": version}))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.replace(target)
-    return target
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -292,7 +209,7 @@ class LabelStudioServer:
             self._init_data_dir(binary)
         self.files_root.mkdir(parents=True, exist_ok=True)
         token = self._ensure_token()
-        env = _server_env(self.data_dir, self.files_root)
+        env = server_env(self.data_dir, self.files_root)
         if not (self.data_dir / "canvas-initialized").exists():
             # Only effective when the organization is created, i.e. on the first start of this data dir.
             env.update(
