@@ -6,16 +6,17 @@ cores as two training processes under torchrun (gloo), as several GPUs would und
 each process samples its own 32 trajectories per epoch, advantages come from all 64 rewards, and the
 gradients are averaged across processes.
 
-Measured 2026-11-28 (these settings: 40 epochs of 2 x 32 samples, training batch 8 per process, lr 3e-3;
-32 fresh samples drawn with a seed no epoch used and the same noise for base and tuned), about 3 minutes:
-the base model's samples are 1.220 kB, the tuned model's 1.051 kB: the reward of fresh samples rises
-13.9%. The same recipe in one process (32 samples per epoch, training batch 4) gave +10.2%, and +5.4% to
-+9.3% in 20-epoch runs at other seeds. Asserted: +8%.
+The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo.yaml` (40 epochs of 2 x 32 samples, 16 DDIM steps,
+training batch 8 per process, lr 3e-3). Measured 2026-11-28, about 6 minutes on 2 cores (32 fresh samples
+drawn with a seed no epoch used, the same noise for base and tuned): the base model's samples are 1.241 kB,
+the tuned model's 1.025 kB, so the reward of fresh samples rises 17.4% (identical in two runs). With 8 DDIM
+steps the same 40 epochs took half the time and gave +13.9%. Asserted: +14%.
 
-The issue's goal, +20%, is NOT reached: more samples per update help but flatten
-(`bench/bench_ddpo_learning.py`, one process, 128 samples per epoch: +14.9% after 40 epochs, +16.2%
-after 80, ~25 min); larger steps degrade the denoiser instead (lr 3e-2: files +47%). A 32x32 JPEG carries
-~0.65 kB of fixed header, so +20% means removing 43% of the content bytes (docs/benchmarks.md).
+The issue's goal, +20%, is NOT reached: 64 epochs of this recipe (10 min) give +19.3% and the training
+reward has levelled off since epoch ~44. The preset bounds the reward: even flat latents decode to a
+0.91 kB JPEG (the VAE decoder adds texture; a flat 32x32 JPEG is ~0.65 kB), about +25% over the base, so
++20% asks for latents smoother than 4x4 block means of the base samples (bench/bench_ddpo_learning.py
+prints these bounds; docs/benchmarks.md has the runs).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 from rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.08
+MIN_GAIN = 0.14
 
 RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo.yaml"
 
