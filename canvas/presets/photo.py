@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from canvas.presets.diffusion import SEED, build_tiny_sd
+from canvas.presets.diffusion import SEED, build_tiny_sd, save_atomically
 
 TINY_PHOTO = "tiny-photo"
 IMAGE_SIZE = 32
@@ -169,8 +169,7 @@ def build_tiny_photo_sd(
     pixels, captions = with_colour_variants(*photo_crops(NUM_CROPS, seed), seed=seed + 1)
     with torch_threads(BUILD_THREADS):
         pretrain_on_pixels(pipe, pixels, captions, seed, vae_steps, unet_steps, noise_offset=NOISE_OFFSET)
-    pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    (tmp / "pipeline").replace(out_dir)  # atomic: a killed build never leaves a folder that looks complete
+    # Atomic: a killed build never leaves a folder that looks complete.
+    save_atomically(pipe, tmp / "pipeline", out_dir)
     shutil.rmtree(tmp)
     return out_dir
