@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import Any
 
 import torch
 
 GOAL = 0.20
+PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
+RECIPE = "ddpo_jpeg_tiny_photo.yaml"
 
 
-def reward_of_smoothed_latents(trainer: object, num_samples: int, seed: int) -> dict[str, float]:
+def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dict[str, float]:
     """Mean reward (minus kB) of the base model's samples decoded from their final latents as sampled,
     2x2- and 4x4-block-averaged, and flattened to their per-channel mean."""
     import torch.nn.functional as F
@@ -53,10 +56,6 @@ def reward_of_smoothed_latents(trainer: object, num_samples: int, seed: int) -> 
             name: trainer.reward(decode_latents(pipe, z), prompts).mean().item()
             for name, z in smoothed.items()
         }
-
-
-PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-RECIPE = "ddpo_jpeg_tiny_photo.yaml"
 
 
 def main() -> None:
@@ -94,9 +93,9 @@ def main() -> None:
                 **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)},
             }
         )  # fmt: skip
-        started = time.perf_counter()
         trainer = DDPOTrainer(config, prompts=PROMPTS)
-        ceiling = reward_of_smoothed_latents(trainer, args.eval_samples, seed=12345)
+        ceiling = reward_of_smoothed_latents(trainer, args.eval_samples, seed=12345)  # before any update
+        started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
         result = trainer.evaluate(args.eval_samples, seed=12345)
