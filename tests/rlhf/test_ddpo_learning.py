@@ -12,8 +12,9 @@ drawn with a seed no epoch used, the same noise for base and tuned): the base mo
 the tuned model's 1.025 kB, so the reward of fresh samples rises 17.4% (identical in two runs). With 8 DDIM
 steps the same 40 epochs took half the time and gave +13.9%. Asserted: +14%.
 
-The issue's goal, +20%, is NOT reached: 64 epochs of this recipe (10 min) give +19.3% and the training
-reward has levelled off since epoch ~44. The preset bounds the reward: even flat latents decode to a
+The issue's goal, +20%, is NOT reached in this budget: 64 epochs of this recipe (10 min) give +19.3% and
+level off; three times the samples per epoch reach +20.7% in 28 epochs, but take 11.3 min on 2 cores
+(docs/benchmarks.md has the command). The preset bounds the reward: even flat latents decode to a
 0.91 kB JPEG (the VAE decoder adds texture; a flat 32x32 JPEG is ~0.65 kB), about +25% over the base, so
 +20% asks for latents smoother than 4x4 block means of the base samples (bench/bench_ddpo_learning.py
 prints these bounds; docs/benchmarks.md has the runs).
