@@ -6,18 +6,18 @@ cores as two training processes under torchrun (gloo), as several GPUs would und
 each process samples its own 32 trajectories per epoch, advantages come from all 64 rewards, and the
 gradients are averaged across processes.
 
-The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo.yaml` (40 epochs of 2 x 32 samples, 16 DDIM steps,
-training batch 8 per process, lr 3e-3). Measured 2026-11-28, about 6 minutes on 2 cores (32 fresh samples
-drawn with a seed no epoch used, the same noise for base and tuned): the base model's samples are 1.241 kB,
-the tuned model's 1.025 kB, so the reward of fresh samples rises 17.4% (identical in two runs). With 8 DDIM
-steps the same 40 epochs took half the time and gave +13.9%. Asserted: +14%.
+The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo.yaml` (28 epochs of 2 x 96 samples, 16 DDIM steps,
+training batch 24 per process, lr 3e-3). Measured 2026-11-28, 11.3 minutes of training on 2 cores (32
+fresh samples drawn with a seed no epoch used, the same noise for base and tuned): the base model's
+samples are 1.241 kB, the tuned model's 0.984 kB, so the reward of fresh samples rises **20.7%**, the
+issue's goal (+20%). Asserted: +18%, a margin for other CPUs' float rounding; on this machine the run
+repeats bit for bit.
 
-The issue's goal, +20%, is NOT reached in this budget: 64 epochs of this recipe (10 min) give +19.3% and
-level off; three times the samples per epoch reach +20.7% in 28 epochs, but take 11.3 min on 2 cores
-(docs/benchmarks.md has the command). The preset bounds the reward: even flat latents decode to a
-0.91 kB JPEG (the VAE decoder adds texture; a flat 32x32 JPEG is ~0.65 kB), about +25% over the base, so
-+20% asks for latents smoother than 4x4 block means of the base samples (bench/bench_ddpo_learning.py
-prints these bounds; docs/benchmarks.md has the runs).
+Cheaper recipes level off lower: the reward settles where gradient noise sets it. 2 x 32 samples per
+epoch give +17.4% in 40 epochs (6 min) and +19.3% in 64 (10 min, level since epoch ~44); 2 x 64 give
++19.7% in 40 (11.6 min). The preset bounds the reward: even flat latents decode to a 0.91 kB JPEG (the
+VAE decoder adds texture; a flat 32x32 JPEG is ~0.65 kB), about +26% over the base
+(bench/bench_ddpo_learning.py prints these bounds; docs/benchmarks.md has the runs).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pytest
 from rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.14
+MIN_GAIN = 0.18
 
 RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo.yaml"
 
@@ -44,7 +44,7 @@ def test_ddpo_with_jpeg_compressibility_raises_the_reward_of_fresh_samples(
     canvas_in_two_processes(
         ["train", "ddpo", "--config", str(RECIPE), "--prompts", str(tmp_path / "prompts.txt"),
          "--output", str(out)],
-        timeout=1200,
+        timeout=1800,
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_processes"] == 2
