@@ -36,15 +36,14 @@ def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dic
     2x2- and 4x4-block-averaged, and flattened to their per-channel mean."""
     import torch.nn.functional as F
 
-    from rlhf.ddim_logprob import decode_latents, sample_with_logprob
+    from rlhf.ddim_logprob import decode_latents
+    from rlhf.rewards import score_checked
 
-    cfg, pipe = trainer.config, trainer.pipe
+    pipe = trainer.pipe
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(num_samples)]
     with torch.no_grad():
-        traj = sample_with_logprob(
-            pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
-            generator=torch.Generator().manual_seed(seed), unet=pipe.unet,
-        )  # fmt: skip
+        # The trainer's own sampling call (steps, guidance, eta, negative prompt), before any update.
+        traj = trainer._sample(prompts, torch.Generator().manual_seed(seed), pipe.unet)
         latents = traj.latents[:, -1]
         smoothed = {
             "as sampled": latents,
@@ -53,7 +52,7 @@ def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dic
             "flat": latents.mean((2, 3), keepdim=True).expand_as(latents),
         }
         return {
-            name: trainer.reward(decode_latents(pipe, z), prompts).mean().item()
+            name: score_checked(trainer.reward, decode_latents(pipe, z), prompts).mean().item()
             for name, z in smoothed.items()
         }
 
