@@ -8,6 +8,7 @@ alpha, 1-bit) to RGB: alpha is composited on white, 16-bit is scaled, not clippe
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -62,15 +63,45 @@ def thumbnail(img: Image.Image, size: int) -> bytes:
     return buf.getvalue()
 
 
-def open_rgb(data: bytes, max_pixels: int = PILLOW_MAX_PIXELS) -> Image.Image:
-    """Decode bytes to a fully loaded RGB image; raises ValueError/OSError with a readable message."""
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _allow_in_pillow(max_pixels: int) -> None:
+    """Raise Pillow's global bomb limit to at least `max_pixels`, so that our limit is the one enforced.
+
+    Pillow refuses anything above 2 x MAX_IMAGE_PIXELS at open time, before our check could run. The
+    global is process-wide, so it is only ever raised (never lowered: another part of the process may
+    have set it higher on purpose, and None means it switched the check off); our own header check in
+    `open_rgb` then enforces `max_pixels`. Done here, not at startup, because it must happen in every
+    worker process; the lock keeps concurrent threads with different limits from lowering it.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or limit >= max_pixels:
+        return
+    with _PILLOW_LIMIT_LOCK:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and limit < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def open_rgb(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode bytes to a fully loaded RGB image; raises ValueError/OSError with a readable message,
+    and DecompressionBombError above `max_pixels`.
+
+    `max_pixels=None` is for bytes that already passed `decode`: re-checking them against Pillow's
+    default would reject what a configured higher limit accepted.
+    """
+    if max_pixels is not None:
+        _allow_in_pillow(max_pixels)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow warns above its own limit (>= ours, see above); the header check below rejects those
+        # images as bombs with our limit in the message, so the warning adds nothing.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         img = Image.open(io.BytesIO(data))
         pixels = img.width * img.height
-        if pixels > max_pixels:
-            raise ValueError(
-                f"decompression bomb: {img.width}x{img.height} = {pixels} pixels > limit {max_pixels}"
+        if max_pixels is not None and pixels > max_pixels:
+            raise Image.DecompressionBombError(
+                f"{img.width}x{img.height} = {pixels} pixels > limit {max_pixels}"
             )
         if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library may have flipped this global; we never accept
             raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated files would pass")
@@ -84,6 +115,8 @@ def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
     def reject(reason: str) -> Rejection:
         return Rejection(key=raw.key, stage=DECODE, reason=reason, source=raw.source)
 
+    if raw.error is not None:  # the reader could not read this part of the file at all
+        return reject(raw.error)
     if raw.image is None:
         return reject("no image bytes (null)")
     if len(raw.image) == 0:
@@ -92,11 +125,11 @@ def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
         return reject(f"encoded image is {len(raw.image)} bytes > max_bytes {config.max_bytes}")
     try:
         img = open_rgb(raw.image, config.max_pixels)
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return reject(f"decompression bomb: {exc}")
     except Image.UnidentifiedImageError:
         return reject("undecodable: not an image format Pillow can identify")
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         text = str(exc) or type(exc).__name__
         kind = "truncated" if "truncated" in text.lower() else "undecodable"
         return reject(f"{kind}: {text}")

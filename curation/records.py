@@ -24,13 +24,18 @@ STAGES = (DECODE, BASIC_FILTER, EXACT_DEDUP, NEAR_DEDUP, CLIP_SCORE, NSFW, SEMAN
 
 @dataclass(frozen=True)
 class RawRecord:
-    """One input row as read: `source` (`path#row`) and `ordinal` (file index, row) say where it came from."""
+    """One input row as read: `source` (`path#row`) and `ordinal` (file index, row) say where it came from.
+
+    `error` is set on the one record that stands for the unreadable rest of a corrupt or truncated input
+    file; decoding rejects it with that reason, so the loss is counted and reported, never silent.
+    """
 
     key: str
     caption: str | None
     image: bytes | None
     source: str
     ordinal: tuple[int, int]
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,17 @@ WebDataset `.tar` shards (`KEY.jpg|png|webp` + `KEY.txt` + optional `KEY.json`).
 
 Readers take a binary file object, so the pipeline can hand them Beam's `FileSystems.open` (local, GCS,
 S3, HDFS) while tests use plain files.
+
+A corrupt or truncated file does not stop the run: the rows read before the damage are yielded as usual,
+and the unreadable rest becomes one `RawRecord` with `error` set, which the decode stage rejects with that
+reason (so records in = kept + rejected still holds, and the loss is in the ledger).
 """
 
 from __future__ import annotations
 
 import json
 import tarfile
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -18,6 +23,8 @@ from curation.records import RawRecord
 IMAGE_COLUMNS = ("image", "jpg", "png", "webp")  # first present wins; img2dataset writes `jpg`
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 BATCH_ROWS = 256
+# What a damaged tar (plain or compressed) raises; anything else is a bug and must surface.
+TAR_READ_ERRORS = (tarfile.ReadError, EOFError, OSError, zlib.error)
 
 
 def is_tar(path: str) -> bool:
@@ -37,25 +44,55 @@ def parquet_columns(schema_names: list[str], path: str) -> tuple[str, str | None
     return "key", "caption" if "caption" in schema_names else None, image
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one printable line (Arrow's messages carry newlines and raw header bytes)."""
+    text = "".join(c if c.isprintable() else " " for c in str(exc))
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def unreadable(path: str, file_index: int, done: int, unit: str, whole: str, problem: str) -> RawRecord:
+    """The record standing for the unreadable rest of `path`, after `done` complete `unit`s.
+
+    Its key is a bracketed description, like the `<null key at ...>` stand-in, not a sample name; its
+    source and ordinal take the next row number, so it is unique and sorts after the rows that were read.
+    """
+    return RawRecord(
+        key=f"<unreadable: {path} after {done} {unit}>",
+        caption=None,
+        image=None,
+        source=f"{path}#{done}",
+        ordinal=(file_index, done),
+        error=(
+            f"unreadable input: {path}: {problem} after {done} complete {unit}; "
+            f"the rest of the {whole} is lost"
+        ),
+    )
+
+
 def read_parquet(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawRecord]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(fileobj)
-    key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path)
-    columns = [c for c in (key_col, caption_col, image_col) if c]
     row = 0
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-        data = batch.to_pydict()
-        captions = data[caption_col] if caption_col else [None] * batch.num_rows
-        for key, caption, image in zip(data[key_col], captions, data[image_col], strict=True):
-            yield RawRecord(
-                key=str(key) if key is not None else f"<null key at {path}#{row}>",
-                caption=caption,
-                image=image,
-                source=f"{path}#{row}",
-                ordinal=(file_index, row),
-            )
-            row += 1
+    try:
+        pf = pq.ParquetFile(fileobj)
+        key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path)
+        columns = [c for c in (key_col, caption_col, image_col) if c]
+        # Single-threaded, so where damage stops the read depends on the bytes alone (determinism).
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False):
+            data = batch.to_pydict()
+            captions = data[caption_col] if caption_col else [None] * batch.num_rows
+            for key, caption, image in zip(data[key_col], captions, data[image_col], strict=True):
+                yield RawRecord(
+                    key=str(key) if key is not None else f"<null key at {path}#{row}>",
+                    caption=caption,
+                    image=image,
+                    source=f"{path}#{row}",
+                    ordinal=(file_index, row),
+                )
+                row += 1
+    except (pa.ArrowInvalid, OSError) as exc:  # a batch is yielded whole or not at all
+        yield unreadable(path, file_index, row, "rows", "file", f"corrupt Parquet ({_one_line(exc)})")
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -65,8 +102,34 @@ def _split_name(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
+class _StrictTarInfo(tarfile.TarInfo):
+    """tarfile quietly ends an archive at a missing, cut or garbled header, which would drop the tail of
+    a shard cut at a member boundary without a word. Here only the zero block that tar writes at the end
+    ends it; any other bad header is a ReadError."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            raise
+        except tarfile.EmptyHeaderError:
+            raise tarfile.ReadError("unexpected end of data: no end-of-archive marker") from None
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+            raise tarfile.ReadError(str(exc)) from None
+
+
+def _tar_problem(exc: BaseException) -> str:
+    text = _one_line(exc)
+    cut = isinstance(exc, EOFError) or "end of data" in text or "truncated" in text
+    return f"{'truncated' if cut else 'corrupt'} tar ({text})"
+
+
 def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawRecord]:
-    """Stream a tar shard; files of one sample are consecutive, as WebDataset writes them."""
+    """Stream a tar shard; files of one sample are consecutive, as WebDataset writes them.
+
+    On damage, a sample whose files were only partly read is part of the lost rest, never yielded.
+    """
     current: str | None = None
     fields: dict[str, bytes] = {}
     row = 0
@@ -85,18 +148,22 @@ def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[R
             key=key, caption=caption, image=image, source=f"{path}#{row}", ordinal=(file_index, row)
         )
 
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            sample, ext = _split_name(member.name)
-            if sample != current and current is not None:
-                yield emit()
-                row += 1
-                fields = {}
-            current = sample
-            handle = tar.extractfile(member)
-            fields[ext] = handle.read() if handle else b""
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_StrictTarInfo) as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                sample, ext = _split_name(member.name)
+                if sample != current and current is not None:
+                    yield emit()
+                    row += 1
+                    fields = {}
+                current = sample
+                handle = tar.extractfile(member)
+                fields[ext] = handle.read() if handle else b""
+    except TAR_READ_ERRORS as exc:
+        yield unreadable(path, file_index, row, "samples", "shard", _tar_problem(exc))
+        return
     if current is not None:
         yield emit()
 

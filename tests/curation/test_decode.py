@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -49,6 +51,36 @@ def test_each_broken_class_is_rejected_with_its_reason(data: bytes | None, reaso
     out = decode(_raw(data), DecodeConfig(max_pixels=1_000_000))
     assert isinstance(out, Rejection)
     assert out.stage == DECODE and reason in out.reason
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height`: tests the pixel limit without allocating it."""
+    data = bytearray(_encode(Image.new("L", (1, 1)), "PNG"))
+    data[16:24] = struct.pack(">II", width, height)  # IHDR data follows the signature and chunk header
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over chunk type + data
+    return bytes(data)
+
+
+def test_max_pixels_is_the_bomb_limit_above_and_below_pillows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    between = _png_claiming(10_000, 10_000)  # 1e8: above Pillow's limit, below twice it (its warning)
+    above = _png_claiming(15_000, 15_000)  # 2.25e8: above twice Pillow's default (its error)
+    for data in (between, above):
+        out = decode(_raw(data), DecodeConfig())
+        assert isinstance(out, Rejection) and out.reason.startswith("decompression bomb"), out.reason
+    low = decode(_raw(between), DecodeConfig(max_pixels=1_000_000))
+    assert low.reason == "decompression bomb: 10000x10000 = 100000000 pixels > limit 1000000"
+    for data in (between, above):  # within a higher limit: only the (tiny) pixel data is wrong
+        out = decode(_raw(data), DecodeConfig(max_pixels=300_000_000))
+        assert isinstance(out, Rejection) and "bomb" not in out.reason and "limit" not in out.reason
+    huge = decode(_raw(_png_claiming(20_000, 20_000)), DecodeConfig(max_pixels=300_000_000))
+    assert huge.reason.startswith("decompression bomb") and "limit 300000000" in huge.reason
+    # The configured limit still holds after a higher one raised Pillow's process-wide global.
+    assert decode(_raw(between), DecodeConfig()).reason.startswith("decompression bomb")
+    for preset in (10**9, None):  # a limit set higher (or switched off) elsewhere is never lowered
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", preset)
+        assert decode(_raw(between), DecodeConfig()).reason.startswith("decompression bomb")
+        assert preset == Image.MAX_IMAGE_PIXELS
 
 
 def test_valid_images_decode_with_hashes() -> None:

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from canvas.errors import CanvasError
-from curation.sources import read_file
+from curation.decode import DecodeConfig, decode
+from curation.records import DECODE, Rejection
+from curation.sources import BATCH_ROWS, read_file
 
 
 def test_img2dataset_parquet_reads_the_jpg_column(tmp_path: Path) -> None:
@@ -65,6 +67,90 @@ def test_webdataset_tar_groups_files_by_sample(tmp_path: Path) -> None:
         ("000003", "text without an image", None),
     ]
     assert [r.source for r in rows] == [f"{path}#0", f"{path}#1", f"{path}#2"]
+
+
+def _four_sample_shard(path: Path, mode: str = "w") -> bytes:
+    with tarfile.open(path, mode) as tar:
+        for i in range(4):
+            _add(tar, f"{i:06d}.jpg", bytes([i]) * 4000)  # compressible, so a cut .tar.gz is cut mid-shard
+            _add(tar, f"{i:06d}.txt", f"caption {i}".encode())
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["shard.tar", "shard.tar.gz"])
+def test_cut_shard_yields_complete_samples_then_one_unreadable_record(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    data = _four_sample_shard(path, "w:gz" if name.endswith(".gz") else "w")
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with open(path, "rb") as f:
+        rows = list(read_file(f, str(path), 5))
+    *good, lost = rows
+    assert [(r.key, r.caption, r.error) for r in good] == [
+        (f"{i:06d}", f"caption {i}", None) for i in range(len(good))
+    ]
+    assert 1 <= len(good) < 4  # what was fully read survives; the sample cut in the middle does not
+    n = len(good)
+    assert (lost.key, lost.source, lost.ordinal, lost.image) == (
+        f"<unreadable: {path} after {n} samples>",
+        f"{path}#{n}",
+        (5, n),
+        None,
+    )
+    detail = "unexpected end of data" if name == "shard.tar" else "truncated header"  # where the cut fell
+    assert lost.error == (
+        f"unreadable input: {path}: truncated tar ({detail}) after {n} complete samples; "
+        "the rest of the shard is lost"
+    )
+
+
+def test_shard_cut_at_a_member_boundary_is_not_taken_for_a_short_shard(tmp_path: Path) -> None:
+    # tarfile itself ends quietly at a missing header; the second sample's files would vanish unseen
+    path = tmp_path / "shard.tar"
+    data = _four_sample_shard(path)
+    second_sample = 2 * (512 + 4096) + 2 * (512 + 512)  # two samples: header + padded .jpg, .txt each
+    path.write_bytes(data[:second_sample])
+    with open(path, "rb") as f:
+        rows = list(read_file(f, str(path), 0))
+    assert [r.key for r in rows] == ["000000", f"<unreadable: {path} after 1 samples>"]
+    assert "no end-of-archive marker" in rows[-1].error
+
+
+def test_garbage_tar_is_one_unreadable_record_that_decode_rejects(tmp_path: Path) -> None:
+    path = tmp_path / "junk.tar"
+    path.write_bytes(b"garbage\n")
+    with open(path, "rb") as f:
+        (row,) = read_file(f, str(path), 0)
+    assert (row.key, row.source) == (f"<unreadable: {path} after 0 samples>", f"{path}#0")
+    rejection = decode(row, DecodeConfig())
+    assert isinstance(rejection, Rejection)
+    assert (rejection.key, rejection.stage, rejection.source) == (row.key, DECODE, row.source)
+    assert rejection.reason == (
+        f"unreadable input: {path}: truncated tar (truncated header) after 0 complete samples; "
+        "the rest of the shard is lost"
+    )
+
+
+def test_corrupt_parquet_keeps_the_batches_read_and_records_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    n = 2 * BATCH_ROWS
+    table = pa.table({"key": [f"k{i}" for i in range(n)], "image": [bytes([i % 256]) * 64 for i in range(n)]})
+    pq.write_table(table, path, row_group_size=BATCH_ROWS, use_dictionary=False)
+    data = bytearray(path.read_bytes())
+    start = pq.ParquetFile(path).metadata.row_group(1).column(1).data_page_offset  # 2nd batch's images
+    data[start : start + 16] = b"\xff" * 16  # a garbled page header
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as f:
+        rows = list(read_file(f, str(path), 1))
+    assert [r.key for r in rows] == [f"k{i}" for i in range(BATCH_ROWS)] + [
+        f"<unreadable: {path} after {BATCH_ROWS} rows>"
+    ]
+    assert rows[-1].source == f"{path}#{BATCH_ROWS}" and rows[-1].error.startswith(
+        f"unreadable input: {path}: corrupt Parquet ("
+    )
+    assert rows[-1].error.endswith(f"after {BATCH_ROWS} complete rows; the rest of the file is lost")
+    path.write_bytes(bytes(data[: len(data) // 2]))  # no footer: nothing is readable
+    with open(path, "rb") as f:
+        assert [r.key for r in read_file(f, str(path), 1)] == [f"<unreadable: {path} after 0 rows>"]
 
 
 def test_trimmed_text_encoder_equals_open_clip(tiny_presets: dict) -> None:
