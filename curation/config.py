@@ -124,20 +124,25 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        raise CanvasError(f"config: `{where}` must be a mapping, got {type(data).__name__}")
+        what = f"`{where}`" if where else "the config"  # `where` is empty at the top level
+        raise CanvasError(f"config: {what} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "notes"}
+
+    def path(name: str) -> str:
+        return f"{where}.{name}" if where else name
+
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise CanvasError(f"config: unknown key `{where}.{unknown[0]}`; known: {', '.join(fields)}")
+        raise CanvasError(f"config: unknown key `{path(unknown[0])}`; known: {', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
         sub = (
             fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
         )
         if dataclasses.is_dataclass(sub):
-            kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
+            kwargs[name] = _build(sub, value, path(name))
         else:
-            kwargs[name] = _check_type(cls, fields[name], value, f"{where}.{name}")
+            kwargs[name] = _check_type(cls, fields[name], value, path(name))
     return cls(**kwargs)
 
 
@@ -207,6 +212,12 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(
             "config: clip_score.mode is percentile: set clip_score.keep_top_percent in (0, 100]"
         )
+    if score.threshold is not None and not -1 <= score.threshold <= 1:
+        raise CanvasError(f"config: clip_score.threshold is a cosine, so in [-1, 1], got {score.threshold}")
+    if score.keep_top_percent is not None and not 0 < score.keep_top_percent <= 100:
+        raise CanvasError(
+            f"config: clip_score.keep_top_percent must be in (0, 100], got {score.keep_top_percent}"
+        )
     sem = dataclasses.replace(cfg.semdedup)
     if sem.eps == "auto":
         sem.eps = rule.eps
@@ -237,9 +248,30 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         ("nsfw.batch_size", cfg.nsfw.batch_size),
         ("output.rows_per_shard", cfg.output.rows_per_shard),
         ("semdedup.sample_size", sem.sample_size),
+        ("semdedup.kmeans_iters", sem.kmeans_iters),
+        ("semdedup.max_block_bytes", sem.max_block_bytes),
+        ("decode.max_pixels", cfg.decode.max_pixels),
+        ("decode.max_bytes", cfg.decode.max_bytes),
+        ("decode.thumbnail_px", cfg.decode.thumbnail_px),
+        ("near_dedup.query_batch", cfg.near_dedup.query_batch),
     ):
         if value < 1:
             raise CanvasError(f"config: {name} must be >= 1, got {value}")
+    for name, value in (
+        ("basic_filter.min_side", cfg.basic_filter.min_side),
+        ("basic_filter.min_caption_words", cfg.basic_filter.min_caption_words),
+        ("basic_filter.min_caption_chars", cfg.basic_filter.min_caption_chars),
+        ("clip.threads", cfg.clip.threads),
+        ("nsfw.threads", cfg.nsfw.threads),
+    ):
+        if value < 0:
+            raise CanvasError(f"config: {name} must be >= 0, got {value}")
+    if cfg.basic_filter.max_aspect_ratio < 1:  # long side / short side is never below 1
+        raise CanvasError(
+            f"config: basic_filter.max_aspect_ratio must be >= 1, got {cfg.basic_filter.max_aspect_ratio}"
+        )
+    if not 0 <= cfg.nsfw.threshold <= 1:
+        raise CanvasError(f"config: nsfw.threshold is a probability, so in [0, 1], got {cfg.nsfw.threshold}")
     cfg.clip_score = score
     cfg.semdedup = sem
     return cfg

@@ -50,6 +50,18 @@ def test_thresholds_follow_the_model() -> None:
         ("semdedup:\n  keep: oldest\n", "semdedup.keep must be one of"),
         ("clip:\n  enabled: false\n", "clip.enabled is false"),
         ("basic_filter:\n  min_side: [\n", "not valid YAML"),
+        ("bogus_stage: {}\n", "unknown key `bogus_stage`;"),
+        ("- 1\n- 2\n", "config: the config must be a mapping, got list"),
+        ("nsfw:\n  threshold: 1.5\n", "nsfw.threshold is a probability, so in [0, 1], got 1.5"),
+        ("nsfw:\n  threshold: -0.1\n", "nsfw.threshold is a probability"),
+        ("clip_score:\n  mode: threshold\n  threshold: 28\n", "clip_score.threshold is a cosine"),
+        ("clip_score:\n  keep_top_percent: 300\n", "clip_score.keep_top_percent must be in"),
+        ("decode:\n  max_pixels: 0\n", "decode.max_pixels must be >= 1"),
+        ("near_dedup:\n  query_batch: 0\n", "near_dedup.query_batch must be >= 1"),
+        ("basic_filter:\n  min_side: -5\n", "basic_filter.min_side must be >= 0"),
+        ("basic_filter:\n  max_aspect_ratio: 0.5\n", "basic_filter.max_aspect_ratio must be >= 1"),
+        ("clip:\n  threads: -1\n", "clip.threads must be >= 0"),
+        ("semdedup:\n  kmeans_iters: 0\n", "semdedup.kmeans_iters must be >= 1"),
     ],
 )
 def test_malformed_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
@@ -58,6 +70,16 @@ def test_malformed_config_is_one_clear_error(tmp_path: Path, text: str, message:
     with pytest.raises(CanvasError, match=message.replace("[", r"\[")) as exc:
         resolve(load_config(path), "canvas-tiny-clip")
     assert "\n" not in str(exc.value)
+
+
+def test_range_bounds_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "nsfw:\n  threshold: 1\nclip_score:\n  mode: threshold\n  threshold: -1\n  keep_top_percent: 100\n"
+        "basic_filter:\n  min_side: 0\n  max_aspect_ratio: 1\n"
+    )
+    cfg = resolve(load_config(path), "canvas-tiny-clip")
+    assert cfg.nsfw.threshold == 1 and cfg.clip_score.threshold == -1 and cfg.basic_filter.min_side == 0
 
 
 def test_missing_config_file() -> None:
