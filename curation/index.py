@@ -121,6 +121,8 @@ def read_report(curated_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise CanvasError(f"{curated_dir} is not a curated folder: no {REPORT_FILE}")
     report = json.loads(path.read_text())
+    if "embedding_dim" in report and report["embedding_dim"] is None:
+        raise CanvasError(f"{curated_dir} has no CLIP embeddings: it was curated with `clip: enabled: false`")
     missing = [k for k in ("clip_model", "embedding_dim") if not report.get(k)]
     if missing:
         raise CanvasError(f"{path} does not say which CLIP model made the embeddings (missing {missing})")

@@ -64,7 +64,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _histogram(values: np.ndarray, threshold: float | None, title: str, xlabel: str) -> str | None:
+def _histogram(
+    values: np.ndarray, threshold: float | None, title: str, xlabel: str, ylabel: str = "records"
+) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +79,7 @@ def _histogram(values: np.ndarray, threshold: float | None, title: str, xlabel: 
     if threshold is not None:
         ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.4g}")
         ax.legend()
-    ax.set(title=title, xlabel=xlabel, ylabel="records")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return _png(fig)
 
 
@@ -165,6 +167,7 @@ def render_html(report: dict[str, Any], curated: pa.Table, rejected: pa.Table) -
             None,
             "SemDeDup cluster sizes (before dedup)",
             "records in cluster",
+            ylabel="clusters",
         ),
     ]
     esc = html.escape

@@ -37,6 +37,7 @@ from pipelines.curate_io import (
     record_row,
     rejection_row,
 )
+from pipelines.curate_ledger import ResolveDuplicateOf
 from pipelines.curate_semdedup import SemanticDedup
 from pipelines.curate_stages import (
     KEPT,
@@ -84,7 +85,10 @@ class Curate(beam.PTransform):
         records = step("ClipScore", ClipScoreFilter(cfg.clip_score), records)
         records = step("Nsfw", NsfwFilter(cfg.nsfw), records)
         records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px), records)
-        return {KEPT: records, REJECTED: tuple(rejected) | "AllRejected" >> beam.Flatten()}
+        rejections = tuple(rejected) | "AllRejected" >> beam.Flatten()
+        if any(c.enabled for c in (cfg.exact_dedup, cfg.near_dedup, cfg.semdedup)):
+            rejections = (records, rejections) | "ResolveDuplicateOf" >> ResolveDuplicateOf()
+        return {KEPT: records, REJECTED: rejections}
 
 
 def _embedding_dim(clip_model: str) -> int:
@@ -189,6 +193,37 @@ def _temp_folder(output: str) -> str:
     return str(tmp)
 
 
+def _pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, str]:
+    """Parse the Beam options and look up the runner now: a mistake is one line, before any work."""
+    import contextlib
+    import io
+
+    from apache_beam.runners import create_runner
+
+    options = PipelineOptions(pipeline_args)
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):  # Beam's argparse prints its whole usage, then exits
+            options.get_all_options(retain_unknown_options=True)  # unknown flags: Beam warns later
+    except SystemExit as exc:
+        error = (usage.getvalue().strip().splitlines() or ["invalid value"])[-1].split("error: ", 1)[-1]
+        raise CanvasError(f"Beam pipeline option: {error}") from exc
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError, AttributeError) as exc:  # unknown name, module, or class
+        raise CanvasError(f"--runner={runner}: {exc}") from exc
+    return options, runner
+
+
+def _workers_are_local(options: PipelineOptions, runner: str) -> bool:
+    """Whether the workers run on this machine (the direct runners, or a portable job in LOOPBACK mode)."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    direct = runner.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    return direct or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+
+
 def run_curation(
     inputs: list[str],
     output: str | Path,
@@ -212,18 +247,19 @@ def run_curation(
     started = time.perf_counter()
     if not inputs:
         raise CanvasError("no --input given")
+    options, runner = _pipeline_options(pipeline_args or [])
     config = resolve(load_config(config_path), clip_model)
     files = expand_inputs([str(i) for i in inputs])
     _check_inputs(files)
-    embedding_dim = _embedding_dim(clip_model)
+    embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None
     if config.clip.enabled:
-        from canvas.presets.clip import resolve_clip
+        from canvas.presets.clip import check_clip_weights, resolve_clip
 
+        if _workers_are_local(options, runner):  # a cluster's workers may hold weights this machine lacks
+            check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
         resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
     output = str(output).rstrip("/")
     tmp = _temp_folder(output)
-    options = PipelineOptions(pipeline_args or [])
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
     log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)
 
     try:

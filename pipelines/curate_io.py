@@ -44,7 +44,10 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def curated_schema(embedding_dim: int) -> pa.Schema:
+def curated_schema(embedding_dim: int | None) -> pa.Schema:
+    """The curated rows' schema; `embedding_dim` None when CLIP is off (the column is then all null and
+    variable-length: pyarrow cannot read back a fixed-size list column holding nulls)."""
+    embedding = pa.list_(pa.float32()) if embedding_dim is None else pa.list_(pa.float32(), embedding_dim)
     return pa.schema(
         [
             ("key", pa.string()),
@@ -57,7 +60,7 @@ def curated_schema(embedding_dim: int) -> pa.Schema:
             ("clip_score", pa.float32()),
             ("nsfw_score", pa.float32()),
             ("cluster_id", pa.int64()),
-            ("embedding", pa.list_(pa.float32(), embedding_dim)),
+            ("embedding", embedding),
             ("source", pa.string()),
         ]
     )

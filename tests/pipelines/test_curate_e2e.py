@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from canvas.cli import main
+from canvas.errors import CanvasError
+from curation.index import read_report
 from pipelines.curate import run_curation
 
 BROKEN_REASONS = {
@@ -70,7 +72,9 @@ def test_sample_set_matches_truth_manifest(sample_parquet: Path, sample_run) -> 
 
 def test_output_contract_and_report(sample_run) -> None:
     report, out = sample_run
-    curated, _ = _tables(out)
+    curated, rejected = _tables(out)
+    pointed_at = {k for k in rejected.column("duplicate_of").to_pylist() if k}
+    assert pointed_at and pointed_at <= set(curated.column("key").to_pylist())  # duplicates name kept keys
     schema = curated.schema
     for name, kind in [
         ("key", pa.string()),
@@ -102,6 +106,22 @@ def test_output_contract_and_report(sample_run) -> None:
     assert (
         html.count("class=group") >= 5 and "kept orig-astronaut" in html
     )  # duplicate groups with thumbnails
+
+
+def test_every_optional_stage_off_still_writes_readable_output(
+    sample_parquet: Path, tiny_presets: dict, tmp_path: Path
+) -> None:
+    config = tmp_path / "off.yaml"
+    stages = ("basic_filter", "exact_dedup", "near_dedup", "clip", "nsfw", "semdedup")
+    config.write_text("".join(f"{s}:\n  enabled: false\n" for s in stages) + "clip_score:\n  mode: 'off'\n")
+    report = run_curation([str(sample_parquet)], tmp_path / "out", config_path=config)
+    curated, rejected = _tables(tmp_path / "out")  # readable, though no row has an embedding
+    assert curated.num_rows == report["kept_count"] == 36 and set(rejected.column("stage").to_pylist()) == {
+        "decode"
+    }
+    assert curated.column("embedding").null_count == curated.num_rows and report["embedding_dim"] is None
+    with pytest.raises(CanvasError, match="no CLIP embeddings"):
+        read_report(tmp_path / "out")
 
 
 def test_semdedup_alone_with_calibrated_eps_never_merges_distinct_photos(
@@ -264,6 +284,38 @@ def test_img2dataset_parquet_and_webdataset_tar_inputs(
     assert report["input_count"] == 5
 
 
+def test_truncated_webdataset_shard_is_one_rejection_and_the_rest_is_curated(
+    sample_parquet: Path, tiny_presets: dict, tmp_path: Path
+) -> None:
+    rows = {r["key"]: r for r in pq.read_table(sample_parquet).to_pylist()}
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.Table.from_pylist([rows["orig-clock"], rows["orig-hopper"]]), good)
+    shard = tmp_path / "00000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i, name in enumerate(["orig-chelsea", "orig-cell", "orig-coins", "orig-brick"]):
+            _add(tar, f"2000{i}.png", rows[name]["image"])
+            _add(tar, f"2000{i}.txt", rows[name]["caption"].encode())
+    with tarfile.open(shard) as tar:
+        cut = tar.getmember("20002.png").offset_data + 1000  # inside the third sample's image
+    shard.write_bytes(shard.read_bytes()[:cut])
+    config = tmp_path / "fast.yaml"
+    config.write_text("nsfw:\n  enabled: false\n")
+    report = run_curation([str(good), str(shard)], tmp_path / "out", config_path=config)
+    curated, rejected = _tables(tmp_path / "out")
+    assert sorted(curated.column("key").to_pylist()) == ["20000", "20001", "orig-clock", "orig-hopper"]
+    assert rejected.select(["key", "stage", "reason", "source"]).to_pylist() == [
+        {
+            "key": f"<unreadable: {shard} after 2 samples>",
+            "stage": "decode",
+            "reason": f"unreadable input: {shard}: truncated tar (unexpected end of data) after 2 complete "
+            "samples; the rest of the shard is lost",
+            "source": f"{shard}#2",
+        }
+    ]
+    assert report["input_count"] == 5 == report["kept_count"] + report["rejected_count"]
+    assert report["invariant_holds"]
+
+
 def test_user_mistakes_are_one_line_errors(
     tmp_path: Path, sample_parquet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -289,3 +341,57 @@ def test_user_mistakes_are_one_line_errors(
     assert not (tmp_path / "o").exists()
     assert main(["curate", "--print-config"]) == 0
     assert "hamming_radius" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--runner=NoSuchRunner"], "--runner=NoSuchRunner: Unexpected pipeline runner"),
+        (["--direct_num_workers=two"], "Beam pipeline option: argument --direct_num_workers: invalid int"),
+        (["--clip-pretrained", "/nonexistent/w.safetensors"], "no such weights file"),
+        (["--clip-model", "ViT-B-32", "--clip-pretrained", "no_such_tag"], "nor a pretrained tag"),
+        (["--clip-model", "ViT-B-32", "--clip-pretrained", "laion2b_s34b_b79k"], "hf download laion/"),
+    ],
+    ids=["runner", "option-value", "weights-path", "unknown-tag", "tag-not-cached"],
+)
+def test_beam_option_and_clip_weight_mistakes_fail_before_the_run(
+    tmp_path: Path,
+    sample_parquet: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    message: str,
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # empty cache
+    rc = main(["curate", "--input", str(sample_parquet), "--output", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("canvas: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.partial-*"))  # nothing started
+
+
+def test_cached_or_local_clip_weights_pass_the_early_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    from canvas.presets.clip import check_clip_weights
+
+    hub = tmp_path / "hub"  # the Hugging Face cache layout, holding ViT-B-32/laion2b's file
+    repo = hub / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "open_clip_model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    for model, pretrained in [
+        ("ViT-B-32", "laion2b_s34b_b79k"),
+        ("ViT-B-32", str(weights)),
+        ("ViT-B-32", "none"),  # random weights (benchmarks)
+        ("canvas-tiny-clip", "tiny"),
+        ("canvas-tiny-clip", None),
+    ]:
+        check_clip_weights(model, pretrained)

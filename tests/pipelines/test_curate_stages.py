@@ -16,8 +16,9 @@ from curation.decode import DecodeConfig, decode
 from curation.exact_dedup import ExactDedupConfig
 from curation.filters import BasicFilterConfig
 from curation.near_dedup import NearDedupConfig
-from curation.records import RawRecord, Record
+from curation.records import RawRecord, Record, Rejection
 from curation.semdedup import SemDedupConfig
+from pipelines.curate_ledger import ResolveDuplicateOf
 from pipelines.curate_semdedup import SemanticDedup
 from pipelines.curate_stages import (
     KEPT,
@@ -184,3 +185,44 @@ def test_clip_batches_group_captions_by_length_whatever_the_arrival_order() -> N
     assert sorted(r.key for b in batches for r in b) == [f"k{i}" for i in range(8)]
     again = list(_deterministic_batches((0, records[::-1]), batch_size=4))
     assert [[r.key for r in b] for b in again] == [[r.key for r in b] for b in batches]
+
+
+def test_duplicate_of_always_names_a_kept_record() -> None:
+    # A survivor of one dedup stage can be removed by a later stage; the ledger must then point at the
+    # record that finally stands for the picture, or at nothing (with the reason saying why).
+    def rej(key: str, stage: str, of: str | None) -> Rejection:
+        return Rejection(key=key, stage=stage, reason=f"{stage} of {of}", source=f"t#{key}", duplicate_of=of)
+
+    kept = [_record("c", _png(0), 0)]
+    rejected = [
+        rej("b", "exact_dedup", "a"),  # b -> a -> c
+        rej("a", "near_dedup", "c"),
+        rej("p", "exact_dedup", "q"),  # p -> q -> r -> c: the longest chain the stages can make
+        rej("q", "near_dedup", "r"),
+        rej("r", "semantic_dedup", "c"),
+        rej("c", "exact_dedup", "c"),  # a second row with key c: c's first row is kept
+        rej("x", "near_dedup", "y"),  # y survived near dedup, then failed the score filter
+        rej("y", "clip_score", None),
+        rej("z", "decode", None),
+    ]
+    with TestPipeline() as p:
+        out = (p | "K" >> beam.Create(kept), p | "R" >> beam.Create(rejected)) | ResolveDuplicateOf()
+        assert_that(
+            out | beam.Map(lambda r: (r.key, r.duplicate_of)),
+            equal_to(
+                [("b", "c"), ("a", "c"), ("p", "c"), ("q", "c"), ("r", "c"), ("c", "c"), ("x", None)]
+                + [("y", None), ("z", None)]
+            ),
+            label="pointers",
+        )
+        reasons = out | beam.Filter(lambda r: r.key in ("b", "x")) | beam.Map(lambda r: (r.key, r.reason))
+        assert_that(
+            reasons,
+            equal_to(
+                [
+                    ("b", "exact_dedup of a; a is itself a duplicate of c"),
+                    ("x", "near_dedup of y; y was not kept either (removed at clip_score)"),
+                ]
+            ),
+            label="reasons",
+        )
