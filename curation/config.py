@@ -188,6 +188,30 @@ def load_config(path: str | Path | None = None) -> CurationConfig:
     return _build(CurationConfig, data or {}, "")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Bound:
+    """A config number's allowed range; `None` values (unset optional knobs) pass."""
+
+    name: str
+    value: float | None
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    why: str = ""
+
+    def check(self) -> None:
+        v = self.value
+        if v is None:
+            return
+        if (v <= self.low if self.low_open else v < self.low) or (self.high is not None and v > self.high):
+            if self.high is None:
+                span = f">= {self.low}"
+            else:
+                span = f"in {'(' if self.low_open else '['}{self.low}, {self.high}]"
+            why = f" ({self.why})" if self.why else ""
+            raise CanvasError(f"config: {self.name} must be {span}{why}, got {v}")
+
+
 def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
     """Fill every `auto` from the model's rule, check cross-field consistency, record why in `notes`."""
     cfg = dataclasses.replace(config, notes=dict(config.notes))
@@ -212,12 +236,6 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(
             "config: clip_score.mode is percentile: set clip_score.keep_top_percent in (0, 100]"
         )
-    if score.threshold is not None and not -1 <= score.threshold <= 1:
-        raise CanvasError(f"config: clip_score.threshold is a cosine, so in [-1, 1], got {score.threshold}")
-    if score.keep_top_percent is not None and not 0 < score.keep_top_percent <= 100:
-        raise CanvasError(
-            f"config: clip_score.keep_top_percent must be in (0, 100], got {score.keep_top_percent}"
-        )
     sem = dataclasses.replace(cfg.semdedup)
     if sem.eps == "auto":
         sem.eps = rule.eps
@@ -237,41 +255,37 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         )
     if cfg.near_dedup.keep not in NEAR_KEEP_POLICIES:
         raise CanvasError(f"config: near_dedup.keep must be one of {', '.join(NEAR_KEEP_POLICIES)}")
-    if not 0 <= cfg.near_dedup.hamming_radius <= 64:
-        raise CanvasError("config: near_dedup.hamming_radius must be in [0, 64]")
     if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):
         raise CanvasError(
             "config: clip.enabled is false, so clip_score.mode must be off and semdedup.enabled false"
         )
-    for name, value in (
-        ("clip.batch_size", cfg.clip.batch_size),
-        ("nsfw.batch_size", cfg.nsfw.batch_size),
-        ("output.rows_per_shard", cfg.output.rows_per_shard),
-        ("semdedup.sample_size", sem.sample_size),
-        ("semdedup.kmeans_iters", sem.kmeans_iters),
-        ("semdedup.max_block_bytes", sem.max_block_bytes),
-        ("decode.max_pixels", cfg.decode.max_pixels),
-        ("decode.max_bytes", cfg.decode.max_bytes),
-        ("decode.thumbnail_px", cfg.decode.thumbnail_px),
-        ("near_dedup.query_batch", cfg.near_dedup.query_batch),
+    for bound in (
+        _Bound("clip.batch_size", cfg.clip.batch_size, 1),
+        _Bound("nsfw.batch_size", cfg.nsfw.batch_size, 1),
+        _Bound("output.rows_per_shard", cfg.output.rows_per_shard, 1),
+        _Bound("semdedup.sample_size", sem.sample_size, 1),
+        _Bound("semdedup.kmeans_iters", sem.kmeans_iters, 1),
+        _Bound("semdedup.max_block_bytes", sem.max_block_bytes, 1),
+        _Bound("decode.max_pixels", cfg.decode.max_pixels, 1),
+        _Bound("decode.max_bytes", cfg.decode.max_bytes, 1),
+        _Bound("decode.thumbnail_px", cfg.decode.thumbnail_px, 1),
+        _Bound("near_dedup.query_batch", cfg.near_dedup.query_batch, 1),
+        _Bound(
+            "near_dedup.hamming_radius", cfg.near_dedup.hamming_radius, 0, 64, why="bits of a 64-bit hash"
+        ),
+        _Bound("basic_filter.min_side", cfg.basic_filter.min_side, 0),
+        _Bound("basic_filter.min_caption_words", cfg.basic_filter.min_caption_words, 0),
+        _Bound("basic_filter.min_caption_chars", cfg.basic_filter.min_caption_chars, 0),
+        _Bound(
+            "basic_filter.max_aspect_ratio", cfg.basic_filter.max_aspect_ratio, 1, why="long / short side"
+        ),
+        _Bound("clip.threads", cfg.clip.threads, 0),
+        _Bound("nsfw.threads", cfg.nsfw.threads, 0),
+        _Bound("nsfw.threshold", cfg.nsfw.threshold, 0, 1, why="a probability"),
+        _Bound("clip_score.threshold", score.threshold, -1, 1, why="a cosine"),
+        _Bound("clip_score.keep_top_percent", score.keep_top_percent, 0, 100, low_open=True),
     ):
-        if value < 1:
-            raise CanvasError(f"config: {name} must be >= 1, got {value}")
-    for name, value in (
-        ("basic_filter.min_side", cfg.basic_filter.min_side),
-        ("basic_filter.min_caption_words", cfg.basic_filter.min_caption_words),
-        ("basic_filter.min_caption_chars", cfg.basic_filter.min_caption_chars),
-        ("clip.threads", cfg.clip.threads),
-        ("nsfw.threads", cfg.nsfw.threads),
-    ):
-        if value < 0:
-            raise CanvasError(f"config: {name} must be >= 0, got {value}")
-    if cfg.basic_filter.max_aspect_ratio < 1:  # long side / short side is never below 1
-        raise CanvasError(
-            f"config: basic_filter.max_aspect_ratio must be >= 1, got {cfg.basic_filter.max_aspect_ratio}"
-        )
-    if not 0 <= cfg.nsfw.threshold <= 1:
-        raise CanvasError(f"config: nsfw.threshold is a probability, so in [0, 1], got {cfg.nsfw.threshold}")
+        bound.check()
     cfg.clip_score = score
     cfg.semdedup = sem
     return cfg
