@@ -168,6 +168,44 @@ def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[R
         yield emit()
 
 
+class _WatchedReads:
+    """The input file, remembering whether a read itself failed.
+
+    A failed read (network, disk) says nothing about the data and may pass on a retry, so it must fail
+    the work item and let the runner retry it; only damage in bytes that were read is a rejection. The
+    readers' error handlers cannot tell the two apart from the exception (pyarrow wraps both as
+    OSError), so they ask this wrapper.
+    """
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._fileobj = fileobj
+        self.failure: BaseException | None = None
+
+    def _watch(self, name: str, *args: object) -> object:
+        try:
+            return getattr(self._fileobj, name)(*args)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def read(self, *args: object) -> bytes:
+        return self._watch("read", *args)  # type: ignore[return-value]
+
+    def readinto(self, *args: object) -> int:
+        return self._watch("readinto", *args)  # type: ignore[return-value]
+
+    def seek(self, *args: object) -> int:
+        return self._watch("seek", *args)  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> object:  # tell, closed, seekable, ... as the file has them
+        return getattr(self._fileobj, name)
+
+
 def read_file(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawRecord]:
+    """The records of one input file (format from its name); see the module docstring for damage."""
     reader = read_webdataset if is_tar(path) else read_parquet
-    yield from reader(fileobj, path, file_index)
+    watched = _WatchedReads(fileobj)
+    for record in reader(watched, path, file_index):  # type: ignore[arg-type]
+        if record.error is not None and watched.failure is not None:
+            raise watched.failure  # an I/O failure, not damage: let the runner retry the file
+        yield record

@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from canvas.errors import CanvasError
@@ -110,7 +111,9 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 class _ReadShard(beam.DoFn):
     def process(self, element: tuple[int, str]) -> Iterator[RawRecord]:
         index, path = element
-        with FileSystems.open(path) as handle:
+        # The raw bytes: tarfile decompresses .tar.gz itself, so damage inside the stream is a rejection
+        # (read_file), while a failing read of the file is an I/O error the runner retries.
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             yield from read_file(handle, path, index)
 
 

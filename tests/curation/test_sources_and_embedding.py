@@ -163,3 +163,44 @@ def test_trimmed_text_encoder_equals_open_clip(tiny_presets: dict) -> None:
         torch.testing.assert_close(
             encode_text_trimmed(model, tokens), model.encode_text(tokens), atol=1e-5, rtol=1e-4
         )
+
+
+class _FlakyFile(io.BytesIO):
+    """A file whose reads fail after `limit` bytes, as a dropped network connection would."""
+
+    def __init__(self, data: bytes, limit: int) -> None:
+        super().__init__(data)
+        self.limit = limit
+
+    def _check(self, size: int) -> None:
+        whole = len(self.getbuffer())
+        end = whole if size is None or size < 0 else min(self.tell() + size, whole)
+        if end > self.limit:
+            raise ConnectionResetError("connection reset by peer")
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check(size)
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
+        self._check(len(buffer))
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("name", ["shard.tar", "x.parquet"])
+def test_a_failing_read_fails_the_file_for_a_retry_not_a_rejection(tmp_path: Path, name: str) -> None:
+    # Damage is recorded; a read that fails (network, disk) may pass on a retry, so it must not be
+    # written off as lost data: the error reaches the runner, which retries the work item.
+    path = tmp_path / name
+    if name.endswith(".tar"):
+        data = _four_sample_shard(path)
+    else:
+        n = 2 * BATCH_ROWS
+        table = pa.table({"key": [f"k{i}" for i in range(n)], "image": [b"x" * 64] * n})
+        pq.write_table(table, path, row_group_size=BATCH_ROWS)
+        data = path.read_bytes()
+    with pytest.raises(ConnectionResetError):
+        list(read_file(_FlakyFile(data, len(data) // 2), str(path), 0))
+    assert len(list(read_file(_FlakyFile(data, len(data)), str(path), 0))) == (
+        4 if name.endswith(".tar") else n
+    )

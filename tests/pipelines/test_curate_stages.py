@@ -18,6 +18,7 @@ from curation.filters import BasicFilterConfig
 from curation.near_dedup import NearDedupConfig
 from curation.records import RawRecord, Record, Rejection
 from curation.semdedup import SemDedupConfig
+from pipelines.curate_io import _ReadShard
 from pipelines.curate_ledger import ResolveDuplicateOf
 from pipelines.curate_semdedup import SemanticDedup
 from pipelines.curate_stages import (
@@ -226,3 +227,23 @@ def test_duplicate_of_always_names_a_kept_record() -> None:
             ),
             label="reasons",
         )
+
+
+def test_shard_reader_records_a_damaged_gzip_shard_instead_of_failing_the_read(tmp_path) -> None:  # noqa: ANN001
+    # Through Beam's FileSystems, as the pipeline reads: bytes garbled inside a .tar.gz are damage in the
+    # data (one unreadable record after the complete samples), not a failed read for the runner to retry.
+    import tarfile
+
+    path = tmp_path / "shard.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for i in range(4):
+            image = _png(i, (64, 64))
+            info = tarfile.TarInfo(f"{i:06d}.png")
+            info.size = len(image)
+            tar.addfile(info, io.BytesIO(image))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    rows = list(_ReadShard().process((3, str(path))))
+    assert [r.key for r in rows[:-1]] == [f"{i:06d}" for i in range(len(rows) - 1)]
+    assert rows[-1].error is not None and "corrupt tar" in rows[-1].error
