@@ -1,6 +1,8 @@
-"""report.json and report.html of a curation run, built from its output tables (no engine needed).
+"""report.json and report.html of a curation run, built from its summary statistics (no engine needed).
 
-The HTML is one self-contained file: matplotlib plots and thumbnails are embedded as base64 images.
+The statistics (`pipelines.curate_report.ReportStats`: counts, score histograms, cluster sizes, a few
+duplicate groups) are computed inside the pipeline, so nothing here grows with the data set. The HTML
+is one self-contained file: matplotlib plots and thumbnails are embedded as base64 images.
 """
 
 from __future__ import annotations
@@ -8,51 +10,55 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections import Counter
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from curation.records import STAGES
 
 MAX_GROUPS = 8
 MAX_REMOVED_PER_GROUP = 4
+FIRST_REJECTIONS = 200  # rows of the report's rejection table (the smallest keys)
+PLOT_BINS = 50
 
 
-def summarize(
-    curated: pa.Table, rejected: pa.Table, input_count: int, thresholds: dict[str, Any]
-) -> dict[str, Any]:
-    """Counts per stage, remaining after each stage, cluster sizes, the effective CLIP threshold."""
-    stages = Counter(rejected.column("stage").to_pylist())
+def summarize(stats: dict[str, Any], input_count: int, thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Counts per stage, remaining after each stage, cluster sizes; `stats` from `ReportStats`."""
+    stages = stats["rejected_by_stage"]
+    rejected = sum(stages.values())
     remaining, left = {}, input_count
     for name in STAGES:
         left -= stages.get(name, 0)
         remaining[name] = left
-    clusters = Counter(
-        [c for c in curated.column("cluster_id").to_pylist() if c is not None]
-        + [c for c in rejected.column("cluster_id").to_pylist() if c is not None]
-    )
+    sizes = stats["cluster_sizes"]
     return {
         "input_count": input_count,
-        "kept_count": curated.num_rows,
-        "rejected_count": rejected.num_rows,
+        "kept_count": stats["kept_count"],
+        "rejected_count": rejected,
         "rejected_by_stage": {name: stages.get(name, 0) for name in STAGES},
         "remaining_after_stage": remaining,
-        "invariant_holds": input_count == curated.num_rows + rejected.num_rows,
-        "clusters": {
-            "count": len(clusters),
-            "largest": max(clusters.values(), default=0),
-            "sizes": sorted(clusters.values(), reverse=True),
-        },
+        "invariant_holds": input_count == stats["kept_count"] + rejected,
+        "clusters": {"count": len(sizes), "largest": max(sizes, default=0), "sizes": sizes},
         "thresholds": thresholds,
     }
 
 
-def scored_values(curated: pa.Table, rejected: pa.Table, column: str) -> np.ndarray:
-    """Every score the run computed for `column` (kept records and those removed after scoring)."""
-    values = curated.column(column).to_pylist() + rejected.column(column).to_pylist()
-    return np.array([v for v in values if v is not None], dtype=np.float64)
+def regroup(histogram: dict[str, Any], bars: int = PLOT_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """(edges, counts) for a plot: the fine bins between the smallest and largest score, merged into at
+    most `bars` bars (fewer for few scores, as `numpy.histogram`'s rule of thumb would)."""
+    counts = np.asarray(histogram["counts"], dtype=np.int64)
+    if not histogram["count"]:
+        return np.zeros(1), np.zeros(0, dtype=np.int64)
+    width = (histogram["high"] - histogram["low"]) / counts.size
+    first = int(np.flatnonzero(counts)[0])
+    last = int(np.flatnonzero(counts)[-1]) + 1
+    bars = max(1, min(bars, max(5, histogram["count"] // 2), last - first))
+    step = -(-(last - first) // bars)  # ceil: fine bins per bar
+    used = counts[first:last]
+    used = np.pad(used, (0, step * bars - used.size))
+    merged = used.reshape(bars, step).sum(axis=1)
+    edges = histogram["low"] + width * (first + step * np.arange(bars + 1))
+    return edges, merged
 
 
 def _png(fig) -> str:
@@ -65,17 +71,17 @@ def _png(fig) -> str:
 
 
 def _histogram(
-    values: np.ndarray, threshold: float | None, title: str, xlabel: str, ylabel: str = "records"
+    edges: np.ndarray, counts: np.ndarray, threshold: float | None, title: str, xlabel: str, ylabel: str
 ) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if values.size == 0:
+    if counts.sum() == 0:
         return None
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(values, bins=min(50, max(5, values.size // 2)), color="#4477aa")
+    ax.stairs(counts, edges, fill=True, color="#4477aa")
     if threshold is not None:
         ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.4g}")
         ax.legend()
@@ -112,36 +118,19 @@ def _thumb(data: bytes | None, px: int = 96) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}">'
 
 
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def duplicate_groups(curated: pa.Table, rejected: pa.Table) -> list[dict[str, Any]]:
-    """Up to MAX_GROUPS duplicate groups (kept key -> removed rows), the largest first, then by key."""
-    groups: dict[str, list[dict]] = {}
-    for row in rejected.select(["key", "stage", "duplicate_of", "score", "thumbnail"]).to_pylist():
-        if row["duplicate_of"]:
-            groups.setdefault(row["duplicate_of"], []).append(row)
-    kept_keys = set(curated.column("key").to_pylist())
-    chosen = sorted((k for k in groups if k in kept_keys), key=lambda k: (-len(groups[k]), k))[:MAX_GROUPS]
-    if not chosen:
-        return []
-    images = dict(
-        zip(
-            curated.column("key").to_pylist(),
-            curated.column("image").to_pylist()
-            if "image" in curated.column_names
-            else [None] * curated.num_rows,
-            strict=True,
-        )
-    )
-    return [
-        {"kept": k, "kept_image": images.get(k), "removed": groups[k][:MAX_REMOVED_PER_GROUP]} for k in chosen
-    ]
-
-
-def render_html(report: dict[str, Any], curated: pa.Table, rejected: pa.Table) -> str:
+def render_html(report: dict[str, Any], stats: dict[str, Any]) -> str:
+    """The HTML report from report.json's content and the run's `ReportStats`."""
     th = report["thresholds"]
+    sizes = np.asarray(report["clusters"]["sizes"], dtype=np.float64)
+    size_counts, size_edges = np.histogram(sizes, bins=min(PLOT_BINS, max(5, sizes.size // 2)))
     plots = [
         _bars(
             list(report["rejected_by_stage"]),
@@ -150,24 +139,27 @@ def render_html(report: dict[str, Any], curated: pa.Table, rejected: pa.Table) -
             "stage",
         ),
         _histogram(
-            scored_values(curated, rejected, "clip_score"),
+            *regroup(stats["histograms"]["clip_score"]),
             th["clip_score"].get("effective_threshold"),
             f"CLIP score ({report['clip_model']})"
             + (" - filter off" if th["clip_score"]["mode"] == "off" else ""),
             "cosine(image, caption)",
+            "records",
         ),
         _histogram(
-            scored_values(curated, rejected, "nsfw_score"),
+            *regroup(stats["histograms"]["nsfw_score"]),
             th["nsfw"].get("threshold"),
             "NSFW score (Open-NSFW)",
             "P(NSFW)",
+            "records",
         ),
         _histogram(
-            np.array(report["clusters"]["sizes"], dtype=np.float64),
+            size_edges,
+            size_counts,
             None,
             "SemDeDup cluster sizes (before dedup)",
             "records in cluster",
-            ylabel="clusters",
+            "clusters",
         ),
     ]
     esc = html.escape
@@ -189,21 +181,24 @@ def render_html(report: dict[str, Any], curated: pa.Table, rejected: pa.Table) -
     parts.append("</ul><h2>Plots</h2>")
     parts += [f'<img src="data:image/png;base64,{p}">' for p in plots if p]
     parts.append("<h2>Duplicate groups (kept in green, removed in red)</h2>")
-    for group in duplicate_groups(curated, rejected):
+    for group in stats["duplicate_groups"]:
         parts.append(
             "<div class=group><figure class=kept>"
-            + _thumb(group["kept_image"])
+            + _thumb(_unb64(group["kept_image"]))
             + f"<figcaption>kept {esc(group['kept'])}</figcaption></figure>"
         )
         for row in group["removed"]:
             parts.append(
                 "<figure class=removed>"
-                + _thumb(row["thumbnail"])
+                + _thumb(_unb64(row["thumbnail"]))
                 + f"<figcaption>{esc(row['key'])}<br>{row['stage']} {_fmt(row['score'])}</figcaption></figure>"
             )
         parts.append("</div>")
-    parts.append("<h2>Rejections (first 200)</h2><table><tr><th>key</th><th>stage</th><th>reason</th></tr>")
-    for row in rejected.select(["key", "stage", "reason"]).to_pylist()[:200]:
+    parts.append(
+        f"<h2>Rejections (the first {FIRST_REJECTIONS} by key)</h2>"
+        "<table><tr><th>key</th><th>stage</th><th>reason</th></tr>"
+    )
+    for row in stats["first_rejections"]:
         parts.append(
             f"<tr><td>{esc(row['key'])}</td><td>{row['stage']}</td><td>{esc(row['reason'])}</td></tr>"
         )

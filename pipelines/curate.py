@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from canvas.errors import CanvasError
 from canvas.presets.clip import TINY_CLIP_NAME, TINY_PRETRAINED
 from curation.config import CurationConfig, load_config, resolve
-from curation.report import render_html, scored_values, summarize
+from curation.report import render_html, summarize
 from pipelines.curate_io import (
     REJECTED_SCHEMA,
     ReadImageText,
@@ -38,10 +38,12 @@ from pipelines.curate_io import (
     rejection_row,
 )
 from pipelines.curate_ledger import ResolveDuplicateOf
+from pipelines.curate_report import ReportStats
 from pipelines.curate_semdedup import SemanticDedup
 from pipelines.curate_stages import (
     KEPT,
     REJECTED,
+    THRESHOLD,
     BasicFilter,
     ClipEmbed,
     ClipScoreFilter,
@@ -57,7 +59,8 @@ log = logging.getLogger(__name__)
 
 
 class Curate(beam.PTransform):
-    """RawRecords -> {"kept": curated Records, "rejected": Rejections}; stages in order, each switchable."""
+    """RawRecords -> {"kept": curated Records, "rejected": Rejections, "threshold": the CLIP-score threshold
+    applied (one element, none when that filter is off)}; stages in order, each switchable."""
 
     def __init__(self, config: CurationConfig, clip_model: str, clip_pretrained: str | None) -> None:
         super().__init__()
@@ -82,13 +85,15 @@ class Curate(beam.PTransform):
             records = records | "Clip" >> ClipEmbed(
                 self.clip_model, self.clip_pretrained, cfg.clip.batch_size, cfg.clip.threads
             )
-        records = step("ClipScore", ClipScoreFilter(cfg.clip_score), records)
+        score = records | "ClipScore" >> ClipScoreFilter(cfg.clip_score)
+        rejected.append(score[REJECTED])
+        records = score[KEPT]
         records = step("Nsfw", NsfwFilter(cfg.nsfw), records)
         records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px), records)
         rejections = tuple(rejected) | "AllRejected" >> beam.Flatten()
         if any(c.enabled for c in (cfg.exact_dedup, cfg.near_dedup, cfg.semdedup)):
             rejections = (records, rejections) | "ResolveDuplicateOf" >> ResolveDuplicateOf()
-        return {KEPT: records, REJECTED: rejections}
+        return {KEPT: records, REJECTED: rejections, THRESHOLD: score[THRESHOLD]}
 
 
 def _embedding_dim(clip_model: str) -> int:
@@ -119,20 +124,9 @@ def _check_inputs(files: list[str]) -> None:
         parquet_columns(names, path)
 
 
-def _read_tables(folder: str, columns: list[str] | None = None) -> pa.Table | None:
-    matches = FileSystems.match([f"{folder}/*.parquet"])[0].metadata_list
-    tables = []
-    for m in sorted(matches, key=lambda m: m.path):
-        with FileSystems.open(m.path) as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    return pa.concat_tables(tables) if tables else None
-
-
-def _write_empty(folder: str, schema: pa.Schema) -> pa.Table:
-    table = schema.empty_table()
+def _write_empty(folder: str, schema: pa.Schema) -> None:
     with FileSystems.create(f"{folder}/part-00000-of-00001.parquet") as handle:
-        pq.write_table(table, handle)
-    return table
+        pq.write_table(schema.empty_table(), handle)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -144,15 +138,10 @@ def _write_count(n: int, path: str) -> None:
     _write_text(path, json.dumps({"input_count": n}))
 
 
-def _thresholds(cfg: CurationConfig, curated: pa.Table, rejected: pa.Table) -> dict[str, Any]:
+def _thresholds(cfg: CurationConfig, applied_clip_threshold: float | None) -> dict[str, Any]:
     score = asdict(cfg.clip_score)
-    if cfg.clip_score.mode == "threshold":
-        score["effective_threshold"] = cfg.clip_score.threshold
-    elif cfg.clip_score.mode == "percentile":
-        from curation.filters import percentile_threshold
-
-        values = scored_values(curated, rejected, "clip_score")
-        score["effective_threshold"] = percentile_threshold(values, cfg.clip_score.keep_top_percent)
+    if applied_clip_threshold is not None:  # the percentile mode's is computed from the run's scores
+        score["effective_threshold"] = applied_clip_threshold
     return {
         "decode": asdict(cfg.decode),
         "basic_filter": asdict(cfg.basic_filter),
@@ -286,6 +275,8 @@ def run_curation(
             | "WriteRejected"
             >> WriteSortedParquet(f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard)
         )
+        stats_path = f"{tmp}/_stats/report_stats.json"
+        _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)
         result = pipeline.run()
         result.wait_until_finish()
         pipeline_s = time.perf_counter() - t0
@@ -293,23 +284,17 @@ def run_curation(
         t1 = time.perf_counter()
         with FileSystems.open(f"{tmp}/_stats/input_count.json") as handle:
             input_count = json.loads(handle.read())["input_count"]
+        with FileSystems.open(stats_path) as handle:
+            stats = json.loads(handle.read())
         FileSystems.delete([f"{tmp}/_stats"])
-        schema = curated_schema(embedding_dim)
-        curated_meta = _read_tables(
-            f"{tmp}/curated", columns=["key", "clip_score", "nsfw_score", "cluster_id"]
-        )
-        if curated_meta is None:
-            curated_meta = _write_empty(f"{tmp}/curated", schema).select(
-                ["key", "clip_score", "nsfw_score", "cluster_id"]
-            )
-        rejected = _read_tables(f"{tmp}/rejected")
-        if rejected is None:
-            rejected = _write_empty(f"{tmp}/rejected", REJECTED_SCHEMA)
+        for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
+            if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
+                _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder
         report = {
             "clip_model": clip_model,
             "clip_pretrained": clip_pretrained,
             "embedding_dim": embedding_dim,
-            **summarize(curated_meta, rejected, input_count, _thresholds(config, curated_meta, rejected)),
+            **summarize(stats, input_count, _thresholds(config, stats["clip_threshold"])),
             "notes": config.notes,
             "runner": runner,
             "pipeline_args": list(pipeline_args or []),
@@ -321,22 +306,12 @@ def run_curation(
             raise RuntimeError(
                 f"records in ({input_count}) != kept ({report['kept_count']}) + rejected ({report['rejected_count']})"
             )
-        # The HTML needs the kept images of the duplicate groups only; read those rows, not the whole set.
-        group_keys = sorted({k for k in rejected.column("duplicate_of").to_pylist() if k})
-        curated_for_html = curated_meta
-        if group_keys:
-            import pyarrow.compute as pc
-
-            images = _read_tables(f"{tmp}/curated", columns=["key", "image"])
-            if images is not None:
-                images = images.filter(pc.is_in(images.column("key"), pa.array(group_keys)))
-                curated_for_html = curated_meta.join(images, "key", join_type="left outer")
         report["timings_s"] = {
             "pipeline": round(pipeline_s, 3),
             "report": round(time.perf_counter() - t1, 3),
             "total": round(time.perf_counter() - started, 3),
         }
-        _write_text(f"{tmp}/report.html", render_html(report, curated_for_html, rejected))
+        _write_text(f"{tmp}/report.html", render_html(report, stats))
         _write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
         _commit(tmp, output)
     except BaseException:

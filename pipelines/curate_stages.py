@@ -31,6 +31,7 @@ from pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
 KEPT = "kept"
 REJECTED = "rejected"
+THRESHOLD = "threshold"
 BATCHES_PER_BUCKET = 4  # ClipEmbed: a bucket holds about this many model batches
 
 
@@ -279,7 +280,10 @@ class _ThresholdFn(beam.DoFn):
 
 
 class ClipScoreFilter(beam.PTransform):
-    """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores)."""
+    """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores).
+
+    Besides kept and rejected, `THRESHOLD` is the threshold it applied (one element; none when off).
+    """
 
     def __init__(self, config: ClipScoreConfig) -> None:
         super().__init__()
@@ -288,23 +292,21 @@ class ClipScoreFilter(beam.PTransform):
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.config
         if cfg.mode == "off":
-            return _passthrough(records, "ClipScore")
+            return {**_passthrough(records, "ClipScore"), THRESHOLD: records.pipeline | beam.Create([])}
         if cfg.mode == "percentile":
             top = cfg.keep_top_percent
-            threshold = beam.pvalue.AsSingleton(
+            threshold = (
                 records
                 | "Scores" >> beam.Map(lambda r: r.clip_score)
                 | "AllScores" >> beam.combiners.ToList()
                 | "Percentile" >> beam.Map(percentile_threshold, keep_top_percent=top)
             )
         else:
-            threshold = beam.pvalue.AsSingleton(
-                records.pipeline | "Threshold" >> beam.Create([cfg.threshold])
-            )
-        out = records | "Filter" >> beam.ParDo(_ThresholdFn(clip_score_rejection), threshold).with_outputs(
-            REJECTED, main=KEPT
-        )
-        return _outputs(out[KEPT], out[REJECTED])
+            threshold = records.pipeline | "Threshold" >> beam.Create([cfg.threshold])
+        out = records | "Filter" >> beam.ParDo(
+            _ThresholdFn(clip_score_rejection), beam.pvalue.AsSingleton(threshold)
+        ).with_outputs(REJECTED, main=KEPT)
+        return {**_outputs(out[KEPT], out[REJECTED]), THRESHOLD: threshold}
 
 
 class NsfwFilter(beam.PTransform):
