@@ -117,11 +117,6 @@ def _removed_row(r: Rejection) -> dict[str, Any]:
     }
 
 
-def _first_removed(element: tuple[str, Iterable[dict[str, Any]]]) -> tuple[str, list[dict[str, Any]]]:
-    key, rows = element
-    return key, sorted(rows, key=lambda r: (r["key"], r["source"]))[:MAX_REMOVED_PER_GROUP]
-
-
 def _write_json(stats: dict[str, Any], path: str) -> None:
     with FileSystems.create(path) as handle:
         handle.write(json.dumps(stats).encode())
@@ -160,8 +155,11 @@ class ReportStats(beam.PTransform):
             rejected
             | "InChosenGroups" >> beam.Filter(lambda r, c: r.duplicate_of in dict(c), chosen)
             | "ByGroup" >> beam.Map(lambda r: (r.duplicate_of, _removed_row(r)))
-            | "GroupRemoved" >> beam.GroupByKey()
-            | "FirstRemoved" >> beam.Map(_first_removed)
+            # a combiner, not a GroupByKey: a picture copied a million times must not meet in one list
+            | "FirstRemoved"
+            >> beam.combiners.Top.PerKey(
+                MAX_REMOVED_PER_GROUP, key=lambda row: (row["key"], row["source"]), reverse=True
+            )
         )
         kept_images = (
             kept
