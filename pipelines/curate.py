@@ -184,19 +184,35 @@ def _temp_folder(output: str) -> str:
 
 def _pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, str]:
     """Parse the Beam options and look up the runner now: a mistake is one line, before any work."""
+    import argparse
     import contextlib
+    import difflib
     import io
 
     from apache_beam.runners import create_runner
 
     options = PipelineOptions(pipeline_args)
     usage = io.StringIO()
+    unknown: list[str] = []
+    known: list[str] = []
+
+    def find_unknown(parser: argparse.ArgumentParser) -> None:  # called with every options class's flags
+        unknown.extend(a for a in parser.parse_known_args(pipeline_args)[1] if a.startswith("-"))
+        known.extend(o for action in parser._actions for o in action.option_strings)
+
     try:
         with contextlib.redirect_stderr(usage):  # Beam's argparse prints its whole usage, then exits
-            options.get_all_options(retain_unknown_options=True)  # unknown flags: Beam warns later
+            options.get_all_options(add_extra_args_fn=find_unknown, retain_unknown_options=True)
     except SystemExit as exc:
         error = (usage.getvalue().strip().splitlines() or ["invalid value"])[-1].split("error: ", 1)[-1]
         raise CanvasError(f"Beam pipeline option: {error}") from exc
+    # Beam only logs a warning for a flag no options class declares, so a typo such as
+    # --direct_num_worker=2 would run with the default; every runner's own flags are declared here.
+    if unknown:
+        name = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise CanvasError(f"unknown option {name} (neither canvas curate's nor a Beam pipeline option){hint}")
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     try:
         create_runner(runner)

@@ -348,11 +348,12 @@ def test_user_mistakes_are_one_line_errors(
     [
         (["--runner=NoSuchRunner"], "--runner=NoSuchRunner: Unexpected pipeline runner"),
         (["--direct_num_workers=two"], "Beam pipeline option: argument --direct_num_workers: invalid int"),
+        (["--direct_num_worker=2"], "unknown option --direct_num_worker (neither canvas curate's nor a Beam"),
         (["--clip-pretrained", "/nonexistent/w.safetensors"], "no such weights file"),
         (["--clip-model", "ViT-B-32", "--clip-pretrained", "no_such_tag"], "nor a pretrained tag"),
         (["--clip-model", "ViT-B-32", "--clip-pretrained", "laion2b_s34b_b79k"], "hf download laion/"),
     ],
-    ids=["runner", "option-value", "weights-path", "unknown-tag", "tag-not-cached"],
+    ids=["runner", "option-value", "option-typo", "weights-path", "unknown-tag", "tag-not-cached"],
 )
 def test_beam_option_and_clip_weight_mistakes_fail_before_the_run(
     tmp_path: Path,
