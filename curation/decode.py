@@ -66,14 +66,15 @@ def thumbnail(img: Image.Image, size: int) -> bytes:
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
-def _allow_in_pillow(max_pixels: int) -> None:
+def allow_in_pillow(max_pixels: int) -> None:
     """Raise Pillow's global bomb limit to at least `max_pixels`, so that our limit is the one enforced.
 
     Pillow refuses anything above 2 x MAX_IMAGE_PIXELS at open time, before our check could run. The
     global is process-wide, so it is only ever raised (never lowered: another part of the process may
     have set it higher on purpose, and None means it switched the check off); our own header check in
-    `open_rgb` then enforces `max_pixels`. Done here, not at startup, because it must happen in every
-    worker process; the lock keeps concurrent threads with different limits from lowering it.
+    `open_rgb` then enforces `max_pixels`. Done per call, not at startup, because it must happen in every
+    worker process, including those that open records another process decoded (the model stages call it
+    with the record's size); the lock keeps concurrent threads with different limits from lowering it.
     """
     limit = Image.MAX_IMAGE_PIXELS
     if limit is None or limit >= max_pixels:
@@ -92,7 +93,7 @@ def open_rgb(data: bytes, max_pixels: int | None = None) -> Image.Image:
     default would reject what a configured higher limit accepted.
     """
     if max_pixels is not None:
-        _allow_in_pillow(max_pixels)
+        allow_in_pillow(max_pixels)
     with warnings.catch_warnings():
         # Pillow warns above its own limit (>= ours, see above); the header check below rejects those
         # images as bombs with our limit in the message, so the warning adds nothing.

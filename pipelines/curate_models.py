@@ -10,6 +10,7 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from curation.decode import allow_in_pillow
 from curation.embedding import ClipEmbedder
 from curation.nsfw import NsfwScorer
 from curation.records import Record
@@ -35,6 +36,7 @@ class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder
         self, batch: Sequence[Record], model: ClipEmbedder, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
         """`batch` is one upstream-formed list of records (batching is skipped in RunInference)."""
+        allow_in_pillow(max(r.width * r.height for r in batch))  # decode may have run in another process
         outputs = model.embed([(r.image, r.caption) for r in batch])
         for record, out in zip(batch, outputs, strict=True):
             scored = dataclasses.replace(
@@ -66,6 +68,7 @@ class NsfwModelHandler(ModelHandler[Record, PredictionResult, NsfwScorer]):
     def run_inference(
         self, batch: Sequence[Record], model: NsfwScorer, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
+        allow_in_pillow(max(r.width * r.height for r in batch))
         scores = model.score([r.image for r in batch])
         for record, score in zip(batch, scores, strict=True):
             yield PredictionResult(dataclasses.replace(record, nsfw_score=float(score)), float(score))

@@ -15,7 +15,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from curation import records as stage
 from curation.config import ClipScoreConfig
-from curation.decode import DecodeConfig, decode, open_rgb, thumbnail
+from curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
 from curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
 from curation.filters import (
     BasicFilterConfig,
@@ -51,6 +51,7 @@ def _rejected(rej: Rejection) -> beam.pvalue.TaggedOutput:
 def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
     """Attach a small picture of a removed duplicate, so the report can show it beside the kept one."""
     try:
+        allow_in_pillow(record.width * record.height)
         return dataclasses.replace(rej, thumbnail=thumbnail(open_rgb(record.image), px))
     except Exception:  # noqa: BLE001 - the image decoded once already; a thumbnail is never worth a crash
         return rej

@@ -31,6 +31,7 @@ from pipelines.curate_stages import (
     ExactDedup,
     NearDedup,
     _deterministic_batches,
+    _with_thumbnail,
 )
 
 TestPipeline.__test__ = False  # a Beam class, not a pytest test class
@@ -247,3 +248,24 @@ def test_shard_reader_records_a_damaged_gzip_shard_instead_of_failing_the_read(t
     rows = list(_ReadShard().process((3, str(path))))
     assert [r.key for r in rows[:-1]] == [f"{i:06d}" for i in range(len(rows) - 1)]
     assert rows[-1].error is not None and "corrupt tar" in rows[-1].error
+
+
+def test_model_stages_open_records_that_another_process_decoded_under_a_higher_limit(
+    tiny_presets: dict, monkeypatch
+) -> None:  # noqa: ANN001
+    # decode raises Pillow's process-wide limit to the configured max_pixels, but on a cluster the model
+    # stages may run in a process that never decoded: there Pillow's default would refuse a large image.
+    from PIL import Image as PILImage
+
+    from pipelines.curate_models import ClipModelHandler, NsfwModelHandler
+
+    records = [_record(f"k{i}", _png(i, (300, 300)), i) for i in range(2)]  # 90,000 pixels
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1_000)  # a fresh process, limit far below the images
+    clip = ClipModelHandler("canvas-tiny-clip", "tiny")
+    assert len(list(clip.run_inference(records, clip.load_model()))) == 2
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1_000)
+    nsfw = NsfwModelHandler()
+    assert len(list(nsfw.run_inference(records, nsfw.load_model()))) == 2
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1_000)
+    rejection = Rejection(key="k0", stage="near_dedup", reason="dup", source="t#0")
+    assert _with_thumbnail(rejection, records[0], 32).thumbnail is not None
