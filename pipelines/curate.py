@@ -38,7 +38,7 @@ from pipelines.curate_io import (
     rejection_row,
 )
 from pipelines.curate_ledger import ResolveDuplicateOf
-from pipelines.curate_report import ReportStats
+from pipelines.curate_report import ReportStats, attach_group_pictures
 from pipelines.curate_semdedup import SemanticDedup
 from pipelines.curate_stages import (
     KEPT,
@@ -306,6 +306,7 @@ def run_curation(
         for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
             if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
                 _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder
+        attach_group_pictures(stats, f"{tmp}/curated", f"{tmp}/rejected")
         report = {
             "clip_model": clip_model,
             "clip_pretrained": clip_pretrained,

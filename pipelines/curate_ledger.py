@@ -4,7 +4,7 @@ Each dedup stage names the survivor it compared against, but a survivor can be r
 an exact copy of X is rejected pointing at X, then X is a near duplicate of Y (point at Y instead), or X
 fails the CLIP-score filter (no kept record shows that picture: `duplicate_of` becomes null and the
 reason says what happened to X). Pointers only go forward in the stage order, so chains are short; each
-hop is one CoGroupByKey on small keys, never a lookup table in memory.
+hop is one CoGroupByKey, never a lookup table in memory, and only the first one sees every key.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = ["MAX_HOPS", "ResolveDuplicateOf"]
 MAX_HOPS = 4
 _KEPT = "kept"
 _PENDING = "pending"
+_FATE = "fate"
 
 
 def _status(rejection: Rejection) -> Iterator[tuple[str, tuple[str, str | None]]]:
@@ -43,8 +44,9 @@ def _fate(statuses: list[tuple[str, str | None]]) -> tuple[str, str | None]:
 class _Repoint(beam.DoFn):
     """For one survivor key: the rejections pointing at it, resolved one hop further."""
 
-    def __init__(self, last_hop: bool) -> None:
+    def __init__(self, last_hop: bool, emit_fates: bool = False) -> None:
         self.last_hop = last_hop
+        self.emit_fates = emit_fates
 
     def process(self, element: tuple[str, dict[str, list]]) -> Iterator:
         target, joined = element
@@ -53,6 +55,8 @@ class _Repoint(beam.DoFn):
             return
         statuses = joined["status"]
         stage, next_target = _fate(statuses) if statuses else ("missing", None)
+        if self.emit_fates and statuses:  # later hops look up only keys that something points at
+            yield beam.pvalue.TaggedOutput(_FATE, (target, (stage, next_target)))
         for rejection in pointing:
             if stage == _KEPT:
                 yield rejection
@@ -84,6 +88,8 @@ class ResolveDuplicateOf(beam.PTransform):
             lambda r, _: int(r.duplicate_of is not None), 2
         )
         done = [plain]
+        # The first hop joins every record's fate (one shuffle of all keys) and keeps the fates of the
+        # keys something points at; a chain's later hops only ever need those, so they stay small.
         for hop in range(MAX_HOPS):
             out = (
                 {
@@ -92,8 +98,12 @@ class ResolveDuplicateOf(beam.PTransform):
                 }
                 | f"Join{hop}" >> beam.CoGroupByKey()
                 | f"Repoint{hop}"
-                >> beam.ParDo(_Repoint(last_hop=hop == MAX_HOPS - 1)).with_outputs(_PENDING, main="done")
+                >> beam.ParDo(_Repoint(last_hop=hop == MAX_HOPS - 1, emit_fates=hop == 0)).with_outputs(
+                    _PENDING, _FATE, main="done"
+                )
             )
             done.append(out["done"])
             pending = out[_PENDING]
+            if hop == 0:
+                status = out[_FATE]
         return done | "Resolved" >> beam.Flatten()

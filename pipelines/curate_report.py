@@ -2,29 +2,58 @@
 
 The launcher must not read the output back to summarise it: on a cluster run that is the whole data
 set. Beam combiners reduce it to a few kilobytes instead: rejections per stage, score histograms (fine
-fixed bins, regrouped for the plot), cluster sizes, the largest duplicate groups with their pictures and
-the first rejections by key. One JSON file holds them (`ReportStats`); `curation.report` turns it into
-the report.
+fixed bins, regrouped for the plot), cluster sizes, the largest duplicate groups and the first
+rejections by key (`ReportStats`, one JSON file). They see each record as a few small facts, never its
+image: a PCollection that feeds several consumers is copied for each, and copying every image again
+cost more than the statistics. The groups' pictures, a few dozen, are read afterwards from the written
+shards (`attach_group_pictures`); `curation.report` turns the whole into the report.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from curation.records import Record, Rejection
 from curation.report import FIRST_REJECTIONS, MAX_GROUPS, MAX_REMOVED_PER_GROUP
+from pipelines.curate_io import shard_of
 
-__all__ = ["HISTOGRAM_BINS", "SCORE_RANGES", "ScoreHistogram", "ReportStats"]
+__all__ = ["HISTOGRAM_BINS", "SCORE_RANGES", "ReportStats", "ScoreHistogram", "attach_group_pictures"]
 
 HISTOGRAM_BINS = 2000  # 0.001 wide for a cosine: far finer than any plot regroups them into
 SCORE_RANGES = {"clip_score": (-1.0, 1.0), "nsfw_score": (0.0, 1.0)}
+
+
+class _Facts(NamedTuple):
+    """What the report needs of one kept record (stage None) or one rejection."""
+
+    key: str
+    source: str
+    stage: str | None
+    reason: str | None
+    duplicate_of: str | None
+    score: float | None
+    clip_score: float | None
+    nsfw_score: float | None
+    cluster_id: int | None
+
+
+def _kept_facts(r: Record) -> _Facts:
+    return _Facts(r.key, r.source, None, None, None, None, r.clip_score, r.nsfw_score, r.cluster_id)
+
+
+def _rejected_facts(r: Rejection) -> _Facts:
+    return _Facts(
+        r.key, r.source, r.stage, r.reason, r.duplicate_of, r.score, r.clip_score, r.nsfw_score, r.cluster_id
+    )
 
 
 class ScoreHistogram(beam.CombineFn):
@@ -70,8 +99,8 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
 
-def _scores(record: Record | Rejection, column: str) -> list[float]:
-    value = getattr(record, column)
+def _scores(facts: _Facts, column: str) -> list[float]:
+    value = getattr(facts, column)
     return [] if value is None else [float(value)]
 
 
@@ -82,24 +111,17 @@ def _assemble(
     cluster_sizes: list[int],
     chosen: list[tuple[str, int]],
     removed: list[tuple[str, list[dict[str, Any]]]],
-    kept_images: list[tuple[str, str, bytes]],
     first: list[tuple[str, str, str, str]],
     clip_threshold: list[float],
     **histograms: dict[str, Any],
 ) -> dict[str, Any]:
     removed_by_key = dict(removed)
-    images: dict[str, bytes] = {}
-    for key, _source, image in sorted(kept_images, reverse=True):  # the earliest row of a repeated key wins
-        images[key] = image
     return {
         "kept_count": kept,
         "rejected_by_stage": dict(sorted(by_stage)),
         "histograms": {name.removesuffix("_histogram"): h for name, h in sorted(histograms.items())},
         "cluster_sizes": sorted(cluster_sizes, reverse=True),
-        "duplicate_groups": [
-            {"kept": key, "kept_image": _b64(images.get(key)), "removed": removed_by_key.get(key, [])}
-            for key, _count in chosen
-        ],
+        "duplicate_groups": [{"kept": key, "removed": removed_by_key.get(key, [])} for key, _count in chosen],
         "first_rejections": [
             {"key": key, "stage": stage, "reason": reason} for key, _source, stage, reason in first
         ],
@@ -107,14 +129,8 @@ def _assemble(
     }
 
 
-def _removed_row(r: Rejection) -> dict[str, Any]:
-    return {
-        "key": r.key,
-        "stage": r.stage,
-        "score": r.score,
-        "thumbnail": _b64(r.thumbnail),
-        "source": r.source,
-    }
+def _removed_row(f: _Facts) -> dict[str, Any]:
+    return {"key": f.key, "source": f.source, "stage": f.stage, "score": f.score}
 
 
 def _write_json(stats: dict[str, Any], path: str) -> None:
@@ -124,7 +140,7 @@ def _write_json(stats: dict[str, Any], path: str) -> None:
 
 class ReportStats(beam.PTransform):
     """(kept Records, Rejections, optional one-element PCollection of the effective CLIP threshold) ->
-    one JSON file at `path` with everything the report needs."""
+    one JSON file at `path` with the report's numbers (pictures: `attach_group_pictures`)."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -133,6 +149,8 @@ class ReportStats(beam.PTransform):
     def expand(self, pcolls: tuple) -> beam.PCollection:
         kept, rejected, clip_threshold = pcolls
         p = kept.pipeline
+        kept = kept | "KeptFacts" >> beam.Map(_kept_facts)
+        rejected = rejected | "RejectedFacts" >> beam.Map(_rejected_facts)
         both = (kept, rejected) | "KeptAndRejected" >> beam.Flatten()
         histograms = {
             f"{column}_histogram": beam.pvalue.AsSingleton(
@@ -144,7 +162,7 @@ class ReportStats(beam.PTransform):
         }
         group_sizes = (
             rejected
-            | "PointedAt" >> beam.FlatMap(lambda r: [r.duplicate_of] if r.duplicate_of else [])
+            | "PointedAt" >> beam.FlatMap(lambda f: [f.duplicate_of] if f.duplicate_of else [])
             | "GroupSizes" >> beam.combiners.Count.PerElement()
             # the largest groups, then the smallest kept key: the n smallest by (-size, key)
             | "LargestGroups"
@@ -153,18 +171,13 @@ class ReportStats(beam.PTransform):
         chosen = beam.pvalue.AsSingleton(group_sizes)
         removed = (
             rejected
-            | "InChosenGroups" >> beam.Filter(lambda r, c: r.duplicate_of in dict(c), chosen)
-            | "ByGroup" >> beam.Map(lambda r: (r.duplicate_of, _removed_row(r)))
+            | "InChosenGroups" >> beam.Filter(lambda f, c: f.duplicate_of in dict(c), chosen)
+            | "ByGroup" >> beam.Map(lambda f: (f.duplicate_of, _removed_row(f)))
             # a combiner, not a GroupByKey: a picture copied a million times must not meet in one list
             | "FirstRemoved"
             >> beam.combiners.Top.PerKey(
                 MAX_REMOVED_PER_GROUP, key=lambda row: (row["key"], row["source"]), reverse=True
             )
-        )
-        kept_images = (
-            kept
-            | "ChosenKept" >> beam.Filter(lambda r, c: r.key in dict(c), chosen)
-            | "KeptImage" >> beam.Map(lambda r: (r.key, r.source, r.image))
         )
         return (
             p
@@ -180,16 +193,15 @@ class ReportStats(beam.PTransform):
                 ),
                 cluster_sizes=beam.pvalue.AsList(
                     both
-                    | "ClusterIds" >> beam.FlatMap(lambda r: [] if r.cluster_id is None else [r.cluster_id])
+                    | "ClusterIds" >> beam.FlatMap(lambda f: [] if f.cluster_id is None else [f.cluster_id])
                     | "ClusterSizes" >> beam.combiners.Count.PerElement()
                     | "Sizes" >> beam.Values()
                 ),
                 chosen=chosen,
                 removed=beam.pvalue.AsList(removed),
-                kept_images=beam.pvalue.AsList(kept_images),
                 first=beam.pvalue.AsSingleton(
                     rejected
-                    | "Rows" >> beam.Map(lambda r: (r.key, r.source, r.stage, r.reason))
+                    | "Rows" >> beam.Map(lambda f: (f.key, f.source, f.stage, f.reason))
                     | "FirstRejections" >> beam.combiners.Top.Smallest(FIRST_REJECTIONS)
                 ),
                 clip_threshold=beam.pvalue.AsList(clip_threshold),
@@ -197,3 +209,51 @@ class ReportStats(beam.PTransform):
             )
             | "Write" >> beam.Map(_write_json, path=self.path)
         )
+
+
+_SHARD_NAME = re.compile(r"part-(\d+)-of-(\d+)\.parquet$")
+
+
+def _lookup(folder: str, keys: set[str], column: str) -> dict[tuple[str, str], bytes]:
+    """{(key, source): `column`} of the rows with these keys, reading only the shards and row groups
+    that can hold them (rows go to shard `shard_of(key)`, sorted by key, in small row groups)."""
+    shards: dict[int, tuple[str, int]] = {}
+    for m in FileSystems.match([f"{folder}/*.parquet"])[0].metadata_list:
+        found = _SHARD_NAME.search(m.path)
+        if found:
+            shards[int(found.group(1))] = (m.path, int(found.group(2)))
+    out: dict[tuple[str, str], bytes] = {}
+    for index, (path, n_shards) in sorted(shards.items()):
+        here = {k for k in keys if shard_of(k, n_shards) == index}
+        if not here:
+            continue
+        with FileSystems.open(path) as handle:
+            pf = pq.ParquetFile(handle)
+            key_column = pf.schema_arrow.get_field_index("key")
+            for group in range(pf.num_row_groups):
+                stats = pf.metadata.row_group(group).column(key_column).statistics
+                if (
+                    stats is not None
+                    and stats.has_min_max
+                    and not any(stats.min <= k <= stats.max for k in here)
+                ):
+                    continue
+                rows = pf.read_row_group(group, columns=["key", "source", column]).to_pylist()
+                out.update(
+                    {(r["key"], r["source"]): r[column] for r in rows if r["key"] in here and r[column]}
+                )
+    return out
+
+
+def attach_group_pictures(stats: dict[str, Any], curated_dir: str, rejected_dir: str) -> None:
+    """Add each duplicate group's kept image and its removed copies' thumbnails (base64) to `stats`."""
+    groups = stats["duplicate_groups"]
+    thumbnails = _lookup(rejected_dir, {r["key"] for g in groups for r in g["removed"]}, "thumbnail")
+    images: dict[str, bytes] = {}
+    # the kept row's source is not in the statistics; the earliest row of its key stands for it
+    for (key, _source), image in sorted(_lookup(curated_dir, {g["kept"] for g in groups}, "image").items()):
+        images.setdefault(key, image)
+    for g in groups:
+        g["kept_image"] = _b64(images.get(g["kept"]))
+        for r in g["removed"]:
+            r["thumbnail"] = _b64(thumbnails.get((r["key"], r["source"])))

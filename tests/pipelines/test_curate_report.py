@@ -3,6 +3,7 @@ output back: checked on the real DirectRunner against numbers worked out by hand
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -16,7 +17,8 @@ from PIL import Image
 from curation.decode import DecodeConfig, decode
 from curation.records import RawRecord, Record, Rejection
 from curation.report import MAX_REMOVED_PER_GROUP, regroup, summarize
-from pipelines.curate_report import HISTOGRAM_BINS, ReportStats, ScoreHistogram
+from pipelines.curate_io import REJECTED_SCHEMA, WriteSortedParquet, curated_schema, record_row, rejection_row
+from pipelines.curate_report import HISTOGRAM_BINS, ReportStats, ScoreHistogram, attach_group_pictures
 
 TestPipeline.__test__ = False
 
@@ -44,12 +46,22 @@ def test_report_stats_count_group_and_bin_without_reading_the_output(tmp_path: P
     ]
     path = tmp_path / "stats.json"
     with TestPipeline() as p:
+        k, r = p | "K" >> beam.Create(kept), p | "R" >> beam.Create(rejected)
+        _ = (k, r, p | "T" >> beam.Create([0.25])) | ReportStats(str(path))
+        # written as the pipeline writes them: several shards, so the pictures must be found by key
         _ = (
-            p | "K" >> beam.Create(kept),
-            p | "R" >> beam.Create(rejected),
-            p | "T" >> beam.Create([0.25]),
-        ) | ReportStats(str(path))
+            k
+            | "KR" >> beam.Map(record_row)
+            | "WK" >> WriteSortedParquet(f"{tmp_path}/c", curated_schema(None), 2)
+        )
+        _ = (
+            r
+            | "RR" >> beam.Map(rejection_row)
+            | "WR" >> WriteSortedParquet(f"{tmp_path}/r", REJECTED_SCHEMA, 2)
+        )
     stats = json.loads(path.read_text())
+    assert "kept_image" not in stats["duplicate_groups"][0]  # pictures never pass through the statistics
+    attach_group_pictures(stats, f"{tmp_path}/c", f"{tmp_path}/r")
     assert stats["kept_count"] == 3 and stats["clip_threshold"] == 0.25
     assert stats["rejected_by_stage"] == {"clip_score": 1, "decode": 1, "near_dedup": 9}
     clip = stats["histograms"]["clip_score"]
@@ -63,7 +75,9 @@ def test_report_stats_count_group_and_bin_without_reading_the_output(tmp_path: P
         ("c", ["c1", "c2"]),  # 2 removed: before b (1)
         ("b", ["b1"]),
     ]
-    assert all(g["kept_image"] for g in groups)
+    images = {g["kept"]: base64.b64decode(g["kept_image"]) for g in groups}
+    assert images == {r.key: r.image for r in kept}
+    assert all(base64.b64decode(row["thumbnail"]) == b"jpg" for g in groups for row in g["removed"])
     assert [r["key"] for r in stats["first_rejections"]][:3] == ["a0", "a1", "a2"]
     report = summarize(stats, input_count=14, thresholds={})
     assert report["invariant_holds"] and report["rejected_count"] == 11
