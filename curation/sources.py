@@ -6,7 +6,8 @@ S3, HDFS) while tests use plain files.
 
 A corrupt or truncated file does not stop the run: the rows read before the damage are yielded as usual,
 and the unreadable rest becomes one `RawRecord` with `error` set, which the decode stage rejects with that
-reason (so records in = kept + rejected still holds, and the loss is in the ledger).
+reason (so records in = kept + rejected still holds, and the loss is in the ledger). A read of the file
+that fails (network, disk) is not damage: it raises, so the runner retries the work item.
 """
 
 from __future__ import annotations
