@@ -77,7 +77,12 @@ def read_parquet(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawR
     row = 0
     try:
         pf = pq.ParquetFile(fileobj)
-        key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path)
+        try:
+            key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path)
+        except CanvasError as exc:  # local inputs are checked before the run; a remote one meets it here
+            problem = f"{exc}".removeprefix(f"{path}: ") + f" ({pf.metadata.num_rows} rows not read)"
+            yield unreadable(path, file_index, 0, "rows", "file", problem)
+            return
         columns = [c for c in (key_col, caption_col, image_col) if c]
         # Single-threaded, so where damage stops the read depends on the bytes alone (determinism).
         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False):

@@ -14,7 +14,7 @@ import torch
 from canvas.errors import CanvasError
 from curation.decode import DecodeConfig, decode
 from curation.records import DECODE, Rejection
-from curation.sources import BATCH_ROWS, read_file
+from curation.sources import BATCH_ROWS, parquet_columns, read_file
 
 
 def test_img2dataset_parquet_reads_the_jpg_column(tmp_path: Path) -> None:
@@ -39,9 +39,12 @@ def test_img2dataset_parquet_reads_the_jpg_column(tmp_path: Path) -> None:
 
 def test_parquet_without_an_image_column_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "x.parquet"
-    pq.write_table(pa.table({"key": ["a"], "text": ["b"]}), path)
-    with open(path, "rb") as f, pytest.raises(CanvasError, match="needs an image column"):
-        list(read_file(f, str(path), 0))
+    pq.write_table(pa.table({"key": ["a", "b"], "text": ["b", "c"]}), path)
+    with pytest.raises(CanvasError, match="needs an image column"):  # local: before the run starts
+        parquet_columns(pq.read_schema(path).names, str(path))
+    with open(path, "rb") as f:  # met inside a run (a remote file): the file is one recorded rejection
+        (row,) = read_file(f, str(path), 0)
+    assert row.error is not None and "needs an image column" in row.error and "(2 rows not read)" in row.error
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
