@@ -101,7 +101,7 @@ def _b64(data: bytes | None) -> str | None:
 
 def _scores(facts: _Facts, column: str) -> list[float]:
     value = getattr(facts, column)
-    return [] if value is None else [float(value)]
+    return [] if value is None or not np.isfinite(value) else [float(value)]  # a NaN has no bin
 
 
 def _assemble(
