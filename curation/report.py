@@ -118,10 +118,6 @@ def _thumb(data: bytes | None, px: int = 96) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}">'
 
 
-def _unb64(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text)
-
-
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
@@ -184,13 +180,13 @@ def render_html(report: dict[str, Any], stats: dict[str, Any]) -> str:
     for group in stats["duplicate_groups"]:
         parts.append(
             "<div class=group><figure class=kept>"
-            + _thumb(_unb64(group["kept_image"]))
+            + _thumb(group["kept_image"])
             + f"<figcaption>kept {esc(group['kept'])}</figcaption></figure>"
         )
         for row in group["removed"]:
             parts.append(
                 "<figure class=removed>"
-                + _thumb(_unb64(row["thumbnail"]))
+                + _thumb(row["thumbnail"])
                 + f"<figcaption>{esc(row['key'])}<br>{row['stage']} {_fmt(row['score'])}</figcaption></figure>"
             )
         parts.append("</div>")

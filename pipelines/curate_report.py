@@ -11,7 +11,6 @@ shards (`attach_group_pictures`); `curation.report` turns the whole into the rep
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterable
@@ -95,10 +94,6 @@ class ScoreHistogram(beam.CombineFn):
         }
 
 
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
-
-
 def _scores(facts: _Facts, column: str) -> list[float]:
     value = getattr(facts, column)
     return [] if value is None or not np.isfinite(value) else [float(value)]  # a NaN has no bin
@@ -119,7 +114,7 @@ def _assemble(
     return {
         "kept_count": kept,
         "rejected_by_stage": dict(sorted(by_stage)),
-        "histograms": {name.removesuffix("_histogram"): h for name, h in sorted(histograms.items())},
+        "histograms": dict(sorted(histograms.items())),
         "cluster_sizes": sorted(cluster_sizes, reverse=True),
         "duplicate_groups": [{"kept": key, "removed": removed_by_key.get(key, [])} for key, _count in chosen],
         "first_rejections": [
@@ -153,7 +148,7 @@ class ReportStats(beam.PTransform):
         rejected = rejected | "RejectedFacts" >> beam.Map(_rejected_facts)
         both = (kept, rejected) | "KeptAndRejected" >> beam.Flatten()
         histograms = {
-            f"{column}_histogram": beam.pvalue.AsSingleton(
+            column: beam.pvalue.AsSingleton(
                 both
                 | f"{column}Values" >> beam.FlatMap(_scores, column=column)
                 | f"{column}Histogram" >> beam.CombineGlobally(ScoreHistogram(*SCORE_RANGES[column]))
@@ -188,7 +183,7 @@ class ReportStats(beam.PTransform):
                 kept=beam.pvalue.AsSingleton(kept | "CountKept" >> beam.combiners.Count.Globally()),
                 by_stage=beam.pvalue.AsList(
                     rejected
-                    | "Stage" >> beam.Map(lambda r: r.stage)
+                    | "Stage" >> beam.Map(lambda f: f.stage)
                     | "PerStage" >> beam.combiners.Count.PerElement()
                 ),
                 cluster_sizes=beam.pvalue.AsList(
@@ -246,7 +241,7 @@ def _lookup(folder: str, keys: set[str], column: str) -> dict[tuple[str, str], b
 
 
 def attach_group_pictures(stats: dict[str, Any], curated_dir: str, rejected_dir: str) -> None:
-    """Add each duplicate group's kept image and its removed copies' thumbnails (base64) to `stats`."""
+    """Add each duplicate group's kept image and its removed copies' thumbnails (bytes) to `stats`."""
     groups = stats["duplicate_groups"]
     thumbnails = _lookup(rejected_dir, {r["key"] for g in groups for r in g["removed"]}, "thumbnail")
     images: dict[str, bytes] = {}
@@ -254,6 +249,6 @@ def attach_group_pictures(stats: dict[str, Any], curated_dir: str, rejected_dir:
     for (key, _source), image in sorted(_lookup(curated_dir, {g["kept"] for g in groups}, "image").items()):
         images.setdefault(key, image)
     for g in groups:
-        g["kept_image"] = _b64(images.get(g["kept"]))
+        g["kept_image"] = images.get(g["kept"])
         for r in g["removed"]:
-            r["thumbnail"] = _b64(thumbnails.get((r["key"], r["source"])))
+            r["thumbnail"] = thumbnails.get((r["key"], r["source"]))

@@ -106,6 +106,9 @@ def test_output_contract_and_report(sample_run) -> None:
     assert (
         html.count("class=group") >= 5 and "kept orig-astronaut" in html
     )  # duplicate groups with thumbnails
+    assert html.count('<figure class=kept><img src="data:image/jpeg') == html.count(
+        "class=group"
+    )  # read back
 
 
 def test_every_optional_stage_off_still_writes_readable_output(
@@ -116,9 +119,8 @@ def test_every_optional_stage_off_still_writes_readable_output(
     config.write_text("".join(f"{s}:\n  enabled: false\n" for s in stages) + "clip_score:\n  mode: 'off'\n")
     report = run_curation([str(sample_parquet)], tmp_path / "out", config_path=config)
     curated, rejected = _tables(tmp_path / "out")  # readable, though no row has an embedding
-    assert curated.num_rows == report["kept_count"] == 36 and set(rejected.column("stage").to_pylist()) == {
-        "decode"
-    }
+    assert curated.num_rows == report["kept_count"] == 36
+    assert set(rejected.column("stage").to_pylist()) == {"decode"}
     assert curated.column("embedding").null_count == curated.num_rows and report["embedding_dim"] is None
     with pytest.raises(CanvasError, match="no CLIP embeddings"):
         read_report(tmp_path / "out")
