@@ -232,7 +232,7 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         cfg.notes["clip_score"] = f"set in the config: mode {score.mode}"
     if score.mode == "threshold" and score.threshold is None:
         raise CanvasError("config: clip_score.mode is threshold but clip_score.threshold is not set")
-    if score.mode == "percentile" and not (score.keep_top_percent and 0 < score.keep_top_percent <= 100):
+    if score.mode == "percentile" and score.keep_top_percent is None:  # its range: the bounds below
         raise CanvasError(
             "config: clip_score.mode is percentile: set clip_score.keep_top_percent in (0, 100]"
         )

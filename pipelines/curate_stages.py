@@ -293,7 +293,8 @@ class ClipScoreFilter(beam.PTransform):
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.config
         if cfg.mode == "off":
-            return {**_passthrough(records, "ClipScore"), THRESHOLD: records.pipeline | beam.Create([])}
+            no_threshold = records.pipeline | "ClipScoreNoThreshold" >> beam.Create([])
+            return {**_passthrough(records, "ClipScore"), THRESHOLD: no_threshold}
         if cfg.mode == "percentile":
             top = cfg.keep_top_percent
             threshold = (
