@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from canvas.presets import load_pipeline
+from canvas.presets.loading import load_pipeline
 from rlhf.ddim_logprob import sample_with_logprob
 
 GOAL = 1.15

@@ -72,7 +72,7 @@ class ClipEmbedder:
         self.model = None
 
     def setup(self) -> ClipEmbedder:
-        from canvas.presets import create_clip
+        from canvas.presets.clip import create_clip
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from canvas.errors import CanvasError
-from canvas.presets.clip import TINY_CLIP_NAME, TINY_PRETRAINED
+from canvas.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from curation.config import CurationConfig, load_config, resolve
 from curation.report import render_html, summarize
 from pipelines.curate_io import (

@@ -101,7 +101,7 @@ class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult,
     def load_model(self) -> Any:
         import torch
 
-        from canvas.presets import load_pipeline
+        from canvas.presets.loading import load_pipeline
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from canvas.errors import CanvasError
-from rlhf.lora import DEFAULT_TARGET_MODULES
+from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).

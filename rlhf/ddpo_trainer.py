@@ -151,7 +151,7 @@ class DDPOTrainer:
     def _load_pipeline(self, mixed_precision: str) -> Any:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-        from canvas.presets import load_pipeline
+        from canvas.presets.loading import load_pipeline
 
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
         pipe = load_pipeline(self.config.pretrained, dtype=dtype)

@@ -72,7 +72,7 @@ class DiffusionDPOTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.presets import load_pipeline
+        from canvas.presets.loading import load_pipeline
 
         self.config = cfg = config
         if cfg.loss_type not in DPO_LOSSES:

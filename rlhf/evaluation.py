@@ -97,7 +97,7 @@ def evaluate(
     Example:
         >>> evaluate("tiny", "dpo-output", "prompts.txt", "brightness", "eval-output")["win_rate"]
     """
-    from canvas.presets import load_pipeline
+    from canvas.presets.loading import load_pipeline
 
     if isinstance(prompts, str | Path):
         prompts = read_prompts(prompts)

@@ -15,9 +15,8 @@ from typing import Any
 import torch
 
 from canvas.errors import CanvasError
+from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
-# The attention projections of every diffusers UNet (SD 1.5 and SDXL alike).
-DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from canvas.errors import CanvasError
-from rlhf.lora import DEFAULT_TARGET_MODULES
+
+# The attention projections of every diffusers UNet (SD 1.5 and SDXL alike). Here, not in rlhf/lora.py,
+# so that the configs (and `canvas train ... --help`) import no torch.
+DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 @dataclass

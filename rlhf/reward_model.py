@@ -3,8 +3,8 @@
 The folder `save_pretrained` writes holds `config.json` (the CLIP it sits on and the head's shape) and
 `model.safetensors` (the head, the feature statistics, and a CLIP fingerprint). The CLIP weights are not
 copied: `from_pretrained` loads them through `canvas.presets.create_clip` by name and checks the
-fingerprint, so a head never silently runs on a different CLIP. Importing this module registers the
-folder loader, so `rlhf.rewards.load_reward(DIR)` returns a trained model as a reward.
+fingerprint, so a head never silently runs on a different CLIP. `rlhf.rewards.load_reward(DIR)` tries
+`load_if_reward_model` first, so a trained model is a reward like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from canvas.errors import CanvasError
-from rlhf.rewards import register_dir_loader
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -46,7 +45,7 @@ class CLIPRewardModel(nn.Module):
         clip: tuple[Any, Any, Any] | None = None,
     ) -> None:
         super().__init__()
-        from canvas.presets import create_clip
+        from canvas.presets.clip import create_clip
 
         self.config = {
             "_class_name": CLASS_NAME,
@@ -166,8 +165,6 @@ def read_config(path: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) and config.get("_class_name") == CLASS_NAME else None
 
 
-def _load_if_reward_model(path: Path) -> CLIPRewardModel | None:
+def load_if_reward_model(path: Path) -> CLIPRewardModel | None:
+    """The reward model in `path`, or None when the folder is not one (`rlhf.rewards.load_reward` asks)."""
     return CLIPRewardModel.from_pretrained(path) if read_config(path) is not None else None
-
-
-register_dir_loader(_load_if_reward_model)

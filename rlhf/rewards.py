@@ -1,9 +1,9 @@
 """Rewards: score a batch of images (and their prompts) with one number each.
 
 A reward is any callable `reward(images, prompts) -> Tensor[B]` where `images` is a float tensor
-`(B, 3, H, W)` in `[0, 1]` on any device. Built-ins are registered by name; a folder name loads a
-trained reward model through the loader registered for folders (`register_dir_loader`). Users add
-their own with `register_reward("name", factory)`.
+`(B, 3, H, W)` in `[0, 1]` on any device. Built-ins are registered by name; a folder loads a
+trained reward model (`rlhf.reward_model`), or whatever a loader added with `register_dir_loader`
+recognises. Users add their own rewards with `register_reward("name", factory)`.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def load_reward(name_or_dir: str) -> Reward:
         return REWARDS[name_or_dir]()
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
-        _import_dir_loaders()
-        for loader in _DIR_LOADERS:
+        from rlhf.reward_model import load_if_reward_model  # lazy: it pulls in CLIP
+
+        for loader in (load_if_reward_model, *_DIR_LOADERS):
             reward = loader(path)
             if reward is not None:
                 return reward
@@ -99,18 +100,6 @@ def load_reward(name_or_dir: str) -> Reward:
     raise CanvasError(
         f"unknown reward {name_or_dir!r}: use one of {', '.join(sorted(REWARDS))} or a reward-model folder"
     )
-
-
-def _import_dir_loaders() -> None:
-    """Import the modules that register folder loaders (kept lazy: they pull in CLIP)."""
-    import importlib
-
-    for module in ("rlhf.reward_model",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
 
 
 def score_checked(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

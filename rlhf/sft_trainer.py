@@ -154,7 +154,7 @@ class SFTTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.presets import load_pipeline
+        from canvas.presets.loading import load_pipeline
 
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)

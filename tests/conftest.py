@@ -28,7 +28,7 @@ def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_presets(canvas_home: Path) -> dict[str, Path]:
     """Build the tiny preset once per session; returns {'clip': weights file, 'sd15': folder}."""
-    from canvas.presets import init_preset
+    from canvas.presets.loading import init_preset
 
     return init_preset("tiny")
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from canvas.presets.clip import TINY_CLIP_NAME, TINY_PRETRAINED
+from canvas.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 
 EPILOG = """\
 Any other flag is a Beam pipeline option, e.g. --runner=FlinkRunner, --direct_num_workers=2,

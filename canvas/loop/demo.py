@@ -17,57 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from canvas.errors import CanvasError
+from canvas.loop import stages
+from canvas.loop.config import DemoConfig
 
 logger = logging.getLogger(__name__)
-
-PROJECT = "canvas demo: which image is brighter?"
-
-
-@dataclass
-class DemoConfig:
-    """Knobs of the demo. `quick` shrinks every stage for CI; the defaults fit 15 minutes on 2 cores."""
-
-    output: Path = field(default=Path("demo-output"), metadata={"help": "output folder"})
-    quick: bool = field(default=False, metadata={"help": "shortened run for CI (fewer pairs, steps, epochs)"})
-    seed: int = field(default=0, metadata={"help": "seed of generation, annotators and training"})
-    # tiny-photo: the random tiny preset's VAE decodes every latent to about the same colour, so no image-level
-    # preference (brightness) can be learned or measured on it; the photo-pretrained preset can.
-    pretrained: str = field(
-        default="tiny-photo", metadata={"help": "diffusion pipeline: preset name, folder or hub id"}
-    )
-    images_per_prompt: int = field(
-        default=4, metadata={"help": "images per prompt; every 2-combination is a pair"}
-    )
-    gen_steps: int = field(default=10, metadata={"help": "denoising steps of candidate generation"})
-    overlap: int = field(
-        default=3, metadata={"help": "distinct simulated annotators per pair (odd: fewer ties)"}
-    )
-    oracle: str = field(default="brightness", metadata={"help": "the simulated annotators' true preference"})
-    error_rates: tuple[float, ...] = field(default=(0.05, 0.15, 0.3), metadata={"help": "one per annotator"})
-    max_prompts: int = field(default=0, metadata={"help": "use at most this many curated captions (0 = all)"})
-    dpo_steps: int = field(default=300, metadata={"help": "Diffusion-DPO optimizer steps"})
-    ddpo_epochs: int = field(default=8, metadata={"help": "DDPO epochs"})
-    ddpo_sample_batch: int = field(default=8, metadata={"help": "DDPO images per sampling batch"})
-    ddpo_batches_per_epoch: int = field(default=2, metadata={"help": "DDPO sampling batches per epoch"})
-    eval_prompts: int = field(
-        default=16, metadata={"help": "prompts used by eval (same seeds base vs tuned)"}
-    )
-
-    def __post_init__(self) -> None:
-        self.output = Path(self.output)
-        if self.quick:
-            self.images_per_prompt = min(self.images_per_prompt, 3)
-            self.max_prompts = 10
-            self.dpo_steps = min(self.dpo_steps, 10)
-            self.ddpo_epochs = 1
-            self.ddpo_sample_batch = 4
-            self.ddpo_batches_per_epoch = 1
-            self.eval_prompts = min(self.eval_prompts, 4)
 
 
 @dataclass
@@ -106,21 +63,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else "..." + text[-57:]
 
 
-def _prompts_from_curated(curated_dir: Path, out: Path, max_prompts: int = 0) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    files = sorted((curated_dir / "curated").glob("*.parquet"))
-    captions = sorted(
-        {c for f in files for c in pq.read_table(f, columns=["caption"]).column("caption").to_pylist() if c}
-    )
-    if not captions:
-        raise CanvasError(f"curation kept no captioned rows in {curated_dir}: nothing to generate from")
-    if max_prompts:
-        captions = captions[:max_prompts]
-    out.write_text("".join(c + "\n" for c in captions))
-    return {"prompts": len(captions), "file": str(out)}
-
-
 def _limit_torch_threads() -> None:
     """One torch thread unless the user set OMP_NUM_THREADS.
 
@@ -138,8 +80,6 @@ def _limit_torch_threads() -> None:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the whole loop; returns the per-stage summaries and timings (also in OUTPUT/demo.json)."""
-    from canvas.loop import stages
-
     cfg = config
     cfg.output.mkdir(parents=True, exist_ok=True)
     _limit_torch_threads()

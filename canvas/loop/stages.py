@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canvas.loop.demo import PROJECT, DemoConfig, _prompts_from_curated
+from canvas.errors import CanvasError
+from canvas.loop.config import PROJECT, DemoConfig
 
 Stage = tuple[str, Callable[[], dict[str, Any]]]
 
@@ -17,7 +18,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
     state: dict[str, Any] = {}
 
     def sample() -> dict[str, Any]:
-        from canvas.presets import init_preset
+        from canvas.presets.loading import init_preset
         from canvas.sample_data import write_sample
 
         init_preset("tiny")
@@ -220,3 +221,18 @@ def _reward_vs_oracle(candidates: Path, reward_dir: Path, oracle: str) -> dict[s
         "oracle_agreement_all_pairs": float((learned_order == true_order).float().mean()),
         "oracle": oracle,
     }
+
+
+def _prompts_from_curated(curated_dir: Path, out: Path, max_prompts: int = 0) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    files = sorted((curated_dir / "curated").glob("*.parquet"))
+    captions = sorted(
+        {c for f in files for c in pq.read_table(f, columns=["caption"]).column("caption").to_pylist() if c}
+    )
+    if not captions:
+        raise CanvasError(f"curation kept no captioned rows in {curated_dir}: nothing to generate from")
+    if max_prompts:
+        captions = captions[:max_prompts]
+    out.write_text("".join(c + "\n" for c in captions))
+    return {"prompts": len(captions), "file": str(out)}

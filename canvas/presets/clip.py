@@ -16,12 +16,10 @@ import torch
 
 from canvas.errors import CanvasError
 from canvas.paths import build_once, preset_dir
+from canvas.presets.registry import PRESET_ROOT, SEED, TINY_CLIP_NAME, TINY_PRETRAINED
 
-TINY_CLIP_NAME = "canvas-tiny-clip"
-TINY_PRETRAINED = "tiny"
 CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_DIR = Path(__file__).parent / "model_configs"
-SEED = 0
 
 
 def register_model_configs() -> None:
@@ -56,7 +54,7 @@ def resolve_clip(model_name: str, pretrained: str | None, root: Path | None = No
     Anything that is not our preset is returned unchanged, so open_clip resolves it itself.
     """
     if model_name == TINY_CLIP_NAME and pretrained in (None, TINY_PRETRAINED):
-        path = preset_dir(TINY_PRETRAINED, root) / "clip" / CLIP_WEIGHTS_FILE
+        path = preset_dir(PRESET_ROOT, root) / "clip" / CLIP_WEIGHTS_FILE
         build_once(path, lambda: build_tiny_clip(path.parent))
         return model_name, str(path)
     return model_name, pretrained

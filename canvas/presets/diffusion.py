@@ -16,11 +16,8 @@ from typing import Any
 
 import torch
 
-from canvas.errors import CanvasError
-from canvas.paths import build_once, preset_dir
+from canvas.presets.registry import SEED
 
-TINY_PRETRAINED = "tiny"
-SEED = 0
 # Number of BPE merges open_clip (and OpenAI CLIP) use: 49152 - 256 - 2.
 NUM_MERGES = 48894
 
@@ -157,41 +154,3 @@ def build_tiny_sd(out_dir: Path, seed: int = SEED, unet_norm_groups: int = 32) -
         requires_safety_checker=False,
     )
     return save_atomically(pipe, tmp, out_dir)
-
-
-def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
-    """`tiny` -> the preset folder (built on first use); anything else (folder or hub id) unchanged."""
-    if pretrained == TINY_PRETRAINED:
-        path = preset_dir(TINY_PRETRAINED, root) / "sd15"
-        build_once(path / "model_index.json", lambda: build_tiny_sd(path))
-        return str(path)
-    if pretrained == "tiny-sdxl":  # the SDXL-style tiny preset (canvas/presets/sdxl.py)
-        from canvas.presets.sdxl import build_tiny_sdxl
-
-        path = preset_dir(TINY_PRETRAINED, root) / "sdxl"
-        build_once(path / "model_index.json", lambda: build_tiny_sdxl(path))
-        return str(path)
-    if pretrained == "tiny-photo":  # the tiny preset pretrained on photo crops (canvas/presets/photo.py)
-        from canvas.presets.photo import build_tiny_photo_sd
-
-        path = preset_dir(TINY_PRETRAINED, root) / "sd15-photo"
-        build_once(path / "model_index.json", lambda: build_tiny_photo_sd(path))
-        return str(path)
-    return pretrained
-
-
-def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, **kwargs: Any) -> Any:
-    """Load any diffusers text-to-image pipeline (tiny preset, SD 1.5, SDXL) via `from_pretrained`.
-
-    `DiffusionPipeline` dispatches on the folder's `model_index.json`, so SD 1.5 and SDXL take the
-    same path. Extra keyword arguments (e.g. `torch_dtype`) go to diffusers unchanged.
-    """
-    from diffusers import DiffusionPipeline
-
-    path = resolve_pretrained(pretrained, root)
-    try:
-        pipe = DiffusionPipeline.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise CanvasError(f"cannot load diffusion pipeline {pretrained!r}: {exc}") from exc
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from canvas.presets.diffusion import SEED, build_tiny_sd, save_atomically
+from canvas.presets.diffusion import build_tiny_sd, save_atomically
+from canvas.presets.registry import SEED
 
 TINY_PHOTO = "tiny-photo"
 IMAGE_SIZE = 32

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from canvas.presets import load_pipeline, resolve_pretrained
+from canvas.presets.loading import load_pipeline, resolve_pretrained
 from canvas.presets.photo import build_tiny_photo_sd, photo_crops
 
 

@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 from canvas.errors import CanvasError
-from canvas.presets import TINY_CLIP_NAME, create_clip, load_pipeline
+from canvas.presets import TINY_CLIP_NAME
+from canvas.presets.clip import create_clip
+from canvas.presets.loading import load_pipeline
 from canvas.presets.clip import build_tiny_clip
 from canvas.presets.diffusion import build_tiny_sd
 

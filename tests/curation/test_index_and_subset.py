@@ -110,7 +110,7 @@ def curated_records() -> list[tuple[str, str, bytes]]:
 
 @torch.inference_mode()
 def clip_image_embeddings(records: list[tuple[str, str, bytes]]) -> np.ndarray:
-    from canvas.presets import create_clip
+    from canvas.presets.clip import create_clip
 
     model, preprocess, _ = create_clip("canvas-tiny-clip", "tiny")
     pixels = torch.stack([preprocess(Image.open(io.BytesIO(d)).convert("RGB")) for _, _, d in records])
@@ -119,7 +119,7 @@ def clip_image_embeddings(records: list[tuple[str, str, bytes]]) -> np.ndarray:
 
 @torch.inference_mode()
 def clip_text_embeddings(texts: list[str]) -> np.ndarray:
-    from canvas.presets import create_clip
+    from canvas.presets.clip import create_clip
 
     model, _, tokenizer = create_clip("canvas-tiny-clip", "tiny")
     return torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1).numpy()

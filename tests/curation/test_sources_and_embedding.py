@@ -157,7 +157,7 @@ def test_corrupt_parquet_keeps_the_batches_read_and_records_the_rest(tmp_path: P
 
 
 def test_trimmed_text_encoder_equals_open_clip(tiny_presets: dict) -> None:
-    from canvas.presets import create_clip
+    from canvas.presets.clip import create_clip
     from curation.embedding import encode_text_trimmed
 
     model, _, tokenizer = create_clip()

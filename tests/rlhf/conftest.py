@@ -91,7 +91,7 @@ def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120
     """
     import torch
 
-    from canvas.presets import load_pipeline
+    from canvas.presets.loading import load_pipeline
     from canvas.presets.photo import pretrain_on_pixels
     from rlhf.preferences import image_to_tensor
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from canvas.presets import load_pipeline
+from canvas.presets.loading import load_pipeline
 from rlhf.ddim_logprob import (
     ddim_step_with_logprob,
     gaussian_log_prob,

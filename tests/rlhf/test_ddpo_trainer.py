@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from canvas.errors import CanvasError
-from canvas.presets import load_pipeline
+from canvas.presets.loading import load_pipeline
 from rlhf.ddpo_config import DDPOConfig
 from rlhf.ddpo_trainer import DDPOTrainer, ddpo_clipped_loss
 from rlhf.tracking import read_metrics

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from canvas.presets import load_pipeline
+from canvas.presets.loading import load_pipeline
 from rlhf.checkpointing import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
 from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 

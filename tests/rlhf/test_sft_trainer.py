@@ -115,7 +115,7 @@ def test_cli_with_yaml_config_and_init_lora(red_parquet: Path, tmp_path: Path, c
     # a second run starting from the first one's LoRA starts from exactly those weights
     from peft.utils import get_peft_model_state_dict
 
-    from rlhf.lora import DEFAULT_TARGET_MODULES
+    from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
     cfg = _config(red_parquet, tmp_path / "b", max_steps=1, init_lora=str(tmp_path / "a"))
     cfg.lora_target_modules = list(DEFAULT_TARGET_MODULES)  # the CLI run used the default targets
@@ -151,7 +151,7 @@ def test_sft_on_red_squares_makes_fresh_samples_redder_and_loads_with_stock_diff
     held-out denoising loss 0.236 -> 0.149 (seed 0). Asserted: redness +0.12 (the smallest of those five
     gains) and the held-out loss under 0.8x the base model's.
     """
-    from canvas.presets import load_pipeline
+    from canvas.presets.loading import load_pipeline
 
     config = _config(
         red_parquet, tmp_path / "run", pretrained="tiny-photo", max_steps=120, learning_rate=3e-3

@@ -1,0 +1,65 @@
+"""Resolve a pipeline preset name to its folder (built on first use) and load any pipeline through diffusers.
+
+`DiffusionPipeline.from_pretrained` is the one load call: the tiny presets are ordinary pipeline folders, so
+SD 1.5, SDXL and the presets take the same path. Names come from `canvas.presets.registry`; each is mapped to
+its builder here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from canvas.errors import CanvasError
+from canvas.paths import build_once, preset_dir
+from canvas.presets.clip import build_tiny_clip
+from canvas.presets.diffusion import build_tiny_sd
+from canvas.presets.photo import build_tiny_photo_sd
+from canvas.presets.registry import PIPELINE_PRESETS, PRESET_ROOT, TINY_PRETRAINED
+from canvas.presets.sdxl import build_tiny_sdxl
+
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tiny": build_tiny_sd,
+    "tiny-sdxl": build_tiny_sdxl,
+    "tiny-photo": build_tiny_photo_sd,
+}
+assert BUILDERS.keys() == PIPELINE_PRESETS.keys(), "registry and builders name the same presets"
+
+
+def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
+    """A preset name -> its folder (built on first use); anything else (folder or hub id) unchanged."""
+    preset = PIPELINE_PRESETS.get(pretrained)
+    if preset is None:
+        return pretrained
+    path = preset_dir(PRESET_ROOT, root) / preset.folder
+    build_once(path / "model_index.json", lambda: BUILDERS[pretrained](path))
+    return str(path)
+
+
+def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, **kwargs: Any) -> Any:
+    """Load any diffusers text-to-image pipeline (a preset, SD 1.5, SDXL) via `from_pretrained`.
+
+    `DiffusionPipeline` dispatches on the folder's `model_index.json`, so SD 1.5 and SDXL take the
+    same path. Extra keyword arguments (e.g. `torch_dtype`) go to diffusers unchanged.
+    """
+    from diffusers import DiffusionPipeline
+
+    path = resolve_pretrained(pretrained, root)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise CanvasError(f"cannot load diffusion pipeline {pretrained!r}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def init_preset(preset: str = TINY_PRETRAINED, root: Path | None = None) -> dict[str, Path]:
+    """(Re)build the tiny CLIP and one pipeline preset into `root` (default `$CANVAS_HOME`); the paths written."""
+    if preset not in PIPELINE_PRESETS:
+        raise CanvasError(f"unknown preset {preset!r}; known: {', '.join(PIPELINE_PRESETS)}")
+    base = preset_dir(PRESET_ROOT, root)
+    return {
+        "clip": build_tiny_clip(base / "clip"),
+        PIPELINE_PRESETS[preset].folder: BUILDERS[preset](base / PIPELINE_PRESETS[preset].folder),
+    }
