@@ -91,3 +91,15 @@ def test_link_and_device_members_are_never_read_but_recorded(tmp_path: Path) -> 
     assert "dir/a.jpg is a symbolic link" in reasons["dir/a"]
     assert "dir/b.txt is a hard link" in reasons["dir/b"]
     assert "dir/c.jpg is not a regular file" in reasons["dir/c"]
+
+
+def test_traversing_member_names_are_only_key_text_nothing_is_extracted(tmp_path: Path) -> None:
+    shard_dir = tmp_path / "in"
+    shard_dir.mkdir()
+    path = shard_dir / "shard.tar"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "../../evil.jpg", b"JPG1")
+        _add(tar, "/abs/x.jpg", b"JPG2")
+    rows = _read(path)
+    assert [(r.key, r.image) for r in rows] == [("../../evil", b"JPG1"), ("/abs/x", b"JPG2")]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["in", "shard.tar"]  # bytes read in memory only
