@@ -8,17 +8,21 @@ alpha, 1-bit) to RGB: alpha is composited on white, 16-bit is scaled, not clippe
 from __future__ import annotations
 
 import io
+import stat
 import threading
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
 
+from canvas.errors import CanvasError
 from curation.hashing import phash, sha256_bytes, sha256_pixels
 from curation.records import DECODE, RawRecord, Record, Rejection
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS)
+MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -29,9 +33,7 @@ class DecodeConfig:
         default=PILLOW_MAX_PIXELS,
         metadata={"help": "reject images with more pixels than this (decompression bombs); Pillow's limit"},
     )
-    max_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"help": "reject encoded images larger than this"}
-    )
+    max_bytes: int = field(default=MAX_BYTES, metadata={"help": "reject encoded images larger than this"})
     thumbnail_px: int = field(
         default=96, metadata={"help": "longest side of the thumbnails kept for rejected records (report)"}
     )
@@ -108,6 +110,60 @@ def open_rgb(data: bytes, max_pixels: int | None = None) -> Image.Image:
             raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated files would pass")
         img.load()
         return to_rgb(img)
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def check_image_path(path: str | Path, max_bytes: int = MAX_BYTES) -> None:
+    """CanvasError unless `path` is a regular, non-empty file of at most `max_bytes` (stat only: cheap
+    enough to check every file before a model loads; a FIFO or device is never opened)."""
+    try:
+        info = Path(path).stat()
+    except FileNotFoundError:
+        raise CanvasError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a special file"
+        raise CanvasError(f"{path}: not a file ({kind}); give an image file")
+    if info.st_size == 0:
+        raise CanvasError(f"{path}: empty file (0 bytes), not an image")
+    if info.st_size > max_bytes:
+        raise CanvasError(f"{path}: {info.st_size} bytes is over the image size limit of {max_bytes} bytes")
+
+
+def open_image_file(
+    path: str | Path, max_pixels: int = PILLOW_MAX_PIXELS, max_bytes: int = MAX_BYTES
+) -> Image.Image:
+    """A user's image file as a loaded RGB image, under curation's limits, or a one-line CanvasError.
+
+    The one way a command opens an image file (a query image, a picture to score): like `decode`, it
+    refuses a picture over `max_pixels` from its header, before any pixel is decoded, so a small file
+    cannot make the command allocate gigabytes.
+    """
+    check_image_path(path, max_bytes)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)  # bounded even if the file grew since the check
+    except OSError as exc:
+        raise CanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise CanvasError(f"{path}: over the image size limit of {max_bytes} bytes")
+    try:
+        return open_rgb(data, max_pixels)
+    except Image.DecompressionBombError as exc:
+        raise CanvasError(
+            f"{path}: too many pixels to decode, limit {max_pixels} (decompression-bomb guard): "
+            f"{_one_line(str(exc))}"
+        ) from None
+    except Image.UnidentifiedImageError:
+        raise CanvasError(f"{path}: not an image format Pillow can identify") from None
+    except Exception as exc:  # Pillow plugins raise assorted types on hostile input (see `decode`)
+        text = _one_line(str(exc)) or type(exc).__name__
+        kind = "truncated" if "truncated" in text.lower() else "unreadable"
+        raise CanvasError(f"{path}: {kind} image ({text})") from None
 
 
 def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:

@@ -22,13 +22,16 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from canvas.errors import CanvasError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -389,14 +392,11 @@ class QueryEncoder:
     def texts(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_texts(list(texts))
 
-    def images(self, paths: list[str | Path]) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+    def images(self, images: list[str | Path | Image.Image]) -> np.ndarray:
+        """Embeds images: loaded ones as given, paths through `open_image_file` (curation's limits)."""
+        from PIL import Image
 
-        images = []
-        for path in paths:
-            try:
-                with Image.open(path) as img:
-                    images.append(img.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as exc:
-                raise CanvasError(f"cannot read query image {path}: {exc}") from exc
-        return self.embedder.encode_images(images)
+        from curation.decode import open_image_file
+
+        loaded = [im if isinstance(im, Image.Image) else open_image_file(im) for im in images]
+        return self.embedder.encode_images(loaded)

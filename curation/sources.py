@@ -131,40 +131,82 @@ def _tar_problem(exc: BaseException) -> str:
     return f"{'truncated' if cut else 'corrupt'} tar ({text})"
 
 
+def _caption(fields: dict[str, bytes], sample: str) -> tuple[str | None, str | None]:
+    """(caption, problem): `.txt` wins, else a `.json` sidecar's `caption`; a sidecar that cannot be
+    what it claims (not UTF-8, not JSON, a non-string caption) is a problem, never a silent None."""
+    caption = None
+    if "txt" in fields:
+        try:
+            caption = fields["txt"].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"{sample}.txt is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if "json" in fields:  # checked even when `.txt` wins: a broken sidecar means a damaged sample
+        try:
+            meta = json.loads(fields["json"])
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; deep nesting
+            return None, f"{sample}.json is not valid JSON ({_one_line(exc)[:200]})"
+        found = meta.get("caption") if isinstance(meta, dict) else None
+        if found is not None and not isinstance(found, str):
+            return None, f"{sample}.json: `caption` is not a string ({type(found).__name__})"
+        caption = caption if "txt" in fields else found
+    return caption, None
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a member is not read: links and special files are never followed (nor extracted)."""
+    if member.isfile():
+        return None
+    if member.issym():
+        return f"tar member {member.name} is a symbolic link (links are not followed)"
+    if member.islnk():
+        return f"tar member {member.name} is a hard link (links are not followed)"
+    return f"tar member {member.name} is not a regular file"
+
+
 def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawRecord]:
     """Stream a tar shard; files of one sample are consecutive, as WebDataset writes them.
 
+    A sample's key is its member path up to the first dot of the file name, folders included (as
+    webdataset's `__key__`), so `d1/img.jpg` and `d2/img.jpg` are two samples. A sample with a link or
+    special member, a repeated file, or a broken sidecar is yielded with `error` set (decode rejects it).
     On damage, a sample whose files were only partly read is part of the lost rest, never yielded.
     """
     current: str | None = None
     fields: dict[str, bytes] = {}
+    problems: list[str] = []
     row = 0
 
     def emit() -> RawRecord:
         image = next((fields[s] for s in IMAGE_SUFFIXES if s in fields), None)
-        caption = fields["txt"].decode("utf-8", errors="replace") if "txt" in fields else None
-        if caption is None and "json" in fields:
-            try:
-                meta = json.loads(fields["json"])
-                caption = meta.get("caption") if isinstance(meta, dict) else None
-            except ValueError:
-                caption = None
-        key = current.rsplit("/", 1)[-1] if current else ""
+        caption, problem = _caption(fields, current or "")
+        if problem is not None:
+            problems.append(problem)
         return RawRecord(
-            key=key, caption=caption, image=image, source=f"{path}#{row}", ordinal=(file_index, row)
+            key=current or "",
+            caption=None if problems else caption,
+            image=image,
+            source=f"{path}#{row}",
+            ordinal=(file_index, row),
+            error=f"bad WebDataset sample: {'; '.join(problems)}" if problems else None,
         )
 
     try:
         with tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_StrictTarInfo) as tar:
             for member in tar:
-                if not member.isfile():
+                if member.isdir():  # folder entries are tar structure, not sample files
                     continue
                 sample, ext = _split_name(member.name)
                 if sample != current and current is not None:
                     yield emit()
                     row += 1
-                    fields = {}
+                    fields, problems = {}, []
                 current = sample
+                problem = _member_problem(member)
+                if problem is None and ext in fields:
+                    problem = f"{member.name} appears twice in the sample"
+                if problem is not None:
+                    problems.append(problem)
+                    continue
                 handle = tar.extractfile(member)
                 fields[ext] = handle.read() if handle else b""
     except TAR_READ_ERRORS as exc:

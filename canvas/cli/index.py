@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     what = query.add_mutually_exclusive_group(required=True)
     what.add_argument("--text", help="query text")
-    what.add_argument("--image", type=existing_path, help="query image file")
+    # a plain path: `open_image_file` checks it and says what is wrong in one line
+    what.add_argument("--image", type=Path, help="query image file")
     query.add_argument(
         "-k", type=int, default=None, help="number of results (default 10 without --min-score)"
     )
@@ -67,15 +68,18 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    from curation.decode import open_image_file
     from curation.index import CuratedIndex, QueryEncoder
 
     if args.k is not None and args.k < 1:
         raise CanvasError(f"-k must be at least 1, got {args.k}")
+    # Opened first: a bad image file is reported before the index and the model load.
+    image = open_image_file(args.image) if args.image is not None else None
     index = CuratedIndex.load(args.index)
     if args.clip_model is not None:
         index.check_model(args.clip_model, args.clip_pretrained, "the query")
     encoder = QueryEncoder(index.manifest)
-    vector = encoder.texts([args.text])[0] if args.text is not None else encoder.images([args.image])[0]
+    vector = encoder.texts([args.text])[0] if args.text is not None else encoder.images([image])[0]
     k = args.k if args.k is not None or args.min_score is not None else 10
     for rank, hit in enumerate(index.search_hits(vector, k, args.min_score), start=1):
         print(

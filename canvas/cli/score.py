@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from canvas.cli._common import existing_path
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="reward-model folder (canvas train reward) or brightness, jpeg_compressibility, ...",
     )
-    parser.add_argument("--images", required=True, nargs="+", type=existing_path, help="image files")
+    # plain paths: `open_image_file` checks each and says what is wrong in one line
+    parser.add_argument("--images", required=True, nargs="+", type=Path, help="image files")
     parser.add_argument("--prompt", default="", help="the prompt the images were made for (one for all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     parser.set_defaults(func=_score)
@@ -25,18 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _score(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    from PIL import Image
 
-    from canvas.errors import CanvasError
+    from curation.decode import check_image_path, open_image_file
     from rlhf.rewards import load_reward, score_checked
 
+    for path in args.images:  # a missing or oversized file is reported before the reward loads
+        check_image_path(path)
     reward = load_reward(args.reward)
     scores = []
     for path in args.images:
-        try:
-            image = Image.open(path).convert("RGB")
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-            raise CanvasError(f"{path}: not a readable image ({exc})") from exc
+        image = open_image_file(path)  # curation's pixel limit, checked from the header first
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
         scores.append(float(score_checked(reward, tensor, [args.prompt])[0]))
     for path, score in zip(args.images, scores, strict=True):

@@ -65,9 +65,9 @@ def test_webdataset_tar_groups_files_by_sample(tmp_path: Path) -> None:
     with open(path, "rb") as f:
         rows = list(read_file(f, str(path), 0))
     assert [(r.key, r.caption, r.image) for r in rows] == [
-        ("000001", "a caption", b"JPG1"),
-        ("000002", "from json", b"PNG2"),
-        ("000003", "text without an image", None),
+        ("00/000001", "a caption", b"JPG1"),
+        ("00/000002", "from json", b"PNG2"),
+        ("00/000003", "text without an image", None),
     ]
     assert [r.source for r in rows] == [f"{path}#0", f"{path}#1", f"{path}#2"]
 
