@@ -51,7 +51,11 @@ def _check_local(out: Path, command: str, inputs: Sequence[str], overwrite: bool
     """Refuse an output that would destroy inputs or foreign data; `out` is absolute, not resolved."""
     real = out.resolve()
     cwd = Path.cwd().resolve()
-    if _inside(cwd, real) or real == Path(real.anchor) or real == Path.home().resolve():
+    try:
+        home = Path.home().resolve()
+    except RuntimeError:  # no home folder known
+        home = None
+    if _inside(cwd, real) or real == Path(real.anchor) or real == home:
         raise CanvasError(
             f"--output {out} is the current folder, one of its parents, the home or the root folder, "
             "which the run would replace; name a new folder, e.g. --output ./out"
@@ -123,9 +127,11 @@ def _check_remote(out: str, command: str, inputs: Sequence[str], overwrite: bool
 
         _refuse_foreign(out, command, _read_marker(read))
         return
+    found = []
     with contextlib.suppress(Exception):  # BeamIOError when nothing matches: an empty or missing output
-        if FileSystems.match([f"{out}/**"])[0].metadata_list:
-            _refuse_foreign(out, command, None)
+        found = FileSystems.match([f"{out}/**"])[0].metadata_list
+    if found:
+        _refuse_foreign(out, command, None)
 
 
 def _lock(out: Path) -> int:
@@ -177,12 +183,11 @@ def prepare_output(
         tmp = f"{out_name}.partial-{uuid.uuid4().hex[:12]}"
         try:
             yield tmp
-        except BaseException:
+        finally:  # what a failed run wrote; nothing is left after a commit
             from apache_beam.io.filesystems import FileSystems
 
             with contextlib.suppress(Exception):
-                FileSystems.delete([tmp])
-            raise
+                FileSystems.delete([m.path for m in FileSystems.match([f"{tmp}/**"])[0].metadata_list])
         return
     out = Path(out_name).expanduser().absolute()
     _check_local(out, command, names, overwrite)
@@ -238,4 +243,5 @@ def commit_output(tmp: str, output: str | Path, command: str) -> None:
         FileSystems.rename([src], [out_name + src[len(tmp) :]])
     with FileSystems.create(marker) as handle:
         handle.write(_marker_text(command).encode())
-    FileSystems.delete([tmp])
+    with contextlib.suppress(Exception):  # an object store has no folder left to delete
+        FileSystems.delete([tmp])

@@ -8,16 +8,23 @@ import fcntl
 import io
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import BeamIOError, FileMetadata
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 from PIL import Image
 
 from canvas.cli import main
-from canvas.outputs import MARKER
+from canvas.errors import CanvasError
+from canvas.outputs import MARKER, commit_output, prepare_output
 
 # Every optional stage off: the runs take a second or two and need no model.
 FAST_CONFIG = "".join(
@@ -287,3 +294,95 @@ def test_generate_replaces_its_own_output_and_with_overwrite_a_foreign_one(
     assert (out / "candidates.parquet").read_bytes() == first
     assert json.loads((out / MARKER).read_text())["command"] == "generate"
     assert not list(tmp_path.glob(".cands.partial-*"))
+
+
+class _ObjectStore(LocalFileSystem):
+    """`canvastest://NAME` is ROOT/NAME, listed by prefix like an object store (no folders, no locks)."""
+
+    root = ""
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "canvastest"
+
+    def _local(self, path: str) -> str:
+        return os.path.join(self.root, path.split("://", 1)[1])
+
+    def has_dirs(self) -> bool:
+        return False
+
+    def _list(self, prefix: str) -> Iterator[FileMetadata]:
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                path = "canvastest://" + os.path.relpath(os.path.join(folder, name), self.root)
+                if path.startswith(prefix):
+                    yield FileMetadata(path, 0, 0)
+
+    def metadata(self, path: str) -> FileMetadata:
+        return FileMetadata(path, 0, 0)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self._local(path))
+
+    def create(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return super().create(self._local(path), *args, **kwargs)
+
+    def open(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return super().open(self._local(path), *args, **kwargs)
+
+    def rename(self, sources: list[str], destinations: list[str]) -> None:
+        for source, destination in zip(sources, destinations, strict=True):
+            os.makedirs(os.path.dirname(self._local(destination)), exist_ok=True)
+            os.rename(self._local(source), self._local(destination))
+
+    def delete(self, paths: list[str]) -> None:
+        for path in paths:
+            local = self._local(path)
+            if not os.path.exists(local):
+                raise BeamIOError("Delete operation failed", {path: "not found"})
+            shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
+
+
+def _write(path: str, text: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode())
+
+
+def test_remote_output_is_checked_by_its_marker_and_replaced_whole(tmp_path: Path) -> None:
+    _ObjectStore.root = str(tmp_path)
+    out = "canvastest://bucket/out"
+    _write(f"{out}/theirs.txt", "foreign")
+    with (
+        pytest.raises(CanvasError, match="files not written by canvas curate"),
+        prepare_output(out, "curate"),
+    ):
+        pass
+    inside = prepare_output(out, "curate", [f"{out}/shard.parquet"], overwrite=True)
+    with pytest.raises(CanvasError, match="lies inside --output"), inside:
+        pass
+    assert (tmp_path / "bucket/out/theirs.txt").read_text() == "foreign"
+
+    for run in ("first", "second"):  # --overwrite replaces the foreign files, then a rerun its own output
+        with prepare_output(
+            out, "curate", ["canvastest://bucket/in.parquet"], overwrite=run == "first"
+        ) as tmp:
+            _write(f"{tmp}/curated/part-0.parquet", run)
+            _write(f"{tmp}/report.json", run)
+            if run == "first":
+                _write(f"{tmp}/only-in-first.txt", run)
+            commit_output(tmp, out, "curate")
+        files = {str(p.relative_to(tmp_path / "bucket/out")) for p in (tmp_path / "bucket/out").rglob("*")}
+        files -= {"curated"}
+        expected = {"curated/part-0.parquet", "report.json", MARKER} | (
+            {"only-in-first.txt"} if run == "first" else set()
+        )
+        assert files == expected, files
+        assert (tmp_path / "bucket/out/report.json").read_text() == run
+        assert json.loads((tmp_path / "bucket/out" / MARKER).read_text())["command"] == "curate"
+        assert not [p for p in (tmp_path / "bucket").iterdir() if "partial" in p.name]
+    with pytest.raises(CanvasError, match="the output of canvas curate"), prepare_output(out, "generate"):
+        pass
+    with pytest.raises(RuntimeError), prepare_output(out, "curate") as tmp:  # a failed run leaves no temp
+        _write(f"{tmp}/curated/part-0.parquet", "failed")
+        raise RuntimeError("the pipeline failed")
+    assert not [p for p in (tmp_path / "bucket").iterdir() if "partial" in p.name and any(p.rglob("*.*"))]
