@@ -16,7 +16,7 @@ import json
 import tarfile
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from canvas.errors import CanvasError
 from curation.records import RawRecord
@@ -32,8 +32,12 @@ def is_tar(path: str) -> bool:
     return path.endswith((".tar", ".tar.gz", ".tgz"))
 
 
-def parquet_columns(schema_names: list[str], path: str) -> tuple[str, str | None, str]:
-    """(key column, caption column or None, image column) of a Parquet file, or a clear error."""
+def parquet_columns(schema_names: list[str], path: str, schema: Any = None) -> tuple[str, str | None, str]:
+    """(key column, caption column or None, image column) of a Parquet file, or a clear error.
+
+    With the file's `pyarrow.Schema`, the image column must also hold bytes and the caption text: a
+    column of another type (ints, say) is a mistake in the whole file, not in one record.
+    """
     if "key" not in schema_names:
         raise CanvasError(f"{path}: Parquet input needs a `key` column; it has {', '.join(schema_names)}")
     image = next((c for c in IMAGE_COLUMNS if c in schema_names), None)
@@ -42,7 +46,21 @@ def parquet_columns(schema_names: list[str], path: str) -> tuple[str, str | None
             f"{path}: Parquet input needs an image column ({' or '.join(IMAGE_COLUMNS)}); "
             f"it has {', '.join(schema_names)}"
         )
-    return "key", "caption" if "caption" in schema_names else None, image
+    caption = "caption" if "caption" in schema_names else None
+    if schema is not None:
+        import pyarrow as pa
+
+        t = pa.types
+        allowed = {  # an all-null column is fine: each row is rejected as null
+            image: ("bytes (binary)", (t.is_binary, t.is_large_binary, t.is_fixed_size_binary, t.is_null)),
+            caption: ("text (string)", (t.is_string, t.is_large_string, t.is_null)),
+        }
+        for column, (wanted, accepts) in allowed.items():
+            kind = schema.field(column).type if column else None
+            kind = kind.value_type if kind is not None and t.is_dictionary(kind) else kind
+            if kind is not None and not any(accept(kind) for accept in accepts):
+                raise CanvasError(f"{path}: Parquet column `{column}` must hold {wanted}; it holds {kind}")
+    return "key", caption, image
 
 
 def _one_line(exc: BaseException) -> str:
@@ -78,7 +96,7 @@ def read_parquet(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawR
     try:
         pf = pq.ParquetFile(fileobj)
         try:
-            key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path)
+            key_col, caption_col, image_col = parquet_columns(pf.schema_arrow.names, path, pf.schema_arrow)
         except CanvasError as exc:  # local inputs are checked before the run; a remote one meets it here
             problem = f"{exc}".removeprefix(f"{path}: ") + f" ({pf.metadata.num_rows} rows not read)"
             yield unreadable(path, file_index, 0, "rows", "file", problem)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from canvas.errors import CanvasError
+from canvas.outputs import commit_output, prepare_output
 from canvas.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from curation.config import CurationConfig, load_config, resolve
 from curation.report import render_html, summarize
@@ -118,10 +116,10 @@ def _check_inputs(files: list[str]) -> None:
         if is_tar(path) or "://" in path:
             continue
         try:
-            names = pq.read_schema(path).names
+            schema = pq.read_schema(path)
         except (OSError, pa.ArrowInvalid) as exc:
             raise CanvasError(f"{path}: not a readable Parquet file ({exc})") from exc
-        parquet_columns(names, path)
+        parquet_columns(schema.names, path, schema)
 
 
 def _write_empty(folder: str, schema: pa.Schema) -> None:
@@ -151,35 +149,6 @@ def _thresholds(cfg: CurationConfig, applied_clip_threshold: float | None) -> di
         "nsfw": asdict(cfg.nsfw),
         "semdedup": asdict(cfg.semdedup),
     }
-
-
-def _commit(tmp: str, output: str) -> None:
-    """Make `tmp` the output folder in one step (local: rename; remote stores: copy, report.json last)."""
-    if "://" not in output:
-        out = Path(output)
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        if out.exists():
-            out.rename(old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    files = sorted(m.path for m in FileSystems.match([f"{tmp}/**"])[0].metadata_list)
-    files.sort(key=lambda p: p.endswith("report.json"))  # the report marks a complete output: last
-    for src in files:
-        FileSystems.rename([src], [output + src[len(tmp) :]])
-    FileSystems.delete([tmp])
-
-
-def _temp_folder(output: str) -> str:
-    if "://" in output:
-        return f"{output.rstrip('/')}.partial-{uuid.uuid4().hex[:12]}"
-    out = Path(output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by killed runs
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    return str(tmp)
 
 
 def _pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, str]:
@@ -229,6 +198,81 @@ def _workers_are_local(options: PipelineOptions, runner: str) -> bool:
     return direct or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
 
 
+def _curate_into(
+    tmp: str,
+    files: list[str],
+    config: CurationConfig,
+    options: PipelineOptions,
+    runner: str,
+    models: tuple[str, str, int | None],
+    pipeline_args: list[str],
+    started: float,
+) -> dict[str, Any]:
+    """Run the pipeline writing every output file into `tmp`; returns the report (also in tmp)."""
+    clip_model, clip_pretrained, embedding_dim = models
+    t0 = time.perf_counter()
+    pipeline = beam.Pipeline(options=options)
+    raw = pipeline | "Read" >> ReadImageText(files)
+    _ = (
+        raw
+        | "CountInput" >> beam.combiners.Count.Globally()
+        | "WriteCount" >> beam.Map(_write_count, path=f"{tmp}/_stats/input_count.json")
+    )
+    out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained)
+    _ = (
+        out[KEPT]
+        | "CuratedRows" >> beam.Map(record_row)
+        | "WriteCurated"
+        >> WriteSortedParquet(f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard)
+    )
+    _ = (
+        out[REJECTED]
+        | "RejectedRows" >> beam.Map(rejection_row)
+        | "WriteRejected"
+        >> WriteSortedParquet(f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard)
+    )
+    stats_path = f"{tmp}/_stats/report_stats.json"
+    _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)
+    result = pipeline.run()
+    result.wait_until_finish()
+    pipeline_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    with FileSystems.open(f"{tmp}/_stats/input_count.json") as handle:
+        input_count = json.loads(handle.read())["input_count"]
+    with FileSystems.open(stats_path) as handle:
+        stats = json.loads(handle.read())
+    FileSystems.delete([f"{tmp}/_stats"])
+    for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
+        if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
+            _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder
+    attach_group_pictures(stats, f"{tmp}/curated", f"{tmp}/rejected")
+    report = {
+        "clip_model": clip_model,
+        "clip_pretrained": clip_pretrained,
+        "embedding_dim": embedding_dim,
+        **summarize(stats, input_count, _thresholds(config, stats["clip_threshold"])),
+        "notes": config.notes,
+        "runner": runner,
+        "pipeline_args": list(pipeline_args),
+        "inputs": files,
+        "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
+        "metrics": _metrics(result),
+    }
+    if not report["invariant_holds"]:
+        raise RuntimeError(
+            f"records in ({input_count}) != kept ({report['kept_count']}) + rejected ({report['rejected_count']})"
+        )
+    report["timings_s"] = {
+        "pipeline": round(pipeline_s, 3),
+        "report": round(time.perf_counter() - t1, 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
+    _write_text(f"{tmp}/report.html", render_html(report, stats))
+    _write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
+    return report
+
+
 def run_curation(
     inputs: list[str],
     output: str | Path,
@@ -236,15 +280,19 @@ def run_curation(
     clip_model: str = TINY_CLIP_NAME,
     clip_pretrained: str = TINY_PRETRAINED,
     pipeline_args: list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Curate `inputs` (Parquet / img2dataset Parquet / WebDataset tar; paths or globs) into `output`.
 
     Args:
         inputs: files, folders or globs.
-        output: the output folder (replaced atomically if it exists).
+        output: the output folder; an existing one is replaced atomically only if it is empty or a
+            previous `canvas curate` output (see `canvas.outputs`), else refused unless `overwrite`.
         config_path: YAML config (see `curation/default_config.yaml`); None = defaults.
         clip_model, clip_pretrained: open_clip names; the defaults are the offline tiny preset.
         pipeline_args: Beam pipeline options, e.g. ["--runner=DirectRunner", "--direct_num_workers=2"].
+        overwrite: replace an output folder that is not a previous curate output (never one holding an
+            input).
 
     Returns:
         The report dict that is also written to `output/report.json`.
@@ -257,84 +305,20 @@ def run_curation(
     files = expand_inputs([str(i) for i in inputs])
     _check_inputs(files)
     embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None
-    if config.clip.enabled:
-        from canvas.presets.clip import check_clip_weights, resolve_clip
+    if config.clip.enabled and _workers_are_local(options, runner):  # a cluster's may hold other weights
+        from canvas.presets.clip import check_clip_weights
 
-        if _workers_are_local(options, runner):  # a cluster's workers may hold weights this machine lacks
-            check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
-        resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
+        check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
     output = str(output).rstrip("/")
-    tmp = _temp_folder(output)
-    log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)
+    with prepare_output(output, "curate", files, overwrite) as tmp:  # checked and locked before any work
+        if config.clip.enabled:
+            from canvas.presets.clip import resolve_clip
 
-    try:
-        t0 = time.perf_counter()
-        pipeline = beam.Pipeline(options=options)
-        raw = pipeline | "Read" >> ReadImageText(files)
-        _ = (
-            raw
-            | "CountInput" >> beam.combiners.Count.Globally()
-            | "WriteCount" >> beam.Map(_write_count, path=f"{tmp}/_stats/input_count.json")
-        )
-        out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained)
-        _ = (
-            out[KEPT]
-            | "CuratedRows" >> beam.Map(record_row)
-            | "WriteCurated"
-            >> WriteSortedParquet(
-                f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard
-            )
-        )
-        _ = (
-            out[REJECTED]
-            | "RejectedRows" >> beam.Map(rejection_row)
-            | "WriteRejected"
-            >> WriteSortedParquet(f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard)
-        )
-        stats_path = f"{tmp}/_stats/report_stats.json"
-        _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)
-        result = pipeline.run()
-        result.wait_until_finish()
-        pipeline_s = time.perf_counter() - t0
-
-        t1 = time.perf_counter()
-        with FileSystems.open(f"{tmp}/_stats/input_count.json") as handle:
-            input_count = json.loads(handle.read())["input_count"]
-        with FileSystems.open(stats_path) as handle:
-            stats = json.loads(handle.read())
-        FileSystems.delete([f"{tmp}/_stats"])
-        for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
-            if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
-                _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder
-        attach_group_pictures(stats, f"{tmp}/curated", f"{tmp}/rejected")
-        report = {
-            "clip_model": clip_model,
-            "clip_pretrained": clip_pretrained,
-            "embedding_dim": embedding_dim,
-            **summarize(stats, input_count, _thresholds(config, stats["clip_threshold"])),
-            "notes": config.notes,
-            "runner": runner,
-            "pipeline_args": list(pipeline_args or []),
-            "inputs": files,
-            "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
-            "metrics": _metrics(result),
-        }
-        if not report["invariant_holds"]:
-            raise RuntimeError(
-                f"records in ({input_count}) != kept ({report['kept_count']}) + rejected ({report['rejected_count']})"
-            )
-        report["timings_s"] = {
-            "pipeline": round(pipeline_s, 3),
-            "report": round(time.perf_counter() - t1, 3),
-            "total": round(time.perf_counter() - started, 3),
-        }
-        _write_text(f"{tmp}/report.html", render_html(report, stats))
-        _write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
-        _commit(tmp, output)
-    except BaseException:
-        if "://" not in tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
+        log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)
+        models = (clip_model, clip_pretrained, embedding_dim)
+        report = _curate_into(tmp, files, config, options, runner, models, pipeline_args or [], started)
+        commit_output(tmp, output, "curate")
     log.info("kept %d of %d records -> %s", report["kept_count"], report["input_count"], output)
     return report
 

@@ -29,6 +29,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from canvas.errors import CanvasError
+from canvas.outputs import commit_output, prepare_output
 from pipelines.generate_config import GenerateConfig
 
 logger = logging.getLogger(__name__)
@@ -237,11 +238,14 @@ def run_generation(
     seed: int = 0,
     threads: int = 0,
     beam_args: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline; writes OUTPUT/candidates.parquet (+ rejected_prompts.jsonl); returns a summary.
 
     `prompts` is a file (.txt or Parquet) or a list of strings. `beam_args` are Beam pipeline options
     (default DirectRunner), e.g. `["--direct_num_workers=2", "--direct_running_mode=multi_processing"]`.
+    The output folder appears whole, at the end (`canvas.outputs`): an existing one is replaced only if
+    it is empty or a previous generate output, otherwise refused unless `overwrite`.
     """
     config = GenerateConfig(
         Path(prompts) if isinstance(prompts, (str, Path)) else Path("<list>"),
@@ -252,16 +256,30 @@ def run_generation(
         guidance,
         seed,
         threads,
+        overwrite,
     )
     texts = read_prompts(config.prompts) if isinstance(prompts, (str, Path)) else list(prompts)
     if not texts:
         raise CanvasError(f"no prompts in {prompts}")
-    config.output.mkdir(parents=True, exist_ok=True)
-    candidates = config.output / CANDIDATES_FILE
-    shard_dir = config.output / ".candidates-shards"
-    shutil.rmtree(shard_dir, ignore_errors=True)
-    rejected_path = config.output / REJECTED_FILE
+    inputs = [str(config.prompts)] if isinstance(prompts, (str, Path)) else []
+    with prepare_output(config.output, "generate", inputs, overwrite) as tmp:  # checked before any work
+        summary = _generate_into(Path(tmp), texts, config, beam_args)
+        commit_output(tmp, config.output, "generate")
+    summary["output"] = str(config.output / CANDIDATES_FILE)
+    logger.info(
+        "generated %d pairs from %d prompts (%d rejected)",
+        summary["pairs"],
+        summary["prompts"],
+        summary["prompts_rejected"],
+    )
+    return summary
 
+
+def _generate_into(
+    folder: Path, texts: list[str | None], config: GenerateConfig, beam_args: Sequence[str]
+) -> dict[str, Any]:
+    """Run the pipeline writing candidates.parquet and rejected_prompts.jsonl into `folder`."""
+    shard_dir = folder / ".candidates-shards"
     options = PipelineOptions(list(beam_args))
     if options.view_as(StandardOptions).runner is None:
         # The DirectRunner would first try to download the Prism runner binary; we are offline.
@@ -290,8 +308,7 @@ def run_generation(
         else (CANDIDATES_SCHEMA.empty_table())
     )
     table = table.sort_by([("prompt_index", "ascending"), ("seed_0", "ascending"), ("seed_1", "ascending")])
-    pq.write_table(table, candidates.with_suffix(".tmp"))
-    candidates.with_suffix(".tmp").replace(candidates)
+    pq.write_table(table, folder / CANDIDATES_FILE)
     rejected = sorted(
         (
             json.loads(line)
@@ -300,18 +317,15 @@ def run_generation(
         ),
         key=lambda r: r["prompt_index"],
     )
-    rejected_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected))
+    (folder / REJECTED_FILE).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected))
     shutil.rmtree(shard_dir)
-    summary = {
+    return {
         "prompts": len(texts),
         "prompts_kept": len(texts) - len(rejected),
         "prompts_rejected": len(rejected),
         "pairs": table.num_rows,
-        "output": str(candidates),
         "metrics": _counters(result),
     }
-    logger.info("generated %d pairs from %d prompts (%d rejected)", table.num_rows, len(texts), len(rejected))
-    return summary
 
 
 def _counters(result: Any) -> dict[str, int]:

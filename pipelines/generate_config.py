@@ -16,7 +16,14 @@ class GenerateConfig:
         default=Path("prompts.txt"),
         metadata={"help": ".txt (one prompt a line) or Parquet (its captions)", "required": True},
     )
-    output: Path = field(default=Path("candidates"), metadata={"help": "output folder", "required": True})
+    output: Path = field(
+        default=Path("candidates"),
+        metadata={
+            "help": "output folder, written atomically; an existing one must be empty or a previous "
+            "generate output",
+            "required": True,
+        },
+    )
     pretrained: str = field(
         default="tiny", metadata={"help": "diffusers pipeline: tiny, a folder or a hub id"}
     )
@@ -29,6 +36,13 @@ class GenerateConfig:
     threads: int = field(
         default=0,
         metadata={"help": "torch threads per worker (0: torch's default); 1 is fastest on busy CPUs"},
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "replace an --output folder that is not a previous generate output "
+            "(never one holding the prompts file)"
+        },
     )
 
     def __post_init__(self) -> None:

@@ -30,7 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PATH_OR_GLOB",
         help="Parquet (key, caption, image|jpg) or WebDataset .tar",
     )
-    parser.add_argument("--output", metavar="DIR", help="output folder (written atomically)")
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        help="output folder, written atomically; an existing one must be empty or a previous curate output",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output folder that is not a previous curate output (never one holding an input)",
+    )
     parser.add_argument("--config", metavar="FILE.yaml", help="curation config (any subset of the default)")
     parser.add_argument(
         "--clip-model", default=TINY_CLIP_NAME, help=f"open_clip model name (default {TINY_CLIP_NAME})"
@@ -73,6 +82,7 @@ def _curate(args: argparse.Namespace) -> int:
         clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained,
         pipeline_args=list(args.extra_args),
+        overwrite=args.overwrite,
     )
     summary = {k: report[k] for k in ("input_count", "kept_count", "rejected_count")}
     summary["rejected_by_stage"] = {k: v for k, v in report["rejected_by_stage"].items() if v}

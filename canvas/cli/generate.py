@@ -36,6 +36,7 @@ def _generate(args: argparse.Namespace) -> int:
         seed=c.seed,
         threads=c.threads,
         beam_args=args.extra_args,
+        overwrite=c.overwrite,
     )
     print(
         f"{summary['pairs']} pairs from {summary['prompts_kept']} prompts -> {summary['output']} "
