@@ -31,7 +31,7 @@ $(LS_VENV)/.installed:
 # Label Studio migrated once into a data-dir template (~30 s); every server start copies it (seconds).
 # Rebuilt only when Label Studio is reinstalled. `canvas label server start` builds it lazily if missing.
 $(LS_TEMPLATE): $(LS_VENV)/.installed $(VENV)/.installed
-	$(PY) -m labeling.server template
+	$(PY) -m canvas.labeling.server template
 
 # Debian's Chromium renders the demo report in a test (headless). Installed only when missing.
 browser:

@@ -32,7 +32,7 @@ def batches_in_arrival_order(texts: list[str], batch: int) -> list[list[str]]:
 
 def batches_by_length(texts: list[str], batch: int) -> list[list[str]]:
     out = []
-    from pipelines.curate_stages import BATCHES_PER_BUCKET
+    from canvas.pipelines.curate_stages import BATCHES_PER_BUCKET
 
     bucket = batch * BATCHES_PER_BUCKET
     for i in range(0, len(texts), bucket):
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from curation.embedding import ClipEmbedder
+    from canvas.curation.embedding import ClipEmbedder
 
     embedder = ClipEmbedder(MODEL, "none").setup()
     texts = captions(args.captions)

@@ -35,9 +35,8 @@ def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dic
     """Mean reward (minus kB) of the base model's samples decoded from their final latents as sampled,
     2x2- and 4x4-block-averaged, and flattened to their per-channel mean."""
     import torch.nn.functional as F
-
-    from rlhf.ddim_logprob import decode_latents
-    from rlhf.rewards import score_checked
+    from canvas.rlhf.ddim_logprob import decode_latents
+    from canvas.rlhf.rewards import score_checked
 
     pipe = trainer.pipe
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(num_samples)]
@@ -73,10 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import yaml
-
-    from rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
-    from rlhf.ddpo_trainer import DDPOTrainer
-    from rlhf.tracking import read_metrics
+    from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
+    from canvas.rlhf.ddpo_trainer import DDPOTrainer
+    from canvas.rlhf.tracking import read_metrics
 
     with tempfile.TemporaryDirectory() as out:
         # The CI test's recipe (its comments say why each knob differs from DDPO's defaults), in one process

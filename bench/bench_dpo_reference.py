@@ -50,9 +50,8 @@ def run_variant(variant: str, latent: int, pairs: int, steps: int) -> dict:
     import copy
 
     import torch
-
-    from rlhf.dpo_trainer import sigmoid_dpo_loss
-    from rlhf.lora import adapters_disabled, add_unet_lora
+    from canvas.rlhf.dpo_trainer import sigmoid_dpo_loss
+    from canvas.rlhf.lora import adapters_disabled, add_unet_lora
 
     torch.manual_seed(0)
     after_imports = rss_mb()

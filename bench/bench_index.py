@@ -55,7 +55,7 @@ def search_params(index: faiss.Index, nprobe: int, k_factor: int) -> faiss.Searc
 
 
 def main() -> None:
-    from curation.index import _no_polysemous_training, choose_factory, metric_for
+    from canvas.curation.index import _no_polysemous_training, choose_factory, metric_for
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)

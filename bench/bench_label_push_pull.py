@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.pull import pull_preferences
+from canvas.labeling.push import local_file_url, project_images_dir, push_candidates
+from canvas.labeling.schema import LABEL_CONFIG, choice_result
+from canvas.labeling.server import LabelStudioServer
 from PIL import Image
-
-from labeling.client import LabelStudioClient
-from labeling.pull import pull_preferences
-from labeling.push import local_file_url, project_images_dir, push_candidates
-from labeling.schema import LABEL_CONFIG, choice_result
-from labeling.server import LabelStudioServer
 
 PUSH_GOAL_S, PULL_GOAL_S = 10.0, 15.0
 

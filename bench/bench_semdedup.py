@@ -21,8 +21,7 @@ import resource
 import time
 
 import numpy as np
-
-from curation.semdedup import assign_clusters, auto_n_clusters, dedup_cluster, fit_kmeans
+from canvas.curation.semdedup import assign_clusters, auto_n_clusters, dedup_cluster, fit_kmeans
 
 EPS = 0.01
 GOAL_S, GOAL_RSS_GB, GOAL_RECALL, GOAL_PRECISION = 60.0, 4.0, 0.98, 0.99

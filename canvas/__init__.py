@@ -1,6 +1,8 @@
-"""canvas-rlhf: shared core (CLI, model presets, sample data) for curation, labeling and fine-tuning."""
+"""canvas-rlhf: curate image-text pairs, label preferences, fine-tune diffusion models on them.
 
-from canvas.errors import CanvasError
+One import root. Layers, each importing only the ones below it (tests/test_architecture.py checks):
+`canvas.core` (the base), then `canvas.curation`, `canvas.labeling`, `canvas.rlhf`, then
+`canvas.pipelines` (Beam jobs wiring curation), then `canvas.cli` and `canvas.loop` on top.
+"""
 
-__all__ = ["CanvasError", "__version__"]
 __version__ = "0.1.0"

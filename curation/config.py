@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canvas.errors import CanvasError
-from curation.decode import DecodeConfig
-from curation.embedding import ClipConfig
-from curation.exact_dedup import ExactDedupConfig
-from curation.filters import BasicFilterConfig
-from curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
-from curation.nsfw import NsfwConfig
-from curation.semdedup import KEEP_POLICIES, SemDedupConfig
+from canvas.curation.decode import DecodeConfig
+from canvas.curation.embedding import ClipConfig
+from canvas.curation.exact_dedup import ExactDedupConfig
+from canvas.curation.filters import BasicFilterConfig
+from canvas.curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
+from canvas.curation.nsfw import NsfwConfig
+from canvas.curation.semdedup import KEEP_POLICIES, SemDedupConfig
+
+from canvas.core.errors import CanvasError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 CLIP_SCORE_MODES = ("auto", "off", "threshold", "percentile")

@@ -1,4 +1,4 @@
-"""CLIP image and text embeddings through open_clip (loaded by `canvas.presets.create_clip`, safetensors).
+"""CLIP image and text embeddings through open_clip (loaded by `canvas.core.presets.create_clip`, safetensors).
 
 `ClipEmbedder.setup()` loads the model once (one per worker process); `embed()` takes a batch of encoded
 images and captions and returns L2-normalised image and text embeddings and their cosine (the CLIP score).
@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from curation.decode import open_rgb
+from canvas.curation.decode import open_rgb
 
 
 @dataclass
@@ -72,7 +71,7 @@ class ClipEmbedder:
         self.model = None
 
     def setup(self) -> ClipEmbedder:
-        from canvas.presets.clip import create_clip
+        from canvas.core.presets.clip import create_clip
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)

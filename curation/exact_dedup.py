@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from curation.records import EXACT_DEDUP, Record, Rejection
+from canvas.curation.records import EXACT_DEDUP, Record, Rejection
 
 
 @dataclass

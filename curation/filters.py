@@ -6,8 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
+from canvas.curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -380,7 +380,7 @@ class QueryEncoder:
     """Embeds query texts and images with the CLIP model an index was built with."""
 
     def __init__(self, manifest: IndexManifest) -> None:
-        from curation.embedding import ClipEmbedder
+        from canvas.curation.embedding import ClipEmbedder
 
         self.embedder = ClipEmbedder(manifest.clip_model, manifest.clip_pretrained).setup()
         if self.embedder.embedding_dim != manifest.embedding_dim:
@@ -394,9 +394,8 @@ class QueryEncoder:
 
     def images(self, images: list[str | Path | Image.Image]) -> np.ndarray:
         """Embeds images: loaded ones as given, paths through `open_image_file` (curation's limits)."""
+        from canvas.curation.decode import open_image_file
         from PIL import Image
-
-        from curation.decode import open_image_file
 
         loaded = [im if isinstance(im, Image.Image) else open_image_file(im) for im in images]
         return self.embedder.encode_images(loaded)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from curation.decode import open_rgb
+from canvas.curation.decode import open_rgb
 
 
 @dataclass

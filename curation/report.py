@@ -1,6 +1,6 @@
 """report.json and report.html of a curation run, built from its summary statistics (no engine needed).
 
-The statistics (`pipelines.curate_report.ReportStats`: counts, score histograms, cluster sizes, a few
+The statistics (`canvas.pipelines.curate_report.ReportStats`: counts, score histograms, cluster sizes, a few
 duplicate groups) are computed inside the pipeline, so nothing here grows with the data set. The HTML
 is one self-contained file: matplotlib plots and thumbnails are embedded as base64 images.
 """
@@ -13,8 +13,7 @@ import io
 from typing import Any
 
 import numpy as np
-
-from curation.records import STAGES
+from canvas.curation.records import STAGES
 
 MAX_GROUPS = 8
 MAX_REMOVED_PER_GROUP = 4

@@ -18,8 +18,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from canvas.errors import CanvasError
-from curation.records import RawRecord
+from canvas.curation.records import RawRecord
+
+from canvas.core.errors import CanvasError
 
 IMAGE_COLUMNS = ("image", "jpg", "png", "webp")  # first present wins; img2dataset writes `jpg`
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")

@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from canvas.errors import CanvasError
-from curation.index import (
+from canvas.curation.index import (
     CURATED_SUBDIR,
     EMBEDDING_COLUMN,
     CuratedIndex,
@@ -35,6 +33,8 @@ from curation.index import (
     embedding_matrix,
     read_report,
 )
+
+from canvas.core.errors import CanvasError
 
 SUBSET_FILE = "subset.parquet"
 SUMMARY_FILE = "subset.json"

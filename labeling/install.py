@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-from canvas.errors import CanvasError
-from canvas.paths import canvas_home
-from labeling.install import (
+from canvas.labeling.install import (
     DB_FILE,
     FILES_DIR,
     TEMPLATE_MARKER,
@@ -38,6 +35,9 @@ from labeling.install import (
     label_studio_version,
     server_env,
 )
+
+from canvas.core.errors import CanvasError
+from canvas.core.paths import canvas_home
 
 logger = logging.getLogger(__name__)
 
@@ -350,10 +350,10 @@ def _health(url: str, timeout: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m labeling.server template`: build the data-dir template (used by `make setup`)."""
+    """`python -m canvas.labeling.server template`: build the data-dir template (used by `make setup`)."""
     args = argv if argv is not None else sys.argv[1:]
     if args != ["template"]:
-        print("usage: python -m labeling.server template", file=sys.stderr)
+        print("usage: python -m canvas.labeling.server template", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(build_template())

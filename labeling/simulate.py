@@ -2,7 +2,7 @@
 
 Each simulated annotator is a real user on the server. Its annotations go through the real API, with
 `completed_by` set to that user (the admin token writes them: Label Studio's API gives no token for
-another user). Its preference is an oracle reward from `rlhf.rewards` (e.g. `brightness`): it picks the
+another user). Its preference is an oracle reward from `canvas.rlhf.rewards` (e.g. `brightness`): it picks the
 image the reward scores higher, `tie` when the scores are within `tie_margin`, and with probability
 `error_rate` one of the two other answers instead. Everything is seeded, so a run is reproducible.
 """
@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canvas.errors import CanvasError
-from labeling.client import LabelStudioClient, connect
-from labeling.pull import read_task_image
-from labeling.schema import CHOICES, choice_result, parse_choice
+from canvas.labeling.client import LabelStudioClient, connect
+from canvas.labeling.pull import read_task_image
+from canvas.labeling.schema import CHOICES, choice_result, parse_choice
+
+from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class SimulatedAnnotator:
     """One simulated annotator: a Label Studio user with a known, noisy preference."""
 
     name: str = field(metadata={"help": "user name; the user's email is NAME@simulated.canvas.local"})
-    reward: str = field(default="brightness", metadata={"help": "oracle reward from rlhf.rewards"})
+    reward: str = field(default="brightness", metadata={"help": "oracle reward from canvas.rlhf.rewards"})
     error_rate: float = field(default=0.1, metadata={"help": "probability of answering something else"})
     seed: int = field(default=0, metadata={"help": "seed of this annotator's noise"})
     tie_margin: float = field(default=0.0, metadata={"help": "|r0 - r1| at or below this is a tie"})
@@ -85,9 +86,8 @@ def _score_pairs(
 ) -> dict[str, tuple[float, float]]:
     import numpy as np
     import torch
+    from canvas.rlhf.rewards import load_reward, score_checked
     from PIL import Image
-
-    from rlhf.rewards import load_reward, score_checked
 
     reward = load_reward(reward_name)
     cache: dict[str, bytes] = {}

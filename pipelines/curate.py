@@ -20,13 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-from canvas.errors import CanvasError
-from canvas.outputs import commit_output, prepare_output
-from canvas.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
-from curation.config import CurationConfig, load_config, resolve
-from curation.report import render_html, summarize
-from pipelines.curate_io import (
+from canvas.curation.config import CurationConfig, load_config, resolve
+from canvas.curation.report import render_html, summarize
+from canvas.pipelines.curate_io import (
     REJECTED_SCHEMA,
     ReadImageText,
     WriteSortedParquet,
@@ -35,10 +31,10 @@ from pipelines.curate_io import (
     record_row,
     rejection_row,
 )
-from pipelines.curate_ledger import ResolveDuplicateOf
-from pipelines.curate_report import ReportStats, attach_group_pictures
-from pipelines.curate_semdedup import SemanticDedup
-from pipelines.curate_stages import (
+from canvas.pipelines.curate_ledger import ResolveDuplicateOf
+from canvas.pipelines.curate_report import ReportStats, attach_group_pictures
+from canvas.pipelines.curate_semdedup import SemanticDedup
+from canvas.pipelines.curate_stages import (
     KEPT,
     REJECTED,
     THRESHOLD,
@@ -50,6 +46,10 @@ from pipelines.curate_stages import (
     NearDedup,
     NsfwFilter,
 )
+
+from canvas.core.errors import CanvasError
+from canvas.core.outputs import commit_output, prepare_output
+from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 
 __all__ = ["Curate", "run_curation"]
 
@@ -97,7 +97,7 @@ class Curate(beam.PTransform):
 def _embedding_dim(clip_model: str) -> int:
     import open_clip
 
-    from canvas.presets.clip import register_model_configs
+    from canvas.core.presets.clip import register_model_configs
 
     register_model_configs()
     cfg = open_clip.get_model_config(clip_model)
@@ -110,7 +110,7 @@ def _embedding_dim(clip_model: str) -> int:
 
 def _check_inputs(files: list[str]) -> None:
     """Fail before the pipeline starts when a local Parquet file lacks the columns we need."""
-    from curation.sources import is_tar, parquet_columns
+    from canvas.curation.sources import is_tar, parquet_columns
 
     for path in files:
         if is_tar(path) or "://" in path:
@@ -287,7 +287,7 @@ def run_curation(
     Args:
         inputs: files, folders or globs.
         output: the output folder; an existing one is replaced atomically only if it is empty or a
-            previous `canvas curate` output (see `canvas.outputs`), else refused unless `overwrite`.
+            previous `canvas curate` output (see `canvas.core.outputs`), else refused unless `overwrite`.
         config_path: YAML config (see `curation/default_config.yaml`); None = defaults.
         clip_model, clip_pretrained: open_clip names; the defaults are the offline tiny preset.
         pipeline_args: Beam pipeline options, e.g. ["--runner=DirectRunner", "--direct_num_workers=2"].
@@ -306,13 +306,13 @@ def run_curation(
     _check_inputs(files)
     embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None
     if config.clip.enabled and _workers_are_local(options, runner):  # a cluster's may hold other weights
-        from canvas.presets.clip import check_clip_weights
+        from canvas.core.presets.clip import check_clip_weights
 
         check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
     output = str(output).rstrip("/")
     with prepare_output(output, "curate", files, overwrite) as tmp:  # checked and locked before any work
         if config.clip.enabled:
-            from canvas.presets.clip import resolve_clip
+            from canvas.core.presets.clip import resolve_clip
 
             resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
         log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)

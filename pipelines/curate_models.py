@@ -1,6 +1,6 @@
 """Beam `ModelHandler`s for the curation models. `RunInference` calls `load_model()` once per worker
 process (shared by its threads) and `run_inference()` on batches; both models load from files we trust
-(open_clip + safetensors through `canvas.presets.create_clip`; the ONNX graph inside the NSFW wheel)."""
+(open_clip + safetensors through `canvas.core.presets.create_clip`; the ONNX graph inside the NSFW wheel)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-
-from curation.decode import allow_in_pillow
-from curation.embedding import ClipEmbedder
-from curation.nsfw import NsfwScorer
-from curation.records import Record
+from canvas.curation.decode import allow_in_pillow
+from canvas.curation.embedding import ClipEmbedder
+from canvas.curation.nsfw import NsfwScorer
+from canvas.curation.records import Record
 
 
 class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder]):

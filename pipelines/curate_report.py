@@ -6,7 +6,7 @@ fixed bins, regrouped for the plot), cluster sizes, the largest duplicate groups
 rejections by key (`ReportStats`, one JSON file). They see each record as a few small facts, never its
 image: a PCollection that feeds several consumers is copied for each, and copying every image again
 cost more than the statistics. The groups' pictures, a few dozen, are read afterwards from the written
-shards (`attach_group_pictures`); `curation.report` turns the whole into the report.
+shards (`attach_group_pictures`); `canvas.curation.report` turns the whole into the report.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-
-from curation.records import Record, Rejection
-from curation.report import FIRST_REJECTIONS, MAX_GROUPS, MAX_REMOVED_PER_GROUP
-from pipelines.curate_io import shard_of
+from canvas.curation.records import Record, Rejection
+from canvas.curation.report import FIRST_REJECTIONS, MAX_GROUPS, MAX_REMOVED_PER_GROUP
+from canvas.pipelines.curate_io import shard_of
 
 __all__ = ["HISTOGRAM_BINS", "SCORE_RANGES", "ReportStats", "ScoreHistogram", "attach_group_pictures"]
 

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-
-from curation import records as stage
-from curation.records import Rejection
-from curation.semdedup import SemDedupConfig, assign_clusters, auto_n_clusters, dedup_cluster, fit_kmeans
-from pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
+from canvas.curation import records as stage
+from canvas.curation.records import Rejection
+from canvas.curation.semdedup import (
+    SemDedupConfig,
+    assign_clusters,
+    auto_n_clusters,
+    dedup_cluster,
+    fit_kmeans,
+)
+from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
 
 
 @dataclass(frozen=True)

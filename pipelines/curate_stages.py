@@ -12,22 +12,21 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
-
-from curation import records as stage
-from curation.config import ClipScoreConfig
-from curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
-from curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
-from curation.filters import (
+from canvas.curation import records as stage
+from canvas.curation.config import ClipScoreConfig
+from canvas.curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
+from canvas.curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
+from canvas.curation.filters import (
     BasicFilterConfig,
     basic_filter_rejection,
     clip_score_rejection,
     nsfw_rejection,
     percentile_threshold,
 )
-from curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
-from curation.nsfw import NsfwConfig
-from curation.records import RawRecord, Record, Rejection
-from pipelines.curate_models import ClipModelHandler, NsfwModelHandler
+from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
+from canvas.curation.nsfw import NsfwConfig
+from canvas.curation.records import RawRecord, Record, Rejection
+from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
 KEPT = "kept"
 REJECTED = "rejected"

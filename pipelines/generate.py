@@ -2,7 +2,7 @@
 
 `GenerateCandidates` reads as its stages: validate prompts (empty and duplicate prompts go to a tagged
 `rejected` output with the reason), attach per-image seeds, generate through `RunInference` with our own
-`DiffusersPipelineHandler` (loads once per worker via `canvas.presets.load_pipeline`, i.e. diffusers'
+`DiffusersPipelineHandler` (loads once per worker via `canvas.core.presets.load_pipeline`, i.e. diffusers'
 `from_pretrained`), and form every unordered pair of a prompt's images.
 
 Determinism: each image's seed is derived from (seed, prompt, image index), and one inference call holds
@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from canvas.pipelines.generate_config import GenerateConfig
 
-from canvas.errors import CanvasError
-from canvas.outputs import commit_output, prepare_output
-from pipelines.generate_config import GenerateConfig
+from canvas.core.errors import CanvasError
+from canvas.core.outputs import commit_output, prepare_output
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def read_prompts(path: Path) -> list[str | None]:
 
 
 class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult, Any]):
-    """RunInference handler: a diffusers text-to-image pipeline loaded with `canvas.presets.load_pipeline`.
+    """RunInference handler: a diffusers text-to-image pipeline loaded with `canvas.core.presets.load_pipeline`.
 
     Each element yields `PredictionResult(request, {"images": [PNG bytes...], "scheduler": name})`.
     """
@@ -102,7 +102,7 @@ class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult,
     def load_model(self) -> Any:
         import torch
 
-        from canvas.presets.loading import load_pipeline
+        from canvas.core.presets.loading import load_pipeline
 
         if self.threads > 0:
             torch.set_num_threads(self.threads)
@@ -244,7 +244,7 @@ def run_generation(
 
     `prompts` is a file (.txt or Parquet) or a list of strings. `beam_args` are Beam pipeline options
     (default DirectRunner), e.g. `["--direct_num_workers=2", "--direct_running_mode=multi_processing"]`.
-    The output folder appears whole, at the end (`canvas.outputs`): an existing one is replaced only if
+    The output folder appears whole, at the end (`canvas.core.outputs`): an existing one is replaced only if
     it is empty or a previous generate output, otherwise refused unless `overwrite`.
     """
     config = GenerateConfig(

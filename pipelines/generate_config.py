@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 
 @dataclass

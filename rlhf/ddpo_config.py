@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from canvas.errors import CanvasError
-from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
+from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
+
+from canvas.core.errors import CanvasError
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
@@ -35,7 +36,7 @@ class DDPOConfig:
         default="jpeg_compressibility",
         metadata={
             "help": "Reward: a built-in name (jpeg_compressibility, jpeg_incompressibility, brightness, or any "
-            "registered with rlhf.rewards.register_reward) or a reward-model folder from `canvas train reward`. "
+            "registered with canvas.rlhf.rewards.register_reward) or a reward-model folder from `canvas train reward`. "
             "Default: ddpo-pytorch's reward_fn."
         },
     )

@@ -22,18 +22,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
+from canvas.rlhf.ddpo_config import DDPOConfig
+from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
+from canvas.rlhf.launch import create_accelerator
+from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from canvas.rlhf.prompt_files import load_prompts
+from canvas.rlhf.rewards import Reward, load_reward, score_checked
+from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+from canvas.rlhf.tracking import RunLogger, read_metrics
 
-from canvas.errors import CanvasError
-from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
-from rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
-from rlhf.ddpo_config import DDPOConfig
-from rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
-from rlhf.launch import create_accelerator
-from rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
-from rlhf.prompt_files import load_prompts
-from rlhf.rewards import Reward, load_reward, score_checked
-from rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
-from rlhf.tracking import RunLogger, read_metrics
+from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "ddpo_config.json"
@@ -151,7 +151,7 @@ class DDPOTrainer:
     def _load_pipeline(self, mixed_precision: str) -> Any:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-        from canvas.presets.loading import load_pipeline
+        from canvas.core.presets.loading import load_pipeline
 
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
         pipe = load_pipeline(self.config.pretrained, dtype=dtype)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from canvas.errors import CanvasError
-from rlhf.lora_training_config import LoraTrainingConfig
+from canvas.rlhf.lora_training_config import LoraTrainingConfig
+
+from canvas.core.errors import CanvasError
 
 
 @dataclass
@@ -47,7 +48,7 @@ class DiffusionDPOConfig(LoraTrainingConfig):
         metadata={"help": "DPO beta for loss -logsigmoid(-beta/2 * (model_diff - ref_diff)); paper: 5000"},
     )
     loss_type: str = field(
-        default="sigmoid", metadata={"help": "registered DPO loss (rlhf.dpo_trainer.DPO_LOSSES)"}
+        default="sigmoid", metadata={"help": "registered DPO loss (canvas.rlhf.dpo_trainer.DPO_LOSSES)"}
     )
     # -- defaults that differ from LoraTrainingConfig's -------------------------------------------------
     train_batch_size: int = field(default=4, metadata={"help": "pairs per device per micro-batch"})

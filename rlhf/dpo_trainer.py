@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from canvas.rlhf.dpo_config import DiffusionDPOConfig
+from canvas.rlhf.launch import create_accelerator
+from canvas.rlhf.lora import adapters_disabled
+from canvas.rlhf.lora_step_loop import LoraStepLoop
+from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
 from tqdm.auto import tqdm
 
-from canvas.errors import CanvasError
-from rlhf.dpo_config import DiffusionDPOConfig
-from rlhf.launch import create_accelerator
-from rlhf.lora import adapters_disabled
-from rlhf.lora_step_loop import LoraStepLoop
-from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from canvas.core.errors import CanvasError
 
 DPOLoss = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
 
@@ -72,7 +72,7 @@ class DiffusionDPOTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.presets.loading import load_pipeline
+        from canvas.core.presets.loading import load_pipeline
 
         self.config = cfg = config
         if cfg.loss_type not in DPO_LOSSES:

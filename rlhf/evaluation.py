@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from canvas.rlhf.rewards import load_reward, score_checked
 from tqdm.auto import tqdm
 
-from canvas.errors import CanvasError
-from rlhf.rewards import load_reward, score_checked
+from canvas.core.errors import CanvasError
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
@@ -97,7 +97,7 @@ def evaluate(
     Example:
         >>> evaluate("tiny", "dpo-output", "prompts.txt", "brightness", "eval-output")["win_rate"]
     """
-    from canvas.presets.loading import load_pipeline
+    from canvas.core.presets.loading import load_pipeline
 
     if isinstance(prompts, str | Path):
         prompts = read_prompts(prompts)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 
 def launched_processes() -> int:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
-from canvas.errors import CanvasError
-from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
+from canvas.core.errors import CanvasError
 
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 

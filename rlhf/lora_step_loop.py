@@ -16,10 +16,9 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-
-from rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
-from rlhf.lora import add_unet_lora, save_unet_lora
-from rlhf.tracking import RunLogger
+from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from canvas.rlhf.lora import add_unet_lora, save_unet_lora
+from canvas.rlhf.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 # The attention projections of every diffusers UNet (SD 1.5 and SDXL alike). Here, not in rlhf/lora.py,
 # so that the configs (and `canvas train ... --help`) import no torch.
@@ -18,7 +18,7 @@ DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 
 @dataclass
 class LoraTrainingConfig:
-    """A LoRA on a diffusion UNet trained for `max_steps` optimizer steps (see `rlhf.lora_step_loop`)."""
+    """A LoRA on a diffusion UNet trained for `max_steps` optimizer steps (see `canvas.rlhf.lora_step_loop`)."""
 
     # -- model -----------------------------------------------------------------------------------------
     pretrained: str = field(

@@ -24,7 +24,7 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
 IMAGE_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 PARQUET_COLUMNS = ("caption", "prompt")
 

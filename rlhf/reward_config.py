@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 The folder `save_pretrained` writes holds `config.json` (the CLIP it sits on and the head's shape) and
 `model.safetensors` (the head, the feature statistics, and a CLIP fingerprint). The CLIP weights are not
-copied: `from_pretrained` loads them through `canvas.presets.create_clip` by name and checks the
-fingerprint, so a head never silently runs on a different CLIP. `rlhf.rewards.load_reward(DIR)` tries
+copied: `from_pretrained` loads them through `canvas.core.presets.create_clip` by name and checks the
+fingerprint, so a head never silently runs on a different CLIP. `canvas.rlhf.rewards.load_reward(DIR)` tries
 `load_if_reward_model` first, so a trained model is a reward like any other.
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,7 +45,7 @@ class CLIPRewardModel(nn.Module):
         clip: tuple[Any, Any, Any] | None = None,
     ) -> None:
         super().__init__()
-        from canvas.presets.clip import create_clip
+        from canvas.core.presets.clip import create_clip
 
         self.config = {
             "_class_name": CLASS_NAME,
@@ -166,5 +166,5 @@ def read_config(path: Path) -> dict[str, Any] | None:
 
 
 def load_if_reward_model(path: Path) -> CLIPRewardModel | None:
-    """The reward model in `path`, or None when the folder is not one (`rlhf.rewards.load_reward` asks)."""
+    """The reward model in `path`, or None when the folder is not one (`canvas.rlhf.rewards.load_reward` asks)."""
     return CLIPRewardModel.from_pretrained(path) if read_config(path) is not None else None

@@ -15,12 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from canvas.rlhf.reward_config import RewardConfig
+from canvas.rlhf.reward_model import CLIPRewardModel
+from canvas.rlhf.tracking import RunLogger
 from tqdm.auto import tqdm
-
-from rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
-from rlhf.reward_config import RewardConfig
-from rlhf.reward_model import CLIPRewardModel
-from rlhf.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class PairFeatures:
 class RewardTrainer:
     """Example:
     >>> RewardTrainer(RewardConfig(preferences="prefs.parquet", output_dir="rm")).train()
-    >>> reward = CLIPRewardModel.from_pretrained("rm")      # or rlhf.rewards.load_reward("rm")
+    >>> reward = CLIPRewardModel.from_pretrained("rm")      # or canvas.rlhf.rewards.load_reward("rm")
     """
 
     def __init__(self, config: RewardConfig) -> None:
@@ -174,7 +173,7 @@ class RewardTrainer:
     def _save_checkpoint(self, epoch: int) -> None:
         import shutil
 
-        from rlhf.checkpointing import PREFIX, checkpoint_root, list_checkpoints
+        from canvas.rlhf.checkpointing import PREFIX, checkpoint_root, list_checkpoints
 
         self.model.save_pretrained(checkpoint_root(self.output_dir) / f"{PREFIX}{epoch}")
         limit = self.config.checkpoints_total_limit
@@ -184,7 +183,7 @@ class RewardTrainer:
 
 
 def raise_few(n: int) -> None:
-    from canvas.errors import CanvasError
+    from canvas.core.errors import CanvasError
 
     raise CanvasError(
         f"{n} preference pairs are too few to hold some out: add pairs or change heldout_fraction"

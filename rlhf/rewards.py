@@ -2,7 +2,7 @@
 
 A reward is any callable `reward(images, prompts) -> Tensor[B]` where `images` is a float tensor
 `(B, 3, H, W)` in `[0, 1]` on any device. Built-ins are registered by name; a folder loads a
-trained reward model (`rlhf.reward_model`), or whatever a loader added with `register_dir_loader`
+trained reward model (`canvas.rlhf.reward_model`), or whatever a loader added with `register_dir_loader`
 recognises. Users add their own rewards with `register_reward("name", factory)`.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 
 @runtime_checkable
@@ -90,7 +90,7 @@ def load_reward(name_or_dir: str) -> Reward:
         return REWARDS[name_or_dir]()
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
-        from rlhf.reward_model import load_if_reward_model  # lazy: it pulls in CLIP
+        from canvas.rlhf.reward_model import load_if_reward_model  # lazy: it pulls in CLIP
 
         for loader in (load_if_reward_model, *_DIR_LOADERS):
             reward = loader(path)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from canvas.errors import CanvasError
-from rlhf.lora_training_config import LoraTrainingConfig
+from canvas.rlhf.lora_training_config import LoraTrainingConfig
+
+from canvas.core.errors import CanvasError
 
 
 @dataclass

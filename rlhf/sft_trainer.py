@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from canvas.rlhf.launch import create_accelerator
+from canvas.rlhf.lora import adapters_disabled
+from canvas.rlhf.lora_step_loop import LoraStepLoop
+from canvas.rlhf.sft_config import SFTConfig
 from tqdm.auto import tqdm
 
-from canvas.errors import CanvasError
-from rlhf.launch import create_accelerator
-from rlhf.lora import adapters_disabled
-from rlhf.lora_step_loop import LoraStepLoop
-from rlhf.sft_config import SFTConfig
+from canvas.core.errors import CanvasError
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class SFTTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.presets.loading import load_pipeline
+        from canvas.core.presets.loading import load_pipeline
 
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)

@@ -28,7 +28,7 @@ def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_presets(canvas_home: Path) -> dict[str, Path]:
     """Build the tiny preset once per session; returns {'clip': weights file, 'sd15': folder}."""
-    from canvas.presets.loading import init_preset
+    from canvas.core.presets.loading import init_preset
 
     return init_preset("tiny")
 
@@ -36,7 +36,7 @@ def tiny_presets(canvas_home: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def sample_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in sample set written once per session (and its truth manifest beside it)."""
-    from canvas.sample_data import write_sample
+    from canvas.core.sample_data import write_sample
 
     path = tmp_path_factory.mktemp("sample") / "sample.parquet"
     write_sample(path)

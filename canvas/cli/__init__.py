@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from canvas import __version__
 from canvas.cli._common import PASSTHROUGH
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 # Order is the order `canvas --help` lists them: the loop, start to end.
 GROUP_MODULES = (

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 Handler = Callable[[argparse.Namespace], int | None]
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from canvas.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
+from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 
 EPILOG = """\
 Any other flag is a Beam pipeline option, e.g. --runner=FlinkRunner, --direct_num_workers=2,
@@ -63,17 +63,17 @@ class _DropBeamImportNoise(logging.Filter):
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from canvas.errors import CanvasError
+    from canvas.core.errors import CanvasError
 
     logging.getLogger().addFilter(_DropBeamImportNoise())
     if args.print_config:
-        from curation.config import DEFAULT_CONFIG_PATH
+        from canvas.curation.config import DEFAULT_CONFIG_PATH
 
         print(DEFAULT_CONFIG_PATH.read_text(), end="")
         return 0
     if not args.input or not args.output:
         raise CanvasError("canvas curate needs --input PATH... and --output DIR")
-    from pipelines.curate import run_curation
+    from canvas.pipelines.curate import run_curation
 
     report = run_curation(
         args.input,

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from canvas.sample_data import write_sample
+    from canvas.core.sample_data import write_sample
 
     summary = write_sample(args.output)
     print(f"wrote {summary['rows']} rows to {args.output} ({summary['by_kind']})")

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rlhf.evaluation import GRID_FILE, SUMMARY_FILE, evaluate
+    from canvas.rlhf.evaluation import GRID_FILE, SUMMARY_FILE, evaluate
 
     summary = evaluate(
         args.pretrained,

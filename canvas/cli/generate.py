@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from canvas.cli._config_args import add_config_arguments, config_from_args
-from pipelines.generate_config import GenerateConfig
+from canvas.pipelines.generate_config import GenerateConfig
 
 HELP = "generate candidate image pairs for prompts (Apache Beam + diffusers)"
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from pipelines.generate import run_generation
+    from canvas.pipelines.generate import run_generation
 
     c = config_from_args(GenerateConfig, args)
     summary = run_generation(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from canvas.cli._common import add_group, existing_path
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from curation.index import build_index
+    from canvas.curation.index import build_index
 
     manifest = build_index(args.curated, args.output, args.factory, args.train_sample, args.seed)
     print(
@@ -68,8 +68,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from curation.decode import open_image_file
-    from curation.index import CuratedIndex, QueryEncoder
+    from canvas.curation.decode import open_image_file
+    from canvas.curation.index import CuratedIndex, QueryEncoder
 
     if args.k is not None and args.k < 1:
         raise CanvasError(f"-k must be at least 1, got {args.k}")

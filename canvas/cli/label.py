@@ -7,7 +7,7 @@ from pathlib import Path
 
 from canvas.cli._common import add_group
 from canvas.cli._config_args import add_config_arguments, config_from_args
-from labeling.config import PullConfig, PushConfig
+from canvas.labeling.config import PullConfig, PushConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from labeling.server import LabelStudioServer
+    from canvas.labeling.server import LabelStudioServer
 
     server = LabelStudioServer(args.data_dir, port=getattr(args, "port", None))
     if args.action == "start":
@@ -64,7 +64,7 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from labeling.push import push_candidates
+    from canvas.labeling.push import push_candidates
 
     c = config_from_args(PushConfig, args)
     result = push_candidates(
@@ -83,7 +83,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from labeling.pull import pull_preferences
+    from canvas.labeling.pull import pull_preferences
 
     c = config_from_args(PullConfig, args)
     result = pull_preferences(c.project, c.output, url=c.url, data_dir=c.data_dir, files_root=c.files_root)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from canvas.cli._common import add_group
-from canvas.presets.registry import PIPELINE_PRESETS
+from canvas.core.presets.registry import PIPELINE_PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from canvas.presets.loading import init_preset
+    from canvas.core.presets.loading import init_preset
 
     start = time.perf_counter()
     paths = init_preset(args.preset, args.dir)

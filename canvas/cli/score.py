@@ -26,8 +26,8 @@ def _score(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from curation.decode import check_image_path, open_image_file
-    from rlhf.rewards import load_reward, score_checked
+    from canvas.curation.decode import check_image_path, open_image_file
+    from canvas.rlhf.rewards import load_reward, score_checked
 
     for path in args.images:  # a missing or oversized file is reported before the reward loads
         check_image_path(path)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _subset(args: argparse.Namespace) -> int:
-    from curation.subset import SubsetQuery, write_subset
+    from canvas.curation.subset import SubsetQuery, write_subset
 
     query = SubsetQuery(args.text, args.exclude_text, args.k, args.min_score, args.exclude_min_score)
     summary = write_subset(args.curated, args.index, query, args.output)

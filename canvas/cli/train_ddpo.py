@@ -10,7 +10,7 @@ import argparse
 import json
 
 from canvas.cli._common import add_passthrough
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 HELP = "DDPO reinforcement learning against a reward"
 DESCRIPTION = (
@@ -28,7 +28,7 @@ def register(group: argparse._SubParsersAction) -> None:
 def run(argv: list[str]) -> int:
     from trl import TrlParser
 
-    from rlhf.ddpo_config import DDPOConfig
+    from canvas.rlhf.ddpo_config import DDPOConfig
 
     parser = TrlParser((DDPOConfig,), prog="canvas train ddpo", description=DESCRIPTION)
     try:
@@ -40,7 +40,7 @@ def run(argv: list[str]) -> int:
     if not config.prompts:
         raise CanvasError("--prompts FILE is required (.txt one prompt a line, or .parquet with captions)")
 
-    from rlhf.ddpo_trainer import DDPOTrainer
+    from canvas.rlhf.ddpo_trainer import DDPOTrainer
 
     summary = DDPOTrainer(config).train()
     if summary:

@@ -16,9 +16,9 @@ def register(group: argparse._SubParsersAction) -> None:
 def run(argv: list[str]) -> int:
     from trl import TrlParser
 
-    from canvas.errors import CanvasError
-    from rlhf.dpo_config import DiffusionDPOConfig
-    from rlhf.dpo_trainer import DiffusionDPOTrainer
+    from canvas.core.errors import CanvasError
+    from canvas.rlhf.dpo_config import DiffusionDPOConfig
+    from canvas.rlhf.dpo_trainer import DiffusionDPOTrainer
 
     (config,) = TrlParser(
         (DiffusionDPOConfig,), prog="canvas train dpo", description=HELP

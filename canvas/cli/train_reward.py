@@ -16,9 +16,9 @@ def register(group: argparse._SubParsersAction) -> None:
 def run(argv: list[str]) -> int:
     from trl import TrlParser
 
-    from canvas.errors import CanvasError
-    from rlhf.reward_config import RewardConfig
-    from rlhf.reward_trainer import RewardTrainer
+    from canvas.core.errors import CanvasError
+    from canvas.rlhf.reward_config import RewardConfig
+    from canvas.rlhf.reward_trainer import RewardTrainer
 
     (config,) = TrlParser(
         (RewardConfig,), prog="canvas train reward", description=HELP

@@ -19,9 +19,9 @@ def register(group: argparse._SubParsersAction) -> None:
 def run(argv: list[str]) -> int:
     from trl import TrlParser
 
-    from canvas.errors import CanvasError
-    from rlhf.sft_config import SFTConfig
-    from rlhf.sft_trainer import SFTTrainer
+    from canvas.core.errors import CanvasError
+    from canvas.rlhf.sft_config import SFTConfig
+    from canvas.rlhf.sft_trainer import SFTTrainer
 
     # `--output DIR` is the short form the other canvas commands use; the dataclass field is output_dir.
     argv = ["--output_dir" if a == "--output" else a.replace("--output=", "--output_dir=", 1) for a in argv]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from canvas.report import HtmlReport, table_html
+from canvas.core.html_report import HtmlReport, table_html
 
 
 def write_demo_report(out: Path, record: dict[str, Any]) -> Path:

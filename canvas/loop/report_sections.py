@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from canvas.report import figure_data_uri, figure_html, png_data_uri, table_html, thumbnail_data_uri  # noqa: E402
+from canvas.core.html_report import figure_data_uri, figure_html, png_data_uri, table_html, thumbnail_data_uri  # noqa: E402
 
 
 def _json(path: Path):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 from canvas.loop.config import PROJECT, DemoConfig
 
 Stage = tuple[str, Callable[[], dict[str, Any]]]
@@ -18,15 +18,15 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
     state: dict[str, Any] = {}
 
     def sample() -> dict[str, Any]:
-        from canvas.presets.loading import init_preset
-        from canvas.sample_data import write_sample
+        from canvas.core.presets.loading import init_preset
+        from canvas.core.sample_data import write_sample
 
         init_preset("tiny")
         summary = write_sample(out / "sample.parquet")
         return {"rows": summary["rows"], "file": str(out / "sample.parquet")}
 
     def curate() -> dict[str, Any]:
-        from pipelines.curate import run_curation
+        from canvas.pipelines.curate import run_curation
 
         report = run_curation([str(out / "sample.parquet")], out / "curate")
         return {
@@ -39,7 +39,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return _prompts_from_curated(out / "curate", out / "prompts.txt", cfg.max_prompts)
 
     def generate() -> dict[str, Any]:
-        from pipelines.generate import run_generation
+        from canvas.pipelines.generate import run_generation
 
         summary = run_generation(
             out / "prompts.txt",
@@ -52,7 +52,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {"pairs": summary["pairs"], "prompts": summary["prompts_kept"]}
 
     def start_server() -> dict[str, Any]:
-        from labeling.server import LabelStudioServer
+        from canvas.labeling.server import LabelStudioServer
 
         server = LabelStudioServer(out / "labelstudio")
         status = server.start()
@@ -60,7 +60,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {"url": status.url, "pid": status.pid, "data_dir": str(server.data_dir)}
 
     def push() -> dict[str, Any]:
-        from labeling.push import push_candidates
+        from canvas.labeling.push import push_candidates
 
         result = push_candidates(
             out / "candidates", PROJECT, overlap=cfg.overlap, data_dir=out / "labelstudio"
@@ -68,7 +68,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {"project_id": result.project_id, "tasks_created": result.created, "url": result.url}
 
     def annotate() -> dict[str, Any]:
-        from labeling.simulate import SimulatedAnnotator, simulate_annotations
+        from canvas.labeling.simulate import SimulatedAnnotator, simulate_annotations
 
         annotators = [
             SimulatedAnnotator(
@@ -83,7 +83,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {"annotators": len(annotators), "votes": len(votes), "votes_matching_oracle": correct}
 
     def pull() -> dict[str, Any]:
-        from labeling.pull import pull_preferences
+        from canvas.labeling.pull import pull_preferences
 
         result = pull_preferences(PROJECT, out / "labels", data_dir=out / "labelstudio")
         return {
@@ -94,8 +94,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         }
 
     def train_reward() -> dict[str, Any]:
-        from rlhf.reward_config import RewardConfig
-        from rlhf.reward_trainer import RewardTrainer
+        from canvas.rlhf.reward_config import RewardConfig
+        from canvas.rlhf.reward_trainer import RewardTrainer
 
         summary = RewardTrainer(
             RewardConfig(
@@ -114,8 +114,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         }
 
     def train_dpo() -> dict[str, Any]:
-        from rlhf.dpo_config import DiffusionDPOConfig
-        from rlhf.dpo_trainer import DiffusionDPOTrainer
+        from canvas.rlhf.dpo_config import DiffusionDPOConfig
+        from canvas.rlhf.dpo_trainer import DiffusionDPOTrainer
 
         summary = DiffusionDPOTrainer(
             DiffusionDPOConfig(
@@ -132,8 +132,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def train_ddpo() -> dict[str, Any]:
-        from rlhf.ddpo_config import DDPOConfig
-        from rlhf.ddpo_trainer import DDPOTrainer
+        from canvas.rlhf.ddpo_config import DDPOConfig
+        from canvas.rlhf.ddpo_trainer import DDPOTrainer
 
         summary = DDPOTrainer(
             DDPOConfig(
@@ -156,7 +156,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def evaluate_both() -> dict[str, Any]:
-        from rlhf.evaluation import evaluate
+        from canvas.rlhf.evaluation import evaluate
 
         prompts = (out / "prompts.txt").read_text().splitlines()[: cfg.eval_prompts]
         results: dict[str, Any] = {}
@@ -202,7 +202,7 @@ def _reward_vs_oracle(candidates: Path, reward_dir: Path, oracle: str) -> dict[s
     import torch
     from PIL import Image
 
-    from rlhf.rewards import load_reward, score_checked
+    from canvas.rlhf.rewards import load_reward, score_checked
 
     rows = pq.read_table(candidates, columns=["prompt", "image_0", "image_1"]).to_pylist()
     learned, truth = load_reward(str(reward_dir)), load_reward(oracle)

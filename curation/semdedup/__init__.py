@@ -3,9 +3,9 @@ assign all), `ranking` (which item of a cluster is worth keeping most), `pairwis
 cosine, in blocks so memory is bounded by the largest cluster), `identify` (threshold 1 - eps, and for
 every removed item the kept item it duplicates)."""
 
-from curation.semdedup.identify import ClusterDecision, SemDedupConfig, dedup_cluster
-from curation.semdedup.kmeans import assign_clusters, auto_n_clusters, fit_kmeans
-from curation.semdedup.ranking import KEEP_POLICIES, rank_cluster
+from canvas.curation.semdedup.identify import ClusterDecision, SemDedupConfig, dedup_cluster
+from canvas.curation.semdedup.kmeans import assign_clusters, auto_n_clusters, fit_kmeans
+from canvas.curation.semdedup.ranking import KEEP_POLICIES, rank_cluster
 
 __all__ = [
     "KEEP_POLICIES",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from canvas.browser import image_load_counts
+from canvas.core.browser import image_load_counts
 
 STAGES = [
     "sample data",

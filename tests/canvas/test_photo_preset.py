@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from canvas.presets.loading import load_pipeline, resolve_pretrained
-from canvas.presets.photo import build_tiny_photo_sd, photo_crops
+from canvas.core.presets.loading import load_pipeline, resolve_pretrained
+from canvas.core.presets.photo import build_tiny_photo_sd, photo_crops
 
 
 @pytest.mark.slow

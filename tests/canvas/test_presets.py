@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from canvas.errors import CanvasError
-from canvas.presets import TINY_CLIP_NAME
-from canvas.presets.clip import create_clip
-from canvas.presets.loading import load_pipeline
-from canvas.presets.clip import build_tiny_clip
-from canvas.presets.diffusion import build_tiny_sd
+from canvas.core.errors import CanvasError
+from canvas.core.presets import TINY_CLIP_NAME
+from canvas.core.presets.clip import build_tiny_clip, create_clip
+from canvas.core.presets.diffusion import build_tiny_sd
+from canvas.core.presets.loading import load_pipeline
 
 
 def _clip_features(model, preprocess, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +137,7 @@ def test_real_pipeline_id_reaches_diffusers_unchanged(monkeypatch: pytest.Monkey
 def _build_slowly(marker: str, log: str) -> None:
     import time
 
-    from canvas.paths import build_once
+    from canvas.core.paths import build_once
 
     def build() -> None:
         with open(log, "a") as f:

@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from canvas.browser import image_load_counts  # noqa: E402
-from canvas.report import HtmlReport, figure_data_uri, figure_html, table_html, thumbnail_data_uri  # noqa: E402
-from canvas.sample_data import build_sample  # noqa: E402
+from canvas.core.browser import image_load_counts  # noqa: E402
+from canvas.core.html_report import HtmlReport, figure_data_uri, figure_html, table_html, thumbnail_data_uri  # noqa: E402
+from canvas.core.sample_data import build_sample  # noqa: E402
 
 
 def test_report_images_load_in_chromium_and_broken_ones_are_counted(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from canvas.sample_data import PHOTOS, build_sample
+from canvas.core.sample_data import PHOTOS, build_sample
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -89,7 +89,7 @@ def test_odd_modes_are_present() -> None:
 
 
 def test_sample_is_deterministic(tmp_path: Path, sample_parquet: Path) -> None:
-    from canvas.sample_data import write_sample
+    from canvas.core.sample_data import write_sample
 
     write_sample(tmp_path / "again.parquet")
     assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(sample_parquet))

@@ -6,18 +6,18 @@ import subprocess
 import sys
 
 MODULES = [
-    "curation.records",
-    "curation.config",
-    "curation.decode",
-    "curation.filters",
-    "curation.hashing",
-    "curation.exact_dedup",
-    "curation.near_dedup",
-    "curation.embedding",
-    "curation.nsfw",
-    "curation.sources",
-    "curation.report",
-    "curation.semdedup",
+    "canvas.curation.records",
+    "canvas.curation.config",
+    "canvas.curation.decode",
+    "canvas.curation.filters",
+    "canvas.curation.hashing",
+    "canvas.curation.exact_dedup",
+    "canvas.curation.near_dedup",
+    "canvas.curation.embedding",
+    "canvas.curation.nsfw",
+    "canvas.curation.sources",
+    "canvas.curation.report",
+    "canvas.curation.semdedup",
 ]
 
 

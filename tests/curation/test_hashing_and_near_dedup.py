@@ -6,10 +6,9 @@ import io
 import itertools
 
 import numpy as np
+from canvas.curation.hashing import hamming, phash, phash_to_bytes
+from canvas.curation.near_dedup import HashItem, find_near_duplicates
 from PIL import Image
-
-from curation.hashing import hamming, phash, phash_to_bytes
-from curation.near_dedup import HashItem, find_near_duplicates
 
 
 def _photo(seed: int) -> Image.Image:

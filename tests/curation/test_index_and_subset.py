@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from canvas.cli import main
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 TEXTS = ("a photo of a cat", "stars in deep space", "green grass", "food on a plate")
 
@@ -93,7 +93,7 @@ def write_curated(
 
 def curated_records() -> list[tuple[str, str, bytes]]:
     """The sample set's real photos plus 24 solid-colour squares."""
-    from canvas.sample_data import build_sample
+    from canvas.core.sample_data import build_sample
 
     rows, truth = build_sample()
     records = [
@@ -110,7 +110,7 @@ def curated_records() -> list[tuple[str, str, bytes]]:
 
 @torch.inference_mode()
 def clip_image_embeddings(records: list[tuple[str, str, bytes]]) -> np.ndarray:
-    from canvas.presets.clip import create_clip
+    from canvas.core.presets.clip import create_clip
 
     model, preprocess, _ = create_clip("canvas-tiny-clip", "tiny")
     pixels = torch.stack([preprocess(Image.open(io.BytesIO(d)).convert("RGB")) for _, _, d in records])
@@ -119,7 +119,7 @@ def clip_image_embeddings(records: list[tuple[str, str, bytes]]) -> np.ndarray:
 
 @torch.inference_mode()
 def clip_text_embeddings(texts: list[str]) -> np.ndarray:
-    from canvas.presets.clip import create_clip
+    from canvas.core.presets.clip import create_clip
 
     model, _, tokenizer = create_clip("canvas-tiny-clip", "tiny")
     return torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1).numpy()
@@ -137,7 +137,7 @@ def curated(
 
 @pytest.fixture(scope="module")
 def index_dir(curated, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from curation.index import build_index
+    from canvas.curation.index import build_index
 
     out = tmp_path_factory.mktemp("idx") / "index"
     build_index(curated[0], out)
@@ -145,7 +145,7 @@ def index_dir(curated, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_remembers_the_model_and_maps_rows_to_keys(curated, index_dir: Path) -> None:
-    from curation.index import CuratedIndex
+    from canvas.curation.index import CuratedIndex
 
     index = CuratedIndex.load(index_dir)
     _, embeddings, records = curated
@@ -220,8 +220,8 @@ def test_subset_same_schema_topk_exclusion_and_contact_sheet(
 
 
 def test_subset_min_score_union_of_texts(curated, index_dir: Path, tmp_path: Path) -> None:
-    from curation.index import CuratedIndex
-    from curation.subset import SubsetQuery, select
+    from canvas.curation.index import CuratedIndex
+    from canvas.curation.subset import SubsetQuery, select
 
     cur, embeddings, records = curated
     best = (embeddings @ clip_text_embeddings([TEXTS[1], TEXTS[2]]).T).max(axis=1)
@@ -235,9 +235,8 @@ def test_subset_min_score_union_of_texts(curated, index_dir: Path, tmp_path: Pat
 
 def test_auto_compressed_index_is_memory_mapped_and_accurate(tmp_path: Path, monkeypatch) -> None:
     """Above the flat limit `auto` builds a compressed IVF index (PCA + IVF + SQ6); loading maps its lists."""
+    import canvas.curation.index as ci
     import faiss
-
-    import curation.index as ci
 
     rng = np.random.default_rng(1)
     n, dim = 6000, 64
@@ -319,7 +318,7 @@ def test_query_or_subset_with_another_model(curated, index_dir: Path, tmp_path: 
     argv = ["subset", "--curated", str(other), "--index", str(index_dir), "--text", "x", "-k", "3"]
     _one_line_error(capsys, [*argv, "--output", str(tmp_path / "s")], "ViT-B-32", "rebuild the index")
     with pytest.raises(CanvasError, match="different model"):
-        from curation.index import CuratedIndex
+        from canvas.curation.index import CuratedIndex
 
         CuratedIndex.load(index_dir).search(np.ones((1, 512), np.float32), 3)
 
@@ -335,7 +334,7 @@ def test_empty_subset(curated, index_dir: Path, tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_on_real_curation_output(sample_parquet: Path, tmp_path: Path, capsys) -> None:
     """`canvas curate`'s own output (Beam, tiny CLIP) -> index -> image query finds the row -> subset."""
-    from pipelines.curate import run_curation
+    from canvas.pipelines.curate import run_curation
 
     report = run_curation([str(sample_parquet)], tmp_path / "cur")
     curated = pq.read_table(tmp_path / "cur" / "curated")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from curation.semdedup import assign_clusters, dedup_cluster, fit_kmeans, rank_cluster
-from curation.semdedup.pairwise import max_sim_to_earlier
+from canvas.curation.semdedup import assign_clusters, dedup_cluster, fit_kmeans, rank_cluster
+from canvas.curation.semdedup.pairwise import max_sim_to_earlier
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -7,10 +7,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from curation.decode import DecodeConfig, decode
-from curation.records import Rejection
-from curation.sources import read_file
+from canvas.curation.decode import DecodeConfig, decode
+from canvas.curation.records import Rejection
+from canvas.curation.sources import read_file
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, kind: bytes = tarfile.REGTYPE, link: str = "") -> None:

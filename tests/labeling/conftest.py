@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from labeling.client import LabelStudioClient
-from labeling.server import LabelStudioServer
+from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.server import LabelStudioServer
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +36,7 @@ PROMPTS = [
 @pytest.fixture(scope="session")
 def candidates(tmp_path_factory: pytest.TempPathFactory, tiny_presets: dict) -> Path:
     """Four candidate pairs from the tiny pipeline through the real Beam pipeline."""
-    from pipelines.generate import run_generation
+    from canvas.pipelines.generate import run_generation
 
     out = tmp_path_factory.mktemp("candidates")
     run_generation(PROMPTS, out, pretrained="tiny", images_per_prompt=2, steps=3, seed=11, threads=1)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.pull import pull_preferences
+from canvas.labeling.push import push_candidates
+from canvas.labeling.schema import choice_result
+from canvas.labeling.server import LabelStudioServer
+from canvas.labeling.simulate import SimulatedAnnotator, simulate_annotations
 
 from canvas.cli import main
-from labeling.client import LabelStudioClient
-from labeling.pull import pull_preferences
-from labeling.push import push_candidates
-from labeling.schema import choice_result
-from labeling.server import LabelStudioServer
-from labeling.simulate import SimulatedAnnotator, simulate_annotations
 
 pytestmark = pytest.mark.labelstudio
 

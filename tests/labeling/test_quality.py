@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from labeling.pull import collect
-from labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
-from labeling.schema import choice_result, parse_choice
+from canvas.labeling.pull import collect
+from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
+from canvas.labeling.schema import choice_result, parse_choice
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.pull import pull_preferences
+from canvas.labeling.push import push_candidates
+from canvas.labeling.server import TOKEN_ENV, LabelStudioServer, free_port
 
 from canvas.cli import main
-from canvas.errors import CanvasError
-from labeling.client import LabelStudioClient
-from labeling.pull import pull_preferences
-from labeling.push import push_candidates
-from labeling.server import TOKEN_ENV, LabelStudioServer, free_port
+from canvas.core.errors import CanvasError
 
 pytestmark = pytest.mark.labelstudio
 

@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from canvas.curation.index import read_report
+from canvas.pipelines.curate import run_curation
 
 from canvas.cli import main
-from canvas.errors import CanvasError
-from curation.index import read_report
-from pipelines.curate import run_curation
+from canvas.core.errors import CanvasError
 
 BROKEN_REASONS = {
     "null": "null",
@@ -379,7 +379,7 @@ def test_cached_or_local_clip_weights_pass_the_early_check(
 ) -> None:
     import huggingface_hub.constants
 
-    from canvas.presets.clip import check_clip_weights
+    from canvas.core.presets.clip import check_clip_weights
 
     hub = tmp_path / "hub"  # the Hugging Face cache layout, holding ViT-B-32/laion2b's file
     repo = hub / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"

@@ -23,8 +23,8 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from PIL import Image
 
 from canvas.cli import main
-from canvas.errors import CanvasError
-from canvas.outputs import MARKER, commit_output, prepare_output
+from canvas.core.errors import CanvasError
+from canvas.core.outputs import MARKER, commit_output, prepare_output
 
 # Every optional stage off: the runs take a second or two and need no model.
 FAST_CONFIG = "".join(

@@ -32,7 +32,7 @@ def _photo(name: str) -> Image.Image:
 def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every: int = 0) -> list[dict]:
     """Pairs of random crops of one real photo, each under a random gain; the brighter one wins.
 
-    The oracle is `rlhf.rewards.brightness` (mean pixel). Every `tie_every`-th pair is labelled a tie.
+    The oracle is `canvas.rlhf.rewards.brightness` (mean pixel). Every `tie_every`-th pair is labelled a tie.
     """
     rng = np.random.default_rng(seed)
     photos = {name: _photo(name) for name in PHOTOS}
@@ -75,7 +75,7 @@ def photo_names() -> tuple[str, ...]:
 @pytest.fixture(scope="session")
 def oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """320 oracle pairs (every 16th a tie) as a Pick-a-Pic v2 schema Parquet."""
-    from rlhf.preferences import write_preferences
+    from canvas.rlhf.preferences import write_preferences
 
     path = tmp_path_factory.mktemp("prefs") / "oracle.parquet"
     return write_preferences(path, brightness_oracle_records(320, seed=0, tie_every=16))
@@ -90,10 +90,10 @@ def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120
     as pretraining does for real models. Written with `save_pretrained`, loaded like any folder.
     """
     import torch
+    from canvas.rlhf.preferences import image_to_tensor
 
-    from canvas.presets.loading import load_pipeline
-    from canvas.presets.photo import pretrain_on_pixels
-    from rlhf.preferences import image_to_tensor
+    from canvas.core.presets.loading import load_pipeline
+    from canvas.core.presets.photo import pretrain_on_pixels
 
     pipe = load_pipeline("tiny")
     records = brightness_oracle_records(128, seed=seed + 100)

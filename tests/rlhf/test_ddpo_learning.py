@@ -26,8 +26,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rlhf.ddpo_config import RECIPES_DIR
+from canvas.rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
 MIN_GAIN = 0.18

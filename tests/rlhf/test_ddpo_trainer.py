@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from canvas.rlhf.ddpo_config import DDPOConfig
+from canvas.rlhf.ddpo_trainer import DDPOTrainer, ddpo_clipped_loss
+from canvas.rlhf.tracking import read_metrics
 from safetensors.torch import load_file
 
-from canvas.errors import CanvasError
-from canvas.presets.loading import load_pipeline
-from rlhf.ddpo_config import DDPOConfig
-from rlhf.ddpo_trainer import DDPOTrainer, ddpo_clipped_loss
-from rlhf.tracking import read_metrics
+from canvas.core.errors import CanvasError
+from canvas.core.presets.loading import load_pipeline
 
 PROMPTS = ["a red ball", "a cat on a mat", "a blue house"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from canvas.rlhf.dpo_config import DiffusionDPOConfig
+from canvas.rlhf.dpo_trainer import DPO_LOSSES, DiffusionDPOTrainer, implicit_accuracy, sigmoid_dpo_loss
+from canvas.rlhf.tracking import read_metrics
 
 from canvas.cli import main
-from rlhf.dpo_config import DiffusionDPOConfig
-from rlhf.dpo_trainer import DPO_LOSSES, DiffusionDPOTrainer, implicit_accuracy, sigmoid_dpo_loss
-from rlhf.tracking import read_metrics
 
 
 def test_loss_is_the_papers_formula_and_treats_ties_symmetrically() -> None:
@@ -75,7 +75,7 @@ def test_resume_latest_continues_the_same_loss_trajectory(
 def test_saved_lora_loads_with_stock_diffusers(
     oracle_preferences: Path, tmp_path: Path, tiny_presets
 ) -> None:
-    from canvas.presets.loading import load_pipeline
+    from canvas.core.presets.loading import load_pipeline
 
     out = tmp_path / "dpo"
     DiffusionDPOTrainer(_config(oracle_preferences, out, max_steps=2, learning_rate=5e-2)).train()
@@ -127,7 +127,7 @@ def test_gradient_checkpointing_same_step_and_bf16_keeps_lora_fp32(
 def test_sdxl_preset_trains_and_loads(oracle_preferences: Path, tmp_path: Path, tiny_presets) -> None:
     from diffusers import StableDiffusionXLPipeline
 
-    from canvas.presets.loading import load_pipeline
+    from canvas.core.presets.loading import load_pipeline
 
     trainer = DiffusionDPOTrainer(
         _config(oracle_preferences, tmp_path / "xl", pretrained="tiny-sdxl", max_steps=2)

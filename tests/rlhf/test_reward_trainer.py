@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from canvas.rlhf.rewards import load_reward
+from canvas.rlhf.tracking import read_metrics
 
 from canvas.cli import main
-from canvas.errors import CanvasError
-from rlhf.rewards import load_reward
-from rlhf.tracking import read_metrics
+from canvas.core.errors import CanvasError
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,9 @@ def test_reward_model_learns_the_oracle(trained_reward: Path) -> None:
 
 
 def test_saved_model_loads_in_one_call_and_scores_like_the_oracle(trained_reward: Path) -> None:
-    from rlhf.reward_model import CLIPRewardModel
+    from canvas.rlhf.reward_model import CLIPRewardModel
 
-    reward = load_reward(str(trained_reward))  # the folder loader registered by rlhf.reward_model
+    reward = load_reward(str(trained_reward))  # the folder loader registered by canvas.rlhf.reward_model
     assert isinstance(reward, CLIPRewardModel)
     gen = torch.Generator().manual_seed(3)
     base = torch.rand((8, 3, 48, 48), generator=gen) * 0.6 + 0.2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from canvas.rlhf.rewards import load_reward, register_reward, score_checked
 
-from canvas.errors import CanvasError
-from rlhf.rewards import load_reward, register_reward, score_checked
+from canvas.core.errors import CanvasError
 
 
 def _flat_and_noisy() -> torch.Tensor:

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from canvas.rlhf.sft_config import SFTConfig
+from canvas.rlhf.sft_trainer import SFTTrainer, min_snr_weights, noise_prediction_loss
+from canvas.rlhf.tracking import read_metrics
 from PIL import Image
 
 from canvas.cli import main
-from rlhf.sft_config import SFTConfig
-from rlhf.sft_trainer import SFTTrainer, min_snr_weights, noise_prediction_loss
-from rlhf.tracking import read_metrics
 
 # LoRA on the attention projections plus the ResNet convolutions and the output conv: the tiny UNet's
 # attention alone has too little reach to change the colour of samples in a short CPU run.
@@ -113,9 +113,8 @@ def test_cli_with_yaml_config_and_init_lora(red_parquet: Path, tmp_path: Path, c
     assert [m["step"] for m in read_metrics(tmp_path / "a")] == [1, 2]
 
     # a second run starting from the first one's LoRA starts from exactly those weights
+    from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
     from peft.utils import get_peft_model_state_dict
-
-    from rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
     cfg = _config(red_parquet, tmp_path / "b", max_steps=1, init_lora=str(tmp_path / "a"))
     cfg.lora_target_modules = list(DEFAULT_TARGET_MODULES)  # the CLI run used the default targets
@@ -151,7 +150,7 @@ def test_sft_on_red_squares_makes_fresh_samples_redder_and_loads_with_stock_diff
     held-out denoising loss 0.236 -> 0.149 (seed 0). Asserted: redness +0.12 (the smallest of those five
     gains) and the held-out loss under 0.8x the base model's.
     """
-    from canvas.presets.loading import load_pipeline
+    from canvas.core.presets.loading import load_pipeline
 
     config = _config(
         red_parquet, tmp_path / "run", pretrained="tiny-photo", max_steps=120, learning_rate=3e-3

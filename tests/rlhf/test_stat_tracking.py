@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
 
 
 def test_batch_normalisation() -> None:

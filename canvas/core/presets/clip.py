@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from canvas.errors import CanvasError
-from canvas.paths import build_once, preset_dir
-from canvas.presets.registry import PRESET_ROOT, SEED, TINY_CLIP_NAME, TINY_PRETRAINED
+from canvas.core.errors import CanvasError
+from canvas.core.paths import build_once, preset_dir
+from canvas.core.presets.registry import PRESET_ROOT, SEED, TINY_CLIP_NAME, TINY_PRETRAINED
 
 CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_DIR = Path(__file__).parent / "model_configs"

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 __all__ = ["MARKER", "commit_output", "prepare_output"]
 

@@ -1,7 +1,7 @@
 """The names of the offline model presets, as plain data (no torch): the CLI's help and choices read it.
 
 One table, like open_clip's registry of model configs: a pipeline preset is a name, the folder it is built
-into under `$CANVAS_HOME/presets/tiny/`, and one line saying what it is. `canvas.presets.loading` maps each
+into under `$CANVAS_HOME/presets/tiny/`, and one line saying what it is. `canvas.core.presets.loading` maps each
 name to its builder; a new preset is a row here plus a builder there.
 """
 

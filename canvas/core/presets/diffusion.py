@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from canvas.presets.registry import SEED
+from canvas.core.presets.registry import SEED
 
 # Number of BPE merges open_clip (and OpenAI CLIP) use: 49152 - 256 - 2.
 NUM_MERGES = 48894
@@ -107,7 +107,7 @@ def save_atomically(pipe: Any, tmp: Path, out_dir: Path) -> Path:
 def build_tiny_sd(out_dir: Path, seed: int = SEED, unet_norm_groups: int = 32) -> Path:
     """Build the tiny SD-1.5-style pipeline with a fixed seed and `save_pretrained` it to `out_dir`.
 
-    `unet_norm_groups`: the UNet's GroupNorm groups (diffusers' default 32; see `canvas.presets.photo`).
+    `unet_norm_groups`: the UNet's GroupNorm groups (diffusers' default 32; see `canvas.core.presets.photo`).
     """
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from canvas.presets.diffusion import build_tiny_sd, save_atomically
-from canvas.presets.registry import SEED
+from canvas.core.presets.diffusion import build_tiny_sd, save_atomically
+from canvas.core.presets.registry import SEED
 
 TINY_PHOTO = "tiny-photo"
 IMAGE_SIZE = 32
@@ -66,7 +66,7 @@ def photo_crops(
 ) -> tuple[torch.Tensor, list[str]]:
     """`n` random square crops of the sample photos, resized to `size`: pixels (n, 3, size, size) in [-1, 1]
     and each crop's caption (its photo's). `names` picks photos by sample-data name (default: all)."""
-    from canvas.sample_data import PHOTOS
+    from canvas.core.sample_data import PHOTOS
 
     photos = [
         (Image.open(io.BytesIO(resources.files(pkg).joinpath(path).read_bytes())).convert("RGB"), caption)

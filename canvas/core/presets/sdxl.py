@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from canvas.presets.diffusion import save_atomically, sd15_ddim_scheduler, tiny_clip_tokenizer, tiny_vae
-from canvas.presets.registry import SEED
+from canvas.core.presets.diffusion import save_atomically, sd15_ddim_scheduler, tiny_clip_tokenizer, tiny_vae
+from canvas.core.presets.registry import SEED
 
 TINY_SDXL = "tiny-sdxl"
 _TEXT_WIDTH = 32

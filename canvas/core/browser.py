@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from canvas.errors import CanvasError
+from canvas.core.errors import CanvasError
 
 # Flags that keep Chromium off the network (the machine has none) and quiet.
 CHROMIUM_FLAGS = (

@@ -1,7 +1,7 @@
 """Resolve a pipeline preset name to its folder (built on first use) and load any pipeline through diffusers.
 
 `DiffusionPipeline.from_pretrained` is the one load call: the tiny presets are ordinary pipeline folders, so
-SD 1.5, SDXL and the presets take the same path. Names come from `canvas.presets.registry`; each is mapped to
+SD 1.5, SDXL and the presets take the same path. Names come from `canvas.core.presets.registry`; each is mapped to
 its builder here.
 """
 
@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canvas.errors import CanvasError
-from canvas.paths import build_once, preset_dir
-from canvas.presets.clip import build_tiny_clip
-from canvas.presets.diffusion import build_tiny_sd
-from canvas.presets.photo import build_tiny_photo_sd
-from canvas.presets.registry import PIPELINE_PRESETS, PRESET_ROOT, TINY_PRETRAINED
-from canvas.presets.sdxl import build_tiny_sdxl
+from canvas.core.errors import CanvasError
+from canvas.core.paths import build_once, preset_dir
+from canvas.core.presets.clip import build_tiny_clip
+from canvas.core.presets.diffusion import build_tiny_sd
+from canvas.core.presets.photo import build_tiny_photo_sd
+from canvas.core.presets.registry import PIPELINE_PRESETS, PRESET_ROOT, TINY_PRETRAINED
+from canvas.core.presets.sdxl import build_tiny_sdxl
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "tiny": build_tiny_sd,
