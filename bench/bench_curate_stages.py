@@ -26,6 +26,7 @@ CONFIG = "clip:\n  enabled: false\nclip_score:\n  mode: 'off'\nnsfw:\n  enabled:
 def raw_loop(path: Path) -> float:
     """records/s of decode + basic filter + hashes in one Python loop (exact/near dedup are negligible)."""
     import pyarrow.parquet as pq
+
     from canvas.curation.decode import DecodeConfig, decode
     from canvas.curation.filters import BasicFilterConfig, basic_filter
     from canvas.curation.records import RawRecord, Record
@@ -48,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from _curate_data import write_records
+
     from canvas.pipelines.curate import run_curation
 
     with tempfile.TemporaryDirectory() as tmp:

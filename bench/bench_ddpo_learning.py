@@ -35,6 +35,7 @@ def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dic
     """Mean reward (minus kB) of the base model's samples decoded from their final latents as sampled,
     2x2- and 4x4-block-averaged, and flattened to their per-channel mean."""
     import torch.nn.functional as F
+
     from canvas.rlhf.ddim_logprob import decode_latents
     from canvas.rlhf.rewards import score_checked
 
@@ -72,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import yaml
+
     from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
     from canvas.rlhf.ddpo_trainer import DDPOTrainer
     from canvas.rlhf.tracking import read_metrics

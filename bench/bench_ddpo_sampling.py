@@ -14,9 +14,9 @@ import statistics
 import time
 
 import torch
-from canvas.rlhf.ddim_logprob import sample_with_logprob
 
 from canvas.core.presets.loading import load_pipeline
+from canvas.rlhf.ddim_logprob import sample_with_logprob
 
 GOAL = 1.15
 

@@ -50,6 +50,7 @@ def run_variant(variant: str, latent: int, pairs: int, steps: int) -> dict:
     import copy
 
     import torch
+
     from canvas.rlhf.dpo_trainer import sigmoid_dpo_loss
     from canvas.rlhf.lora import adapters_disabled, add_unet_lora
 

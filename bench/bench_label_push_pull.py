@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
+
 from canvas.labeling.client import LabelStudioClient
 from canvas.labeling.pull import pull_preferences
 from canvas.labeling.push import local_file_url, project_images_dir, push_candidates
 from canvas.labeling.schema import LABEL_CONFIG, choice_result
 from canvas.labeling.server import LabelStudioServer
-from PIL import Image
 
 PUSH_GOAL_S, PULL_GOAL_S = 10.0, 15.0
 

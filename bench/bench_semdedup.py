@@ -21,6 +21,7 @@ import resource
 import time
 
 import numpy as np
+
 from canvas.curation.semdedup import assign_clusters, auto_n_clusters, dedup_cluster, fit_kmeans
 
 EPS = 0.01

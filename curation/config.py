@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from canvas.core.errors import CanvasError
 from canvas.curation.decode import DecodeConfig
 from canvas.curation.embedding import ClipConfig
 from canvas.curation.exact_dedup import ExactDedupConfig
@@ -19,8 +20,6 @@ from canvas.curation.filters import BasicFilterConfig
 from canvas.curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.semdedup import KEEP_POLICIES, SemDedupConfig
-
-from canvas.core.errors import CanvasError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 CLIP_SCORE_MODES = ("auto", "off", "threshold", "percentile")

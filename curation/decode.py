@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from canvas.curation.hashing import phash, sha256_bytes, sha256_pixels
-from canvas.curation.records import DECODE, RawRecord, Record, Rejection
 from PIL import Image, ImageFile
 
 from canvas.core.errors import CanvasError
+from canvas.curation.hashing import phash, sha256_bytes, sha256_pixels
+from canvas.curation.records import DECODE, RawRecord, Record, Rejection
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS)
 MAX_BYTES = 64 * 1024 * 1024

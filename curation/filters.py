@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from canvas.curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
 
 

@@ -394,8 +394,9 @@ class QueryEncoder:
 
     def images(self, images: list[str | Path | Image.Image]) -> np.ndarray:
         """Embeds images: loaded ones as given, paths through `open_image_file` (curation's limits)."""
-        from canvas.curation.decode import open_image_file
         from PIL import Image
+
+        from canvas.curation.decode import open_image_file
 
         loaded = [im if isinstance(im, Image.Image) else open_image_file(im) for im in images]
         return self.embedder.encode_images(loaded)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from canvas.curation.hashing import phash_to_bytes
 
 NEAR_KEEP_POLICIES = ("largest", "smallest_key")

@@ -13,6 +13,7 @@ import io
 from typing import Any
 
 import numpy as np
+
 from canvas.curation.records import STAGES
 
 MAX_GROUPS = 8

@@ -18,9 +18,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from canvas.curation.records import RawRecord
-
 from canvas.core.errors import CanvasError
+from canvas.curation.records import RawRecord
 
 IMAGE_COLUMNS = ("image", "jpg", "png", "webp")  # first present wins; img2dataset writes `jpg`
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")

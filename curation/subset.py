@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from canvas.core.errors import CanvasError
 from canvas.curation.index import (
     CURATED_SUBDIR,
     EMBEDDING_COLUMN,
@@ -33,8 +35,6 @@ from canvas.curation.index import (
     embedding_matrix,
     read_report,
 )
-
-from canvas.core.errors import CanvasError
 
 SUBSET_FILE = "subset.parquet"
 SUMMARY_FILE = "subset.json"

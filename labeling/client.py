@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from canvas.labeling.server import STATE_FILE, TOKEN_ENV, default_data_dir, mask, read_token
 
 from canvas.core.errors import CanvasError
+from canvas.labeling.server import STATE_FILE, TOKEN_ENV, default_data_dir, mask, read_token
 
 logger = logging.getLogger(__name__)
 

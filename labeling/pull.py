@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PullConfig
 from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
 from canvas.labeling.schema import LABELS, parse_choice
-
-from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
 from canvas.labeling.schema import CHOICES, LABEL_CONFIG, choice_result
-
-from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +113,9 @@ def _predictions(rows: list[dict[str, Any]], reward_name: str) -> dict[str, dict
     """Pre-labels: the image the reward scores higher, with P(left better) = sigmoid(r0 - r1)."""
     import numpy as np
     import torch
-    from canvas.rlhf.rewards import load_reward, score_checked
     from PIL import Image
+
+    from canvas.rlhf.rewards import load_reward, score_checked
 
     reward = load_reward(reward_name)
     out = {}

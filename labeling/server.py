@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from canvas.core.errors import CanvasError
+from canvas.core.paths import canvas_home
 from canvas.labeling.install import (
     DB_FILE,
     FILES_DIR,
@@ -35,9 +38,6 @@ from canvas.labeling.install import (
     label_studio_version,
     server_env,
 )
-
-from canvas.core.errors import CanvasError
-from canvas.core.paths import canvas_home
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.pull import read_task_image
 from canvas.labeling.schema import CHOICES, choice_result, parse_choice
-
-from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +85,9 @@ def _score_pairs(
 ) -> dict[str, tuple[float, float]]:
     import numpy as np
     import torch
-    from canvas.rlhf.rewards import load_reward, score_checked
     from PIL import Image
+
+    from canvas.rlhf.rewards import load_reward, score_checked
 
     reward = load_reward(reward_name)
     cache: dict[str, bytes] = {}

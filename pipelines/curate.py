@@ -20,6 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from canvas.core.errors import CanvasError
+from canvas.core.outputs import commit_output, prepare_output
+from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
 from canvas.curation.report import render_html, summarize
 from canvas.pipelines.curate_io import (
@@ -46,10 +50,6 @@ from canvas.pipelines.curate_stages import (
     NearDedup,
     NsfwFilter,
 )
-
-from canvas.core.errors import CanvasError
-from canvas.core.outputs import commit_output, prepare_output
-from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 
 __all__ = ["Curate", "run_curation"]
 

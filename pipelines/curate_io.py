@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from canvas.curation.records import RawRecord, Record, Rejection
-from canvas.curation.sources import read_file
 
 from canvas.core.errors import CanvasError
+from canvas.curation.records import RawRecord, Record, Rejection
+from canvas.curation.sources import read_file
 
 __all__ = [
     "ReadImageText",

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import apache_beam as beam
+
 from canvas.curation.records import STAGES, Rejection
 
 __all__ = ["MAX_HOPS", "ResolveDuplicateOf"]

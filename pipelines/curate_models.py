@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
 from canvas.curation.decode import allow_in_pillow
 from canvas.curation.embedding import ClipEmbedder
 from canvas.curation.nsfw import NsfwScorer

@@ -20,6 +20,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+
 from canvas.curation.records import Record, Rejection
 from canvas.curation.report import FIRST_REJECTIONS, MAX_GROUPS, MAX_REMOVED_PER_GROUP
 from canvas.pipelines.curate_io import shard_of

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+
 from canvas.curation import records as stage
 from canvas.curation.records import Rejection
 from canvas.curation.semdedup import (

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
+
 from canvas.curation import records as stage
 from canvas.curation.config import ClipScoreConfig
 from canvas.curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail

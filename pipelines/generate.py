@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from canvas.pipelines.generate_config import GenerateConfig
 
 from canvas.core.errors import CanvasError
 from canvas.core.outputs import commit_output, prepare_output
+from canvas.pipelines.generate_config import GenerateConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from canvas.rlhf.lora import load_unet_lora, save_unet_lora
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.lora import load_unet_lora, save_unet_lora
 
 PREFIX = "checkpoint-"
 

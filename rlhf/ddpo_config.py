@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
-
 from canvas.core.errors import CanvasError
+from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+
+from canvas.core.errors import CanvasError
 from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
@@ -32,8 +34,6 @@ from canvas.rlhf.prompt_files import load_prompts
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
 from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
 from canvas.rlhf.tracking import RunLogger, read_metrics
-
-from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "ddpo_config.json"

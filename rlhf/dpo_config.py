@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from canvas.rlhf.lora_training_config import LoraTrainingConfig
-
 from canvas.core.errors import CanvasError
+from canvas.rlhf.lora_training_config import LoraTrainingConfig
 
 
 @dataclass

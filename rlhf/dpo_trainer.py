@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from canvas.core.errors import CanvasError
 from canvas.rlhf.dpo_config import DiffusionDPOConfig
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled
 from canvas.rlhf.lora_step_loop import LoraStepLoop
 from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
-from tqdm.auto import tqdm
-
-from canvas.core.errors import CanvasError
 
 DPOLoss = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from canvas.rlhf.rewards import load_reward, score_checked
 from tqdm.auto import tqdm
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.rewards import load_reward, score_checked
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
+
 from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
 from canvas.rlhf.lora import add_unet_lora, save_unet_lora
 from canvas.rlhf.tracking import RunLogger

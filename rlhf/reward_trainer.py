@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
 from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
 from canvas.rlhf.reward_config import RewardConfig
 from canvas.rlhf.reward_model import CLIPRewardModel
 from canvas.rlhf.tracking import RunLogger
-from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from canvas.core.errors import CanvasError
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled
 from canvas.rlhf.lora_step_loop import LoraStepLoop
 from canvas.rlhf.sft_config import SFTConfig
-from tqdm.auto import tqdm
-
-from canvas.core.errors import CanvasError
 
 log = logging.getLogger(__name__)
 

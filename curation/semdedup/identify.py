@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from canvas.curation.semdedup.pairwise import max_sim_to_earlier, most_similar_kept
 from canvas.curation.semdedup.ranking import rank_cluster
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from canvas.curation.decode import PILLOW_MAX_PIXELS
 from PIL import Image
 
 from canvas.cli import main
+from canvas.curation.decode import PILLOW_MAX_PIXELS
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -85,6 +85,7 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from canvas.curation.index import build_index
 
     cur = tmp_path_factory.mktemp("cur")

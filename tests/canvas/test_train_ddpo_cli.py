@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from canvas.rlhf.tracking import read_metrics
 
 from canvas.cli import main
+from canvas.rlhf.tracking import read_metrics
 
 SMALL = """\
 mixed_precision: "no"
@@ -87,9 +87,9 @@ def test_train_ddpo_in_two_cpu_processes_under_torchrun(
 
 def test_processes_that_did_not_join_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from accelerate.state import AcceleratorState
-    from canvas.rlhf import launch
 
     from canvas.core.errors import CanvasError
+    from canvas.rlhf import launch
 
     monkeypatch.setattr(launch, "launched_processes", lambda: 2)  # a launcher said 2, accelerate saw 1
     try:
@@ -103,8 +103,9 @@ def test_shipped_recipes_set_exactly_what_they_say(tmp_path: Path) -> None:
     """Every rlhf/recipes/*.yaml parses as `canvas train ddpo --config` does, each value landing in its
     DDPOConfig field (a misspelt key or a value of the wrong type would fail here, not in a user's run)."""
     import yaml
-    from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
     from trl import TrlParser
+
+    from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
 
     recipes = sorted(RECIPES_DIR.glob("ddpo_*.yaml"))
     assert recipes, f"no DDPO recipe in {RECIPES_DIR}"

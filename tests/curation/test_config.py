@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from canvas.curation.config import DEFAULT_CONFIG_PATH, CurationConfig, load_config, resolve
 
 from canvas.core.errors import CanvasError
+from canvas.curation.config import DEFAULT_CONFIG_PATH, CurationConfig, load_config, resolve
 
 
 def test_default_yaml_equals_dataclass_defaults_and_documents_every_field() -> None:

@@ -8,11 +8,12 @@ import zlib
 
 import numpy as np
 import pytest
-from canvas.curation.decode import DecodeConfig, decode, open_rgb
-from canvas.curation.records import DECODE, RawRecord, Record, Rejection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
+from canvas.curation.decode import DecodeConfig, decode, open_rgb
+from canvas.curation.records import DECODE, RawRecord, Record, Rejection
 
 
 def _raw(data: bytes | None, key: str = "k") -> RawRecord:

@@ -6,9 +6,10 @@ import io
 import itertools
 
 import numpy as np
+from PIL import Image
+
 from canvas.curation.hashing import hamming, phash, phash_to_bytes
 from canvas.curation.near_dedup import HashItem, find_near_duplicates
-from PIL import Image
 
 
 def _photo(seed: int) -> Image.Image:

@@ -235,8 +235,9 @@ def test_subset_min_score_union_of_texts(curated, index_dir: Path, tmp_path: Pat
 
 def test_auto_compressed_index_is_memory_mapped_and_accurate(tmp_path: Path, monkeypatch) -> None:
     """Above the flat limit `auto` builds a compressed IVF index (PCA + IVF + SQ6); loading maps its lists."""
-    import canvas.curation.index as ci
     import faiss
+
+    import canvas.curation.index as ci
 
     rng = np.random.default_rng(1)
     n, dim = 6000, 64

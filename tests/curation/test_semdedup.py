@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from canvas.curation.semdedup import assign_clusters, dedup_cluster, fit_kmeans, rank_cluster
 from canvas.curation.semdedup.pairwise import max_sim_to_earlier
 

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+
+from canvas.core.errors import CanvasError
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.records import DECODE, Rejection
 from canvas.curation.sources import BATCH_ROWS, parquet_columns, read_file
-
-from canvas.core.errors import CanvasError
 
 
 def test_img2dataset_parquet_reads_the_jpg_column(tmp_path: Path) -> None:
@@ -157,9 +157,8 @@ def test_corrupt_parquet_keeps_the_batches_read_and_records_the_rest(tmp_path: P
 
 
 def test_trimmed_text_encoder_equals_open_clip(tiny_presets: dict) -> None:
-    from canvas.curation.embedding import encode_text_trimmed
-
     from canvas.core.presets.clip import create_clip
+    from canvas.curation.embedding import encode_text_trimmed
 
     model, _, tokenizer = create_clip()
     tokens = tokenizer(["a cat", "a much longer caption about a temple roof among green trees", ""])

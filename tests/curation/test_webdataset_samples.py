@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.records import Rejection
 from canvas.curation.sources import read_file

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from canvas.labeling.client import LabelStudioClient
 from canvas.labeling.server import LabelStudioServer
 

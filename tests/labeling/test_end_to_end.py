@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from canvas.cli import main
 from canvas.labeling.client import LabelStudioClient
 from canvas.labeling.pull import pull_preferences
 from canvas.labeling.push import push_candidates
 from canvas.labeling.schema import choice_result
 from canvas.labeling.server import LabelStudioServer
 from canvas.labeling.simulate import SimulatedAnnotator, simulate_annotations
-
-from canvas.cli import main
 
 pytestmark = pytest.mark.labelstudio
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from canvas.labeling.pull import collect
 from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
 from canvas.labeling.schema import choice_result, parse_choice

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from canvas.cli import main
+from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient
 from canvas.labeling.pull import pull_preferences
 from canvas.labeling.push import push_candidates
 from canvas.labeling.server import TOKEN_ENV, LabelStudioServer, free_port
-
-from canvas.cli import main
-from canvas.core.errors import CanvasError
 
 pytestmark = pytest.mark.labelstudio
 

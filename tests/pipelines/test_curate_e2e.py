@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from canvas.curation.index import read_report
-from canvas.pipelines.curate import run_curation
 
 from canvas.cli import main
 from canvas.core.errors import CanvasError
+from canvas.curation.index import read_report
+from canvas.pipelines.curate import run_curation
 
 BROKEN_REASONS = {
     "null": "null",

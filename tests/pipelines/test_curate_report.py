@@ -11,6 +11,8 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
+from PIL import Image
+
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.report import MAX_REMOVED_PER_GROUP, regroup, summarize
@@ -22,7 +24,6 @@ from canvas.pipelines.curate_io import (
     rejection_row,
 )
 from canvas.pipelines.curate_report import HISTOGRAM_BINS, ReportStats, ScoreHistogram, attach_group_pictures
-from PIL import Image
 
 TestPipeline.__test__ = False
 

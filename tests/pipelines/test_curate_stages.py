@@ -9,6 +9,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
 from canvas.curation.config import ClipScoreConfig
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.exact_dedup import ExactDedupConfig
@@ -31,7 +33,6 @@ from canvas.pipelines.curate_stages import (
     _deterministic_batches,
     _with_thumbnail,
 )
-from PIL import Image
 
 TestPipeline.__test__ = False  # a Beam class, not a pytest test class
 
@@ -254,8 +255,9 @@ def test_model_stages_open_records_that_another_process_decoded_under_a_higher_l
 ) -> None:  # noqa: ANN001
     # decode raises Pillow's process-wide limit to the configured max_pixels, but on a cluster the model
     # stages may run in a process that never decoded: there Pillow's default would refuse a large image.
-    from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
     from PIL import Image as PILImage
+
+    from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
     records = [_record(f"k{i}", _png(i, (300, 300)), i) for i in range(2)]  # 90,000 pixels
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1_000)  # a fresh process, limit far below the images

@@ -8,6 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+
+from canvas.cli import main
+from canvas.core.errors import CanvasError
 from canvas.pipelines.generate import (
     CANDIDATES_SCHEMA,
     DiffusersPipelineHandler,
@@ -15,10 +19,6 @@ from canvas.pipelines.generate import (
     read_prompts,
     run_generation,
 )
-from PIL import Image
-
-from canvas.cli import main
-from canvas.core.errors import CanvasError
 
 
 def test_generation_is_deterministic_for_a_seed_and_records_rejected_prompts(

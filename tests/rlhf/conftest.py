@@ -90,10 +90,10 @@ def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120
     as pretraining does for real models. Written with `save_pretrained`, loaded like any folder.
     """
     import torch
-    from canvas.rlhf.preferences import image_to_tensor
 
     from canvas.core.presets.loading import load_pipeline
     from canvas.core.presets.photo import pretrain_on_pixels
+    from canvas.rlhf.preferences import image_to_tensor
 
     pipe = load_pipeline("tiny")
     records = brightness_oracle_records(128, seed=seed + 100)

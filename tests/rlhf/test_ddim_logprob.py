@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
+
+from canvas.core.presets.loading import load_pipeline
 from canvas.rlhf.ddim_logprob import (
     ddim_step_with_logprob,
     gaussian_log_prob,
     sample_with_logprob,
     transition_log_prob,
 )
-from diffusers import DDIMScheduler
-
-from canvas.core.presets.loading import load_pipeline
 
 SD15_SCHEDULER = dict(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=False, steps_offset=1

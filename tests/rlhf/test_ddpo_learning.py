@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from canvas.rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from canvas.cli import main
 from canvas.rlhf.dpo_config import DiffusionDPOConfig
 from canvas.rlhf.dpo_trainer import DPO_LOSSES, DiffusionDPOTrainer, implicit_accuracy, sigmoid_dpo_loss
 from canvas.rlhf.tracking import read_metrics
-
-from canvas.cli import main
 
 
 def test_loss_is_the_papers_formula_and_treats_ties_symmetrically() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from canvas.rlhf.evaluation import bootstrap_interval, read_prompts, win_scores
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.evaluation import bootstrap_interval, read_prompts, win_scores
 
 
 def test_win_scores_count_ties_as_half() -> None:

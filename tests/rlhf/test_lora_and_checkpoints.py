@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from canvas.rlhf.checkpointing import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
-from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 
 from canvas.core.presets.loading import load_pipeline
+from canvas.rlhf.checkpointing import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 
 
 def _sample(pipe) -> np.ndarray:

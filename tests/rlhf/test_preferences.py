@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from canvas.rlhf.preferences import decode_pair, load_preferences, write_preferences
 from PIL import Image
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.preferences import decode_pair, load_preferences, write_preferences
 
 
 def _records(n: int = 6) -> list[dict]:

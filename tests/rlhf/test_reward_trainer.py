@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from canvas.rlhf.rewards import load_reward
-from canvas.rlhf.tracking import read_metrics
 
 from canvas.cli import main
 from canvas.core.errors import CanvasError
+from canvas.rlhf.rewards import load_reward
+from canvas.rlhf.tracking import read_metrics
 
 
 @pytest.fixture(scope="module")

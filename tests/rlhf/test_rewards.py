@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from canvas.rlhf.rewards import load_reward, register_reward, score_checked
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.rewards import load_reward, register_reward, score_checked
 
 
 def _flat_and_noisy() -> torch.Tensor:

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from canvas.rlhf.sft_config import SFTConfig
-from canvas.rlhf.sft_trainer import SFTTrainer, min_snr_weights, noise_prediction_loss
-from canvas.rlhf.tracking import read_metrics
 from PIL import Image
 
 from canvas.cli import main
+from canvas.rlhf.sft_config import SFTConfig
+from canvas.rlhf.sft_trainer import SFTTrainer, min_snr_weights, noise_prediction_loss
+from canvas.rlhf.tracking import read_metrics
 
 # LoRA on the attention projections plus the ResNet convolutions and the output conv: the tiny UNet's
 # attention alone has too little reach to change the colour of samples in a short CPU run.
@@ -113,8 +113,9 @@ def test_cli_with_yaml_config_and_init_lora(red_parquet: Path, tmp_path: Path, c
     assert [m["step"] for m in read_metrics(tmp_path / "a")] == [1, 2]
 
     # a second run starting from the first one's LoRA starts from exactly those weights
-    from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
     from peft.utils import get_peft_model_state_dict
+
+    from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 
     cfg = _config(red_parquet, tmp_path / "b", max_steps=1, init_lora=str(tmp_path / "a"))
     cfg.lora_target_modules = list(DEFAULT_TARGET_MODULES)  # the CLI run used the default targets

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
 
 
