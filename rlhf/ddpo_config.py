@@ -79,6 +79,14 @@ class DDPOConfig:
             "folder. Default: both ('' = start fresh).",
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
+            "the model...) is refused; with this flag those files are removed first (other files are "
+            "kept). Ignored when resuming. (transformers' name; not in trl/ddpo-pytorch.)",
+        },
+    )
     mixed_precision: str = field(
         default="fp16",
         metadata={
@@ -242,6 +250,7 @@ class DDPOConfig:
             "per_prompt_stat_tracking_min_count must be <= per_prompt_stat_tracking_buffer_size",
         )
         need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
+        need(self.train_learning_rate > 0, f"train_learning_rate must be > 0, got {self.train_learning_rate}")
 
     @property
     def num_train_timesteps(self) -> int:

@@ -11,8 +11,6 @@ from a checkpoint repeats the uninterrupted run's trajectory exactly (CPU), and 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from collections import defaultdict
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 
 from canvas.core.errors import CanvasError
-from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from canvas.rlhf.checkpointing import load_checkpoint, save_checkpoint, start_run, write_run_config
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
@@ -36,9 +34,6 @@ from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_adv
 from canvas.rlhf.tracking import RunLogger, read_metrics
 
 logger = logging.getLogger(__name__)
-CONFIG_FILE = "ddpo_config.json"
-# Config fields that may change when a run is resumed.
-_RESUMABLE_CHANGES = {"num_epochs", "resume_from", "eval_num_samples", "sample_grid_freq"}
 
 
 class DDPOLossOutput(NamedTuple):
@@ -106,6 +101,11 @@ class DDPOTrainer:
         )
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
+        # the folder: a previous run's files or a resume with other settings fail before the model loads
+        checkpoint = start_run(
+            self.output_dir, cfg, cfg.resume_from or None, cfg.overwrite_output_dir,
+            is_main=self.accelerator.is_main_process,
+        )  # fmt: skip
 
         # 3. pipeline, LoRA, optimizer
         self.pipe = self._load_pipeline(mixed)
@@ -131,11 +131,7 @@ class DDPOTrainer:
             cfg.per_prompt_stat_tracking_buffer_size, cfg.per_prompt_stat_tracking_min_count
         )
         self.start_epoch, self.optimizer_steps = 0, 0
-        checkpoint = resolve_resume(self.output_dir, cfg.resume_from or None)
-        if cfg.resume_from and checkpoint is None:
-            logger.warning("no checkpoint in %s: starting from scratch", self.output_dir)
         if checkpoint is not None:
-            self._check_resumed_config()
             state, _ = load_checkpoint(checkpoint, self.pipe.unet, optimizer)
             self.start_epoch, self.optimizer_steps = state["epoch"], state["optimizer_steps"]
             self.stat_tracker.load_state_dict(state["stat_tracker"])
@@ -146,7 +142,7 @@ class DDPOTrainer:
             self.run_logger = RunLogger(
                 self.output_dir, resume_from_step=self.start_epoch if checkpoint else None
             )
-            (self.output_dir / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+            write_run_config(self.output_dir, cfg)
 
     def _load_pipeline(self, mixed_precision: str) -> Any:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
@@ -169,15 +165,6 @@ class DDPOTrainer:
         pipe.to(self.accelerator.device)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-
-    def _check_resumed_config(self) -> None:
-        saved_path = self.output_dir / CONFIG_FILE
-        if not saved_path.exists():
-            return
-        saved, now = json.loads(saved_path.read_text()), dataclasses.asdict(self.config)
-        changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
-        if changed:
-            logger.warning("resuming with changed settings %s: the trajectory will differ", changed)
 
     # ---- the loop ----
     def train(self) -> dict[str, Any]:
@@ -342,7 +329,7 @@ class DDPOTrainer:
         }
         return save_checkpoint(
             self.output_dir, epoch, self.accelerator.unwrap_model(self.unet), self.optimizer,
-            extra_state=state, limit=self.config.num_checkpoint_limit,
+            extra_state=state, limit=self.config.num_checkpoint_limit, run_config=self.config,
         )  # fmt: skip
 
     @torch.no_grad()

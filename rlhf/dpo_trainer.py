@@ -94,6 +94,7 @@ class DiffusionDPOTrainer(LoraStepLoop):
         if len(data) == 0:
             raise CanvasError(f"{cfg.preferences}: no pairs left to train on ({self.num_ties} ties dropped)")
         self.train_data, self.heldout_data = data.split(cfg.heldout_fraction, cfg.seed)
+        self._claim_output_dir()
 
         # -- models: frozen pipeline parts in the mixed-precision dtype, LoRA in fp32 ---------------------
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(

@@ -4,7 +4,9 @@ periodic held-out evaluation, metrics lines, checkpoints, and the final LoRA + `
 trainer keeps its data, loss and summary fields.
 
 A trainer using it sets `config` (with the fields below), `accelerator`, `pipe`, `output_dir` and
-`train_data`, calls `_prepare_lora_training(unet)` at the end of `__init__`, and defines
+`train_data`, calls `_claim_output_dir()` once its inputs are validated (before any model loads: a
+fresh run over another run's files, or a resume with different settings, fails there), calls
+`_prepare_lora_training(unet)` at the end of `__init__`, and defines
 `evaluate() -> dict[str, float]`.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-from canvas.rlhf.checkpointing import load_checkpoint, resolve_resume, save_checkpoint
+from canvas.rlhf.checkpointing import load_checkpoint, save_checkpoint, start_run, write_run_config
 from canvas.rlhf.lora import add_unet_lora, save_unet_lora
 from canvas.rlhf.tracking import RunLogger
 
@@ -35,6 +37,18 @@ class LoraStepLoop:
     output_dir: Any
     start_step: int
     train_data: Any
+    resume_checkpoint: Any = None
+
+    def _claim_output_dir(self) -> None:
+        """The checkpoint to resume (`canvas.rlhf.checkpointing.start_run`), or a fresh start in a clean folder."""
+        cfg = self.config
+        self.resume_checkpoint = start_run(
+            self.output_dir,
+            cfg,
+            cfg.resume,
+            cfg.overwrite_output_dir,
+            is_main=self.accelerator.is_main_process,
+        )
 
     def _prepare_lora_training(self, unet: Any) -> None:
         """LoRA on `unet` (from `init_lora` if set), AdamW on it, then the checkpoint `resume` names (LoRA,
@@ -45,11 +59,7 @@ class LoraStepLoop:
             unet.enable_gradient_checkpointing()
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
         self.start_step = 0
-        checkpoint = resolve_resume(self.output_dir, cfg.resume)
-        if cfg.resume and checkpoint is None:
-            log.warning(
-                "--resume %s: no checkpoint in %s, starting from scratch", cfg.resume, self.output_dir
-            )
+        checkpoint = self.resume_checkpoint
         if checkpoint is not None:
             state, _ = load_checkpoint(checkpoint, unet, optimizer)
             self.start_step = int(state["step"])
@@ -89,7 +99,8 @@ class LoraStepLoop:
         cfg = self.config
         if not self.accelerator.is_main_process:
             return None
-        resume_step = self.start_step if cfg.resume else None
+        resume_step = self.start_step if self.resume_checkpoint is not None else None
+        write_run_config(self.output_dir, cfg)
         return RunLogger(self.output_dir, resume_from_step=resume_step, tensorboard=cfg.tensorboard)
 
     def _end_step(self, done: int, last: dict[str, float], logger: RunLogger | None) -> None:
@@ -109,6 +120,7 @@ class LoraStepLoop:
                     acc.unwrap_model(self.unet),
                     self.optimizer,
                     limit=cfg.checkpoints_total_limit,
+                    run_config=cfg,
                 )
 
     def _finish(

@@ -68,6 +68,14 @@ class LoraTrainingConfig:
     resume: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint folder: continue that run exactly"}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
+            "the model...) is refused; with this flag those files are removed first (other files are "
+            "kept). Ignored when resuming."
+        },
+    )
     tensorboard: bool = field(
         default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
     )
@@ -77,6 +85,8 @@ class LoraTrainingConfig:
             raise CanvasError(
                 "max_steps, train_batch_size and gradient_accumulation_steps must be at least 1"
             )
+        if not self.learning_rate > 0:
+            raise CanvasError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lora_rank < 1:
             raise CanvasError(f"lora_rank must be at least 1, got {self.lora_rank}")
         self.lora_target_modules = list(self.lora_target_modules)

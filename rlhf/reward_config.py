@@ -51,6 +51,14 @@ class RewardConfig:
     checkpoints_total_limit: int | None = field(
         default=2, metadata={"help": "keep at most this many checkpoints"}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
+            "the model...) is refused; with this flag those files are removed first (other files are "
+            "kept)."
+        },
+    )
     tensorboard: bool = field(
         default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
     )
@@ -60,3 +68,5 @@ class RewardConfig:
             raise CanvasError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         if self.num_epochs < 1 or self.batch_size < 1:
             raise CanvasError("num_epochs and batch_size must be at least 1")
+        if not self.learning_rate > 0:
+            raise CanvasError(f"learning_rate must be positive, got {self.learning_rate}")

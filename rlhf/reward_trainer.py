@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from canvas.rlhf.checkpointing import start_run, write_run_config
 from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
 from canvas.rlhf.reward_config import RewardConfig
 from canvas.rlhf.reward_model import CLIPRewardModel
@@ -71,6 +72,8 @@ class RewardTrainer:
         self.train_data, self.heldout_data = data.split(config.heldout_fraction, config.seed)
         if len(self.train_data) == 0 or len(self.heldout_data) == 0:
             raise_few(len(data))
+        # -- the folder: a previous run's files are refused (or cleared with overwrite_output_dir) -------
+        start_run(self.output_dir, config, None, config.overwrite_output_dir, can_resume=False)
         # -- model ----------------------------------------------------------------------------------------
         torch.manual_seed(config.seed)
         self.model = CLIPRewardModel(config.clip_model, config.clip_pretrained, config.hidden_dim)
@@ -122,6 +125,7 @@ class RewardTrainer:
         optimizer = torch.optim.AdamW(
             self.model.head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
+        write_run_config(self.output_dir, cfg)
         logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard)
         order_gen = torch.Generator().manual_seed(cfg.seed)
         step = 0

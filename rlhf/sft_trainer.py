@@ -168,6 +168,7 @@ class SFTTrainer(LoraStepLoop):
             acc.mixed_precision, torch.float32
         )
         check_columns(cfg.data, cfg.caption_column, cfg.image_column)  # fail before any model loads
+        self._claim_output_dir()
         self.pipe = pipe = load_pipeline(cfg.pretrained)
         self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
         unet = pipe.unet

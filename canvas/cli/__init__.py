@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     verbose = bool(argv) and argv[0] in ("-v", "--verbose")
     command = argv[1:] if verbose else argv
-    # Commands with their own parser (TrlParser) get the raw arguments after their command path.
+    # Commands with their own parser (train: parse_config_command) get the raw arguments after their command path.
     path = next((p for p in PASSTHROUGH if tuple(command[: len(p)]) == p), None)
     if path is not None:
         _setup_logging(verbose)

@@ -1,6 +1,6 @@
 """`canvas train ddpo`: DDPO reinforcement learning of a diffusion model's LoRA against a reward.
 
-Flags are `DDPOConfig`'s fields (trl's `TrlParser`), so `--config FILE.yaml` can set any of them and
+Flags are `DDPOConfig`'s fields (`parse_config_command`), so `--config FILE.yaml` can set any of them and
 command-line flags override the file. Multi-GPU: `accelerate launch -m canvas train ddpo ...`.
 """
 
@@ -26,17 +26,10 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from trl import TrlParser
-
+    from canvas.cli._config_args import parse_config_command
     from canvas.rlhf.ddpo_config import DDPOConfig
 
-    parser = TrlParser((DDPOConfig,), prog="canvas train ddpo", description=DESCRIPTION)
-    try:
-        (config,) = parser.parse_args_and_config(argv)
-    except FileNotFoundError as exc:
-        raise CanvasError(f"config file not found: {exc.filename}") from exc
-    except ValueError as exc:  # malformed YAML mapping or unknown keys in it
-        raise CanvasError(str(exc)) from exc
+    config = parse_config_command(DDPOConfig, argv, "canvas train ddpo", DESCRIPTION)
     if not config.prompts:
         raise CanvasError("--prompts FILE is required (.txt one prompt a line, or .parquet with captions)")
 

@@ -14,15 +14,12 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from trl import TrlParser
-
+    from canvas.cli._config_args import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.dpo_config import DiffusionDPOConfig
     from canvas.rlhf.dpo_trainer import DiffusionDPOTrainer
 
-    (config,) = TrlParser(
-        (DiffusionDPOConfig,), prog="canvas train dpo", description=HELP
-    ).parse_args_and_config(argv)
+    config = parse_config_command(DiffusionDPOConfig, argv, "canvas train dpo", HELP)
     if not config.preferences:
         raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
     summary = DiffusionDPOTrainer(config).train()

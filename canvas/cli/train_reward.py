@@ -14,15 +14,12 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from trl import TrlParser
-
+    from canvas.cli._config_args import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.reward_config import RewardConfig
     from canvas.rlhf.reward_trainer import RewardTrainer
 
-    (config,) = TrlParser(
-        (RewardConfig,), prog="canvas train reward", description=HELP
-    ).parse_args_and_config(argv)
+    config = parse_config_command(RewardConfig, argv, "canvas train reward", HELP)
     if not config.preferences:
         raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
     summary = RewardTrainer(config).train()

@@ -17,15 +17,14 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from trl import TrlParser
-
+    from canvas.cli._config_args import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.sft_config import SFTConfig
     from canvas.rlhf.sft_trainer import SFTTrainer
 
     # `--output DIR` is the short form the other canvas commands use; the dataclass field is output_dir.
     argv = ["--output_dir" if a == "--output" else a.replace("--output=", "--output_dir=", 1) for a in argv]
-    (config,) = TrlParser((SFTConfig,), prog="canvas train sft", description=HELP).parse_args_and_config(argv)
+    config = parse_config_command(SFTConfig, argv, "canvas train sft", HELP)
     if not config.data:
         raise CanvasError("--data is required (a curated folder, a subset folder or a Parquet file)")
     summary = SFTTrainer(config).train()

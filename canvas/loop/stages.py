@@ -101,6 +101,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             RewardConfig(
                 preferences=str(out / "labels" / "preferences.parquet"),
                 output_dir=str(out / "reward"),
+                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
                 seed=cfg.seed,
             )
         ).train()
@@ -121,6 +122,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             DiffusionDPOConfig(
                 preferences=str(out / "labels" / "preferences.parquet"),
                 output_dir=str(out / "dpo"),
+                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
                 pretrained=cfg.pretrained,
                 max_steps=cfg.dpo_steps,
                 train_batch_size=8,
@@ -140,6 +142,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
                 prompts=str(out / "prompts.txt"),
                 reward=str(out / "reward"),  # the reward model learned from the annotators
                 output_dir=str(out / "ddpo"),
+                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
                 pretrained=cfg.pretrained,
                 num_epochs=cfg.ddpo_epochs,
                 mixed_precision="no",

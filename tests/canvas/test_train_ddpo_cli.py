@@ -34,7 +34,7 @@ def test_train_ddpo_from_parquet_captions_then_resume(
     printed = json.loads(capsys.readouterr().out)
     assert {"reward_mean_first_epoch", "eval_reward_base", "eval_reward_tuned", "lora"} <= printed.keys()
     assert (out / "pytorch_lora_weights.safetensors").exists() and (out / "samples/epoch-0001.png").exists()
-    saved = json.loads((out / "ddpo_config.json").read_text())
+    saved = json.loads((out / "run_config.json").read_text())
     assert saved["sample_num_steps"] == 3 and saved["num_epochs"] == 1  # YAML and flags both applied
 
     assert main([*args, "--epochs", "2", "--resume", "latest"]) == 0
@@ -103,14 +103,14 @@ def test_shipped_recipes_set_exactly_what_they_say(tmp_path: Path) -> None:
     """Every rlhf/recipes/*.yaml parses as `canvas train ddpo --config` does, each value landing in its
     DDPOConfig field (a misspelt key or a value of the wrong type would fail here, not in a user's run)."""
     import yaml
-    from trl import TrlParser
 
+    from canvas.cli._config_args import parse_config_command
     from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
 
     recipes = sorted(RECIPES_DIR.glob("ddpo_*.yaml"))
     assert recipes, f"no DDPO recipe in {RECIPES_DIR}"
     for recipe in recipes:
         argv = ["--config", str(recipe), "--prompts", "prompts.txt", "--output", str(tmp_path)]
-        (config,) = TrlParser((DDPOConfig,)).parse_args_and_config(argv)
+        config = parse_config_command(DDPOConfig, argv, "canvas train ddpo", "")
         for key, value in yaml.safe_load(recipe.read_text()).items():
             assert getattr(config, key) == value, (recipe.name, key)
