@@ -41,6 +41,10 @@ class PushConfig:
         default=None, metadata={"help": "pre-label with this reward (name or reward-model folder)"}
     )
     batch_size: int = field(default=1000, metadata={"help": "tasks per import request"})
+    rejected: Path | None = field(
+        default=None,
+        metadata={"help": "write the rejected rows (row, pair_id, reason) here as JSON lines"},
+    )
 
     def __post_init__(self) -> None:
         if len(self.project.strip()) < 3:
