@@ -124,7 +124,7 @@ def read_candidates(path: Path) -> Candidates:
         if row["pair_id"] is not None:
             row["pair_id"] = str(row["pair_id"])
         reason = _row_problem(row) or (
-            "duplicate pair_id (its first row is kept)" if row["pair_id"] in good else None
+            "duplicate pair_id (an earlier row with it is kept)" if row["pair_id"] in good else None
         )
         if reason:
             rejected.append({"row": index, "pair_id": row["pair_id"], "reason": reason})
