@@ -3,6 +3,11 @@
 Connection failures are retried with exponential backoff, then raise one `CanvasError` naming the URL.
 A rejected token raises a `CanvasError` that says so (the token itself is masked). Requests that write
 (POST) are retried only when the connection was never made, so a retry cannot duplicate a write.
+
+Every request has a connect timeout and a read timeout sized to the call (`Timeouts`): seconds for
+small calls, minutes only for the export. A read timeout is not retried (a server that accepted the
+request and said nothing is hung; asking again only multiplies the wait), so one call waits at most
+its read timeout plus the connection tries; the error says what timed out and after how long.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 
 from canvas.core.errors import CanvasError
+from canvas.labeling.config import Kind, Timeouts
 from canvas.labeling.server import STATE_FILE, TOKEN_ENV, default_data_dir, mask, read_token
 
 logger = logging.getLogger(__name__)
@@ -24,8 +30,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Errors where the request never reached the server: safe to retry any call.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
-# Errors where a read-only call may simply be repeated.
-_TRANSIENT = (httpx.TransportError,)
 
 
 class LabelStudioClient:
@@ -36,7 +40,8 @@ class LabelStudioClient:
         token: API token; default `$LABEL_STUDIO_API_KEY`, else the one `canvas label server start` stored.
         retries: attempts per call when the server cannot be reached.
         backoff: first wait in seconds; doubled after each failed attempt.
-        timeout: per-request timeout in seconds (exports of 10k tasks take ~10 s).
+        timeout: one read timeout for every kind of call (tests); default `Timeouts.from_env()`.
+        timeouts: the timeouts per kind of call.
     """
 
     def __init__(
@@ -45,7 +50,8 @@ class LabelStudioClient:
         token: str | None = None,
         retries: int = 4,
         backoff: float = 0.25,
-        timeout: float = 300.0,
+        timeout: float | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         from label_studio_sdk import LabelStudio
 
@@ -58,32 +64,72 @@ class LabelStudioClient:
             )
         self.token = token
         self.retries, self.backoff = max(1, retries), backoff
-        self.sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout, max_retries=0)
+        timeouts = timeouts or Timeouts.from_env()
+        if timeout is not None:
+            timeouts = Timeouts(timeout, timeout, timeout, min(timeouts.connect, timeout))
+        self.timeouts = timeouts
+        # Our own httpx client: its default is the small-call timeout; each call passes its own.
+        self.sdk = LabelStudio(
+            base_url=self.url,
+            api_key=token,
+            max_retries=0,
+            httpx_client=httpx.Client(timeout=self._timeout("small"), follow_redirects=True),
+        )
 
     def __repr__(self) -> str:
         return f"LabelStudioClient(url={self.url!r}, token={mask(self.token)!r})"
 
     # -- the one place that talks to the server --------------------------------------------------
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, idempotent: bool = True, **kwargs: Any) -> T:
+    def _timeout(self, kind: Kind) -> httpx.Timeout:
+        read = self.timeouts.read(kind)
+        return httpx.Timeout(read, connect=min(self.timeouts.connect, read))
+
+    def _opts(self, kind: Kind = "small") -> dict[str, Any]:
+        """The SDK's per-request options: this kind of call's timeouts."""
+        return {"timeout": self._timeout(kind)}
+
+    def _call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        idempotent: bool = True,
+        kind: Kind = "small",
+        **kwargs: Any,
+    ) -> T:
         from label_studio_sdk.core.api_error import ApiError
 
-        retryable = _TRANSIENT if idempotent else _NOT_SENT
-        delay = self.backoff
+        started, delay = time.monotonic(), self.backoff
         for attempt in range(1, self.retries + 1):
             try:
                 return fn(*args, **kwargs)
-            except retryable as exc:
+            except _NOT_SENT as exc:
                 if attempt == self.retries:
                     raise CanvasError(
                         f"Label Studio at {self.url} is not reachable ({what}: {type(exc).__name__} after "
-                        f"{self.retries} tries); start it with `canvas label server start` or check --url"
+                        f"{self.retries} tries, {time.monotonic() - started:.1f} s); start it with "
+                        "`canvas label server start` or check --url"
                     ) from exc
                 logger.warning("%s: %s, retrying in %.2f s", what, type(exc).__name__, delay)
-            except httpx.TransportError as exc:  # a write that may have reached the server: not repeated
+            except httpx.TimeoutException as exc:  # connected, then no answer: hung, not retried
+                applied = "" if idempotent else "; it may have been applied: re-running push is safe"
                 raise CanvasError(
-                    f"Label Studio at {self.url} did not complete {what} ({type(exc).__name__}); it may have "
-                    "been applied: re-running push is safe (it skips pairs already there)"
+                    f"Label Studio at {self.url} did not answer {what} within {self.timeouts.read(kind):g} s "
+                    f"({type(exc).__name__}, {time.monotonic() - started:.1f} s in all){applied}; is it hung? "
+                    f"Restart it, or raise {Timeouts.ENV[kind]}"
                 ) from exc
+            except httpx.TransportError as exc:
+                if not idempotent:  # a write that may have reached the server: not repeated
+                    raise CanvasError(
+                        f"Label Studio at {self.url} did not complete {what} ({type(exc).__name__}); it may "
+                        "have been applied: re-running push is safe (it skips pairs already there)"
+                    ) from exc
+                if attempt == self.retries:
+                    raise CanvasError(
+                        f"Label Studio at {self.url} failed {what} ({type(exc).__name__} after "
+                        f"{self.retries} tries); check the server's log"
+                    ) from exc
+                logger.warning("%s: %s, retrying in %.2f s", what, type(exc).__name__, delay)
             except httpx.HTTPStatusError as exc:
                 raise CanvasError(
                     f"Label Studio at {self.url}: {what} failed (HTTP {exc.response.status_code})"
@@ -107,16 +153,21 @@ class LabelStudioClient:
 
     # -- users -----------------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
-        user = self._call("whoami", self.sdk.users.whoami)
+        user = self._call("whoami", self.sdk.users.whoami, request_options=self._opts())
         return {"id": user.id, "email": user.email}
 
     def user_ids_by_email(self) -> dict[str, int]:
-        users = self._call("list users", self.sdk.users.list)
+        users = self._call("list users", self.sdk.users.list, request_options=self._opts())
         return {u.email: u.id for u in users}
 
     def create_user(self, email: str, username: str) -> int:
         user = self._call(
-            "create user", self.sdk.users.create, email=email, username=username, idempotent=False
+            "create user",
+            self.sdk.users.create,
+            email=email,
+            username=username,
+            idempotent=False,
+            request_options=self._opts(),
         )
         return int(user.id)
 
@@ -125,7 +176,11 @@ class LabelStudioClient:
         """Id of the project with this exact title; an error when several share it."""
 
         def matches() -> list[int]:
-            return [p.id for p in self.sdk.projects.list(title=title, page_size=1000) if p.title == title]
+            return [
+                p.id
+                for p in self.sdk.projects.list(title=title, page_size=1000, request_options=self._opts())
+                if p.title == title
+            ]
 
         found = self._call("list projects", matches)
         if len(found) > 1:
@@ -144,14 +199,19 @@ class LabelStudioClient:
             show_ground_truth_first=True,
             show_skip_button=True,
             idempotent=False,
+            request_options=self._opts(),
         )
         return int(project.id)
 
     def update_project(self, project_id: int, **fields: Any) -> None:
-        self._call("update project", self.sdk.projects.update, id=project_id, **fields)
+        self._call(
+            "update project", self.sdk.projects.update, id=project_id, request_options=self._opts(), **fields
+        )
 
     def get_project(self, project_id: int) -> dict[str, Any]:
-        project = self._call("get project", self.sdk.projects.get, id=project_id)
+        project = self._call(
+            "get project", self.sdk.projects.get, id=project_id, request_options=self._opts()
+        )
         return {
             "id": project.id,
             "title": project.title,
@@ -160,11 +220,16 @@ class LabelStudioClient:
         }
 
     def delete_project(self, project_id: int) -> None:
-        self._call("delete project", self.sdk.projects.delete, id=project_id)
+        self._call("delete project", self.sdk.projects.delete, id=project_id, request_options=self._opts())
 
     # -- storage, tasks --------------------------------------------------------------------------
     def local_storage_paths(self, project_id: int) -> list[str]:
-        storages = self._call("list local storages", self.sdk.import_storage.local.list, project=project_id)
+        storages = self._call(
+            "list local storages",
+            self.sdk.import_storage.local.list,
+            project=project_id,
+            request_options=self._opts(),
+        )
         return [s.path for s in storages]
 
     def create_local_storage(self, project_id: int, path: str, title: str) -> None:
@@ -177,6 +242,7 @@ class LabelStudioClient:
             title=title,
             use_blob_urls=True,
             idempotent=False,
+            request_options=self._opts(),
         )
 
     def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> list[int]:
@@ -187,6 +253,8 @@ class LabelStudioClient:
             request=list(tasks),
             return_task_ids=True,
             idempotent=False,
+            kind="bulk",
+            request_options=self._opts("bulk"),
         )
         return list(response.task_ids or [])
 
@@ -205,7 +273,7 @@ class LabelStudioClient:
                     "include": "id,data",
                 },
                 headers={"Authorization": f"Token {self.token}"},
-                timeout=300,
+                timeout=self._timeout("bulk"),
             )
             if response.status_code == 404:  # past the last page
                 return response
@@ -218,7 +286,7 @@ class LabelStudioClient:
 
         number = 1
         while True:
-            response = self._call("list tasks", page, number)
+            response = self._call("list tasks", page, number, kind="bulk")
             if response.status_code == 404:
                 return
             tasks = response.json().get("tasks", [])
@@ -248,16 +316,33 @@ class LabelStudioClient:
         if lead_time is not None:
             fields["lead_time"] = lead_time
         annotation = self._call(
-            "create annotation", self.sdk.annotations.create, id=task_id, idempotent=False, **fields
+            "create annotation",
+            self.sdk.annotations.create,
+            id=task_id,
+            idempotent=False,
+            request_options=self._opts(),
+            **fields,
         )
         if ground_truth:
             # The create call ignores the flag; an update sets it.
-            self._call("mark ground truth", self.sdk.annotations.update, id=annotation.id, ground_truth=True)
+            self._call(
+                "mark ground truth",
+                self.sdk.annotations.update,
+                id=annotation.id,
+                ground_truth=True,
+                request_options=self._opts(),
+            )
         return int(annotation.id)
 
     def predictions(self, project_id: int) -> dict[int, list[dict[str, Any]]]:
         """Pre-labels per task id: result, score, model_version."""
-        found = self._call("list predictions", self.sdk.predictions.list, project=project_id)
+        found = self._call(
+            "list predictions",
+            self.sdk.predictions.list,
+            project=project_id,
+            kind="bulk",
+            request_options=self._opts("bulk"),
+        )
         out: dict[int, list[dict[str, Any]]] = {}
         for p in found:
             out.setdefault(int(p.task), []).append(
@@ -270,18 +355,23 @@ class LabelStudioClient:
 
         def download() -> bytes:
             chunks = self.sdk.projects.exports.download_sync(
-                id=project_id, export_type="JSON", download_all_tasks=True
+                id=project_id,
+                export_type="JSON",
+                download_all_tasks=True,
+                request_options=self._opts("export"),
             )
             return b"".join(chunks)
 
-        return json.loads(self._call("export tasks", download))
+        return json.loads(self._call("export tasks", download, kind="export"))
 
     def fetch_file(self, path: str) -> bytes:
         """A file the server serves (e.g. `/data/local-files/?d=...`), with the token."""
 
         def get() -> bytes:
             response = httpx.get(
-                f"{self.url}{path}", headers={"Authorization": f"Token {self.token}"}, timeout=60
+                f"{self.url}{path}",
+                headers={"Authorization": f"Token {self.token}"},
+                timeout=self._timeout("bulk"),
             )
             if response.status_code == 401:
                 from label_studio_sdk.core.api_error import ApiError
@@ -290,7 +380,7 @@ class LabelStudioClient:
             response.raise_for_status()
             return response.content
 
-        return self._call(f"fetch {path}", get)
+        return self._call(f"fetch {path}", get, kind="bulk")
 
 
 def connect(

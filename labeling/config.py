@@ -5,8 +5,10 @@ Kept free of heavy imports so `canvas --help` stays fast.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from canvas.core.errors import CanvasError
 
@@ -41,6 +43,10 @@ class PushConfig:
         default=None, metadata={"help": "pre-label with this reward (name or reward-model folder)"}
     )
     batch_size: int = field(default=1000, metadata={"help": "tasks per import request"})
+    rejected: Path | None = field(
+        default=None,
+        metadata={"help": "write the rejected rows (row, pair_id, reason) here as JSON lines"},
+    )
 
     def __post_init__(self) -> None:
         if len(self.project.strip()) < 3:
@@ -71,3 +77,51 @@ class PullConfig:
     def __post_init__(self) -> None:
         if not self.project.strip():
             raise CanvasError("--project must name a project")
+
+
+Kind = Literal["small", "bulk", "export"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait on Label Studio, by kind of call; each can be set by an environment variable.
+
+    small (`CANVAS_LABEL_TIMEOUT`, 20 s): find, get, create one thing; a local server answers in ms.
+    bulk (`CANVAS_LABEL_BULK_TIMEOUT`, 120 s): import a batch of 1000 tasks, list 5000 tasks, fetch an image.
+    export (`CANVAS_LABEL_EXPORT_TIMEOUT`, 600 s): the JSON export (10k tasks take ~10 s).
+    connect (`CANVAS_LABEL_CONNECT_TIMEOUT`, 5 s): to open a connection, per try.
+    """
+
+    small: float = 20.0
+    bulk: float = 120.0
+    export: float = 600.0
+    connect: float = 5.0
+
+    ENV = {
+        "small": "CANVAS_LABEL_TIMEOUT",
+        "bulk": "CANVAS_LABEL_BULK_TIMEOUT",
+        "export": "CANVAS_LABEL_EXPORT_TIMEOUT",
+        "connect": "CANVAS_LABEL_CONNECT_TIMEOUT",
+    }
+
+    @classmethod
+    def from_env(cls) -> Timeouts:
+        values = {}
+        for name, variable in cls.ENV.items():
+            raw = os.environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                values[name] = -1.0
+            if not 0 < values[name] < 86400:
+                raise CanvasError(f"{variable} must be a number of seconds between 0 and 86400, got {raw!r}")
+        return cls(**values)
+
+    def read(self, kind: Kind) -> float:
+        return float(getattr(self, kind))
+
+    def bound(self, kind: Kind, tries: int, backoff: float) -> float:
+        """The longest one call waits: every connection try, the backoff between them, one read."""
+        return self.read(kind) + tries * min(self.connect, self.read(kind)) + backoff * (2 ** (tries - 1) - 1)

@@ -2,6 +2,13 @@
 
 Images are written as PNG files under the server's local-files root and a local-files import storage
 on that folder makes them reachable (the storage is never synced: the tasks reference the files).
+
+A candidates file is untrusted input (it may come from shared storage). The whole file is checked before
+anything happens on the server or the disk: an unreadable file or a wrong column is one error; a bad
+row (unsafe or duplicate pair_id, missing prompt, missing or undecodable image) is a rejection with a
+reason, so rows = pushed + rejected. Image files are named after the pair_id only when it is a plain
+name (letters, digits, `.`, `_`, `-`); each path is resolved and checked to lie under the project's
+image folder before it is written, and the write does not follow symlinks.
 """
 
 from __future__ import annotations
@@ -10,12 +17,15 @@ import io
 import json
 import logging
 import math
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from canvas.core.errors import CanvasError
@@ -27,38 +37,137 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("pair_id", "prompt", "image_0", "image_1")
 IMAGES_SUBDIR = "canvas-pairs"
+# A pair_id names its image files, so it must be a plain file name: no separators, no leading dot.
+SAFE_PAIR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}  # what a browser shows in the labeling page
+MAX_PIXELS = 64_000_000
 
 
 @dataclass
 class PushResult:
     project_id: int
     url: str
+    rows: int
     created: int
     existing: int
     gold: int
     predictions: int
-    duplicates_in_file: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (
-            f"project {self.project_id} at {self.url}: {self.created} tasks created, {self.existing} already "
-            f"there, {self.gold} gold, {self.predictions} pre-labels, {self.duplicates_in_file} duplicate "
-            f"pair_ids in the file skipped"
+        pushed = self.created + self.existing
+        text = (
+            f"project {self.project_id} at {self.url}: {self.rows} rows = {pushed} pushed + "
+            f"{len(self.rejected)} rejected; {self.created} tasks created, {self.existing} already there, "
+            f"{self.gold} gold, {self.predictions} pre-labels"
         )
+        return text + "".join(f"\nrejected: {line}" for line in summarize_rejections(self.rejected))
 
 
-def read_candidates(path: Path) -> list[dict[str, Any]]:
-    """Rows of a candidates Parquet (a folder means `folder/candidates.parquet`)."""
+def summarize_rejections(rejected: list[dict[str, Any]]) -> list[str]:
+    """One line per reason: how many rows, and a few of their pair_ids (repr, so odd bytes show)."""
+    by_reason: dict[str, list[str]] = {}
+    for record in rejected:
+        by_reason.setdefault(record["reason"], []).append(repr(record["pair_id"])[:60])
+    return [f"{len(ids)} x {reason} (e.g. {', '.join(ids[:3])})" for reason, ids in sorted(by_reason.items())]
+
+
+@dataclass
+class Candidates:
+    """The rows that can be pushed (first row per pair_id) and the rejected ones, with reasons."""
+
+    rows: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    total: int
+    path: Path
+
+
+def _column_kind_ok(name: str, kind: pa.DataType) -> bool:
+    if name in ("image_0", "image_1"):
+        return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    if name == "pair_id":
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def read_candidates(path: Path) -> Candidates:
+    """Read and check a candidates Parquet (a folder means `folder/candidates.parquet`).
+
+    Raises CanvasError (one line) for a file that cannot be used at all; bad rows are rejections.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "candidates.parquet"
-    if not path.exists():
+    if not path.is_file():
         raise CanvasError(f"no candidates file at {path} (make one with `canvas generate`)")
-    table = pq.read_table(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise CanvasError(f"{path} lacks columns {missing}; expected {list(REQUIRED_COLUMNS)}")
-    return table.select(list(REQUIRED_COLUMNS)).to_pylist()
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+        if missing:
+            raise CanvasError(f"{path} lacks columns {missing}; expected {list(REQUIRED_COLUMNS)}")
+        wrong = [
+            f"{c} is {schema.field(c).type}"
+            for c in REQUIRED_COLUMNS
+            if not _column_kind_ok(c, schema.field(c).type)
+        ]
+        if wrong:
+            raise CanvasError(
+                f"{path}: wrong column types ({', '.join(wrong)}); expected pair_id string, prompt string, "
+                "image_0/image_1 binary (encoded image bytes)"
+            )
+        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+    except (pa.ArrowException, OSError) as exc:
+        raise CanvasError(f"{path} is not a readable Parquet file: {str(exc).splitlines()[0][:200]}") from exc
+    good: dict[str, dict[str, Any]] = {}
+    rejected: list[dict[str, Any]] = []
+    for index, row in enumerate(table.to_pylist()):
+        if row["pair_id"] is not None:
+            row["pair_id"] = str(row["pair_id"])
+        reason = _row_problem(row) or (
+            "duplicate pair_id (an earlier row with it is kept)" if row["pair_id"] in good else None
+        )
+        if reason:
+            rejected.append({"row": index, "pair_id": row["pair_id"], "reason": reason})
+        else:
+            good[row["pair_id"]] = row | {"_row": index}
+    return Candidates(list(good.values()), rejected, table.num_rows, path)
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """Why this row cannot be pushed, or None."""
+    pair_id = row["pair_id"]
+    if pair_id is None:
+        return "pair_id is missing"
+    if not SAFE_PAIR_ID.fullmatch(pair_id):
+        # It names the image files: anything but a plain name (../, /abs, NUL, newline) is refused.
+        return (
+            "pair_id is not a plain name (letters, digits, '.', '_', '-'; at most 128; not starting with '.')"
+        )
+    if row["prompt"] is None:
+        return "prompt is missing"
+    for column in ("image_0", "image_1"):
+        problem = _image_problem(row[column])
+        if problem:
+            return f"{column} {problem}"
+    return None
+
+
+def _image_problem(data: bytes | None) -> str | None:
+    """Why these bytes are not an image a browser can show (checked without decoding the pixels)."""
+    from PIL import Image
+
+    if data is None:
+        return "is missing"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                return f"is {image.format}, not one of {sorted(IMAGE_FORMATS)}"
+            if image.width * image.height > MAX_PIXELS:
+                return f"is {image.width}x{image.height}, over {MAX_PIXELS // 1_000_000} Mpx"
+            image.verify()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
+        return f"is not a readable image ({type(exc).__name__})"
+    return None
 
 
 def read_gold(path: Path | None) -> dict[str, str]:
@@ -84,29 +193,60 @@ def project_images_dir(files_root: Path, project: str) -> Path:
 
 
 def local_file_url(files_root: Path, path: Path) -> str:
-    # String prefix rather than Path.relative_to: this runs 20,000 times for 10k pairs.
-    root, full = f"{files_root.as_posix().rstrip('/')}/", path.as_posix()
-    if not full.startswith(root):
+    """The URL Label Studio serves `path` at; an error for a path (resolved) outside the root."""
+    root, full = Path(files_root).resolve(), Path(path).resolve()
+    if not full.is_relative_to(root):
         raise CanvasError(f"{path} is not under the local-files root {files_root}")
-    return f"/data/local-files/?d={full[len(root) :]}"
+    return f"/data/local-files/?d={quote(full.relative_to(root).as_posix())}"
 
 
-def _write_images(rows: list[dict[str, Any]], folder: Path) -> dict[str, tuple[Path, Path]]:
-    """Write each new pair's two PNGs; returns pair_id -> (left path, right path).
+def plan_image_paths(
+    rows: list[dict[str, Any]], folder: Path, root: Path
+) -> tuple[dict[str, tuple[Path, Path]], list[dict[str, Any]]]:
+    """Where each pair's two images go, every path resolved and checked to lie in `folder` under `root`.
+
+    Runs before anything is written. A path that resolves elsewhere (an existing symlink) is a rejection.
+    """
+    folder = folder.resolve()
+    if not folder.is_relative_to(root.resolve()):
+        raise CanvasError(f"the image folder {folder} is not under the local-files root {root}")
+    paths: dict[str, tuple[Path, Path]] = {}
+    rejected: list[dict[str, Any]] = []
+    for row in rows:
+        pair = tuple((folder / f"{row['pair_id']}_{i}.png").resolve() for i in (0, 1))
+        if all(p.parent == folder for p in pair):
+            paths[row["pair_id"]] = pair  # type: ignore[assignment]
+        else:
+            reason = "image path leaves the project's image folder (an existing symlink?)"
+            rejected.append({"row": row["_row"], "pair_id": row["pair_id"], "reason": reason})
+    return paths, rejected
+
+
+def _write_images(rows: list[dict[str, Any]], paths: dict[str, tuple[Path, Path]]) -> None:
+    """Write each new pair's two images at its checked path.
 
     Only pairs not yet imported come here, and the import follows the writes, so a push killed midway
     rewrites its files on the next run: a plain write suffices (one syscall set per file matters at 20k
-    files).
+    files). O_NOFOLLOW: a symlink planted after the check is not followed.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
     for row in rows:
-        pair = (folder / f"{row['pair_id']}_0.png", folder / f"{row['pair_id']}_1.png")
-        for path, data in zip(pair, (row["image_0"], row["image_1"]), strict=True):
-            with open(path, "wb") as f:
+        for path, data in zip(paths[row["pair_id"]], (row["image_0"], row["image_1"]), strict=True):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
-        paths[row["pair_id"]] = pair
-    return paths
+
+
+def write_rejected(path: Path | None, rejected: list[dict[str, Any]]) -> None:
+    """The rejected rows as JSON lines (row, pair_id, reason), written whole or not at all."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejected, key=lambda r: r["row"]))
+    )
+    tmp.replace(path)
 
 
 def _predictions(rows: list[dict[str, Any]], reward_name: str) -> dict[str, dict[str, Any]]:
@@ -183,14 +323,22 @@ def push_candidates(
     data_dir: Path | None = None,
     batch_size: int = 1000,
     client: LabelStudioClient | None = None,
+    rejected_path: Path | None = None,
 ) -> PushResult:
     """Create or reuse the project, place the images, import the pairs it lacks (keyed by pair_id).
 
-    Gold pairs get a ground-truth annotation (by the token's user) when their task is created.
+    The candidates are checked first (nothing is created for an unusable file); bad rows are rejected
+    with reasons (written to `rejected_path` as JSON lines when given). Gold pairs get a ground-truth
+    annotation (by the token's user) when their task is created.
     """
     config = PushConfig(
-        Path(candidates), project, url, data_dir, files_root, overlap, None, reward, batch_size
+        Path(candidates), project, url, data_dir, files_root, overlap, None, reward, batch_size, rejected_path
     )
+    found = read_candidates(config.candidates)
+    gold_answers = gold if isinstance(gold, dict) else read_gold(gold)
+    unknown_gold = sorted(set(gold_answers) - {r["pair_id"] for r in found.rows + found.rejected})
+    if unknown_gold:
+        raise CanvasError(f"gold pairs not in the candidates: {unknown_gold[:5]}")
     if client is None:
         client, server_files_root = connect(url, token, data_dir)
     else:
@@ -201,19 +349,21 @@ def push_candidates(
             "(its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
         )
     root = Path(files_root or server_files_root).resolve()
-    gold_answers = gold if isinstance(gold, dict) else read_gold(gold)
-
-    all_rows = read_candidates(config.candidates)
-    unique: dict[str, dict[str, Any]] = {}
-    for row in all_rows:
-        unique.setdefault(str(row["pair_id"]), row)
-    rows = list(unique.values())
-    unknown_gold = sorted(set(gold_answers) - set(unique))
-    if unknown_gold:
-        raise CanvasError(f"gold pairs not in the candidates: {unknown_gold[:5]}")
+    folder = project_images_dir(root, config.project)
+    paths, unsafe = plan_image_paths(found.rows, folder, root)
+    rejected = found.rejected + unsafe
+    rows = [row for row in found.rows if row["pair_id"] in paths]
+    write_rejected(config.rejected, rejected)
+    if not rows:
+        raise CanvasError(
+            f"no pair to push in {found.path}: all {found.total} rows rejected "
+            f"({summarize_rejections(rejected)[0] if rejected else 'the file is empty'})"
+        )
+    skipped_gold = sorted(set(gold_answers) - set(paths))
+    if skipped_gold:
+        logger.warning("%d gold pairs were rejected, so not pushed: %s", len(skipped_gold), skipped_gold[:5])
 
     project_id = ensure_project(client, config.project, config.overlap)
-    folder = project_images_dir(root, config.project)
     if str(folder) not in client.local_storage_paths(project_id):
         folder.mkdir(parents=True, exist_ok=True)
         client.create_local_storage(project_id, str(folder), title=f"canvas pairs: {config.project}")
@@ -227,11 +377,11 @@ def push_candidates(
     # The next batch's images are written while the server imports this one (file writes and HTTP
     # both wait on the OS, so one helper thread overlaps them).
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = writer.submit(_write_images, batches[0], folder) if batches else None
+        pending = writer.submit(_write_images, batches[0], paths) if batches else None
         for index, batch in enumerate(batches):
-            paths = pending.result()
+            pending.result()
             if index + 1 < len(batches):
-                pending = writer.submit(_write_images, batches[index + 1], folder)
+                pending = writer.submit(_write_images, batches[index + 1], paths)
             tasks = [
                 _task(row, paths[row["pair_id"]], root, predictions.get(row["pair_id"])) for row in batch
             ]
@@ -241,7 +391,7 @@ def push_candidates(
             created.update(zip((row["pair_id"] for row in batch), task_ids, strict=True))
             logger.info("imported %d / %d new pairs", len(created), len(new_rows))
 
-    already = [p for p in gold_answers if p not in created]
+    already = [p for p in gold_answers if p not in created and p in paths]
     if already:
         logger.warning(
             "%d gold pairs were already in the project: their ground truth is left as it is", len(already)
@@ -254,9 +404,10 @@ def push_candidates(
     return PushResult(
         project_id=project_id,
         url=client.url,
+        rows=found.total,
         created=len(created),
         existing=len(rows) - len(new_rows),
         gold=gold_count,
         predictions=len(predictions),
-        duplicates_in_file=len(all_rows) - len(rows),
+        rejected=rejected,
     )

@@ -4,6 +4,11 @@ Label Studio lives in its own virtualenv (`.venv-labelstudio`, made by `make set
 ours. Nothing is installed at run time. A new data dir starts as a copy of a pre-migrated template
 (`labeling/install.py`), so a start takes seconds, not the ~30 s of Django migrations.
 
+One data dir, one server: `start` holds an fcntl lock on `<data dir>/.canvas-server.lock` around the
+check and the spawn and records the pid and port under it, so two starts at once run one server.
+`status` and `stop` also scan /proc for Label Studio processes whose environment names this data dir,
+so a server whose record was lost (an orphan) is still seen and stopped.
+
 Secrets: the API token comes from `LABEL_STUDIO_API_KEY`, else one is generated and stored in
 `<data dir>/api-token` (mode 0600). The admin password is generated into `<data dir>/admin-password`
 (0600). Neither is ever printed in full or logged.
@@ -12,16 +17,17 @@ Secrets: the API token comes from `LABEL_STUDIO_API_KEY`, else one is generated 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +44,7 @@ from canvas.labeling.install import (
     label_studio_version,
     server_env,
 )
+from canvas.labeling.processes import data_dir_processes, is_label_studio, pid_alive, terminate
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ PASSWORD_FILE = "admin-password"
 PID_FILE = "label-studio.pid"
 STATE_FILE = "canvas-server.json"
 LOG_FILE = "label-studio.log"
+LOCK_FILE = ".canvas-server.lock"
 
 
 def default_data_dir() -> Path:
@@ -76,28 +84,6 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by us) counts as gone.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
-
-
-def _is_label_studio(pid: int) -> bool:
-    """Guard against a recycled PID: only signal a process whose command line is Label Studio's."""
-    try:
-        return b"label-studio" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def _write_secret(path: Path, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -122,6 +108,7 @@ class ServerStatus:
     files_root: Path
     version: str | None = None
     token: str | None = field(default=None, repr=False)
+    others: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
         state = f"running at {self.url} (pid {self.pid})" if self.running else "stopped"
@@ -133,6 +120,11 @@ class ServerStatus:
             lines.append(f"API token: {mask(self.token)} from {src}")
         if (self.data_dir / PASSWORD_FILE).exists():
             lines.append(f"admin login: {ADMIN_EMAIL}, password in {self.data_dir / PASSWORD_FILE}")
+        if self.others:
+            lines.append(
+                f"also on this data dir: Label Studio pids {self.others} (not answering or not recorded); "
+                "`canvas label server stop` stops them all"
+            )
         return "\n".join(lines)
 
 
@@ -177,27 +169,90 @@ class LabelStudioServer:
         return read_token(self.data_dir)
 
     def status(self) -> ServerStatus:
+        """Running = a Label Studio of this data dir answers /health: the recorded one, else any found."""
         pid, state = self.pid, self._state()
-        running = pid is not None and _pid_alive(pid) and _is_label_studio(pid)
-        if running:
-            running = _health(state.get("url", ""), timeout=2.0)
+        processes = data_dir_processes(self.data_dir)
+        if pid is not None and pid not in processes and pid_alive(pid) and is_label_studio(pid):
+            processes[pid] = state.get("port")
+        url, serving = state.get("url"), None
+        if pid in processes and _health(url or "", timeout=2.0):
+            serving = pid
+        else:
+            for other, port in sorted(processes.items()):
+                if port and _health(f"http://{HOST}:{port}", timeout=2.0):
+                    serving, url = other, f"http://{HOST}:{port}"
+                    break
         return ServerStatus(
-            running=running,
-            url=state.get("url"),
-            pid=pid if running else None,
+            running=serving is not None,
+            url=url,
+            pid=serving,
             data_dir=self.data_dir,
             files_root=Path(state.get("files_root", self.files_root)),
             version=state.get("version"),
             token=self.token,
+            others=sorted(set(processes) - {serving}),
         )
+
+    @contextlib.contextmanager
+    def _locked(self, timeout: float) -> Iterator[None]:
+        """Hold the data dir's lock (one start or stop at a time), waiting up to `timeout` seconds."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / LOCK_FILE, "a") as lock:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise CanvasError(
+                            f"another canvas command holds {self.data_dir / LOCK_FILE} for over "
+                            f"{timeout:.0f} s (a server starting?); try again"
+                        ) from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _record(self, pid: int, url: str, port: int, version: str | None) -> None:
+        """The pid file and the state (url, port, files root), each replaced whole."""
+        for name, text in (
+            (PID_FILE, f"{pid}\n"),
+            (
+                STATE_FILE,
+                json.dumps(
+                    {"url": url, "port": port, "files_root": str(self.files_root), "version": version}
+                ),
+            ),
+        ):
+            tmp = self.data_dir / f"{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(self.data_dir / name)
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> ServerStatus:
-        """Start the server (or return the one already running on this data dir)."""
-        current = self.status()
-        if current.running:
-            logger.info("Label Studio already running at %s", current.url)
-            return current
+        """Start the server (or return the one already running on this data dir).
+
+        The check and the spawn happen under the data dir's lock, so two starts at once run one server.
+        """
+        with self._locked(timeout + 30):
+            current = self.status()
+            if current.running:
+                if current.pid != self.pid:  # an orphan that answers: record it, do not start another
+                    self._record(
+                        current.pid, current.url, int(current.url.rsplit(":", 1)[1]), current.version
+                    )
+                logger.info("Label Studio already running at %s", current.url)
+                return self.status()
+            if current.others:
+                raise CanvasError(
+                    f"Label Studio pids {current.others} use {self.data_dir} but do not answer: stop them "
+                    "with `canvas label server stop` before starting another on the same database"
+                )
+            return self._spawn(timeout)
+
+    def _spawn(self, timeout: float) -> ServerStatus:
         binary = label_studio_bin()
         version = label_studio_version(binary)
         port = self.port or free_port()
@@ -233,10 +288,7 @@ class LabelStudioServer:
             start_new_session=True,  # survives the CLI that started it; stopped by PID
         )
         log.close()
-        (self.data_dir / PID_FILE).write_text(f"{proc.pid}\n")
-        self._state_path.write_text(
-            json.dumps({"url": url, "port": port, "files_root": str(self.files_root), "version": version})
-        )
+        self._record(proc.pid, url, port, version)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -248,11 +300,11 @@ class LabelStudioServer:
                     if self._serving_on(log_path, log_offset, port):
                         break
                 except CanvasError:
-                    self.stop()
+                    self._stop_all()
                     raise
             time.sleep(0.25)
         else:
-            self.stop()
+            self._stop_all()
             raise CanvasError(
                 f"Label Studio did not answer on {url} within {timeout:.0f} s; see {self.data_dir / LOG_FILE}"
             )
@@ -314,29 +366,21 @@ class LabelStudioServer:
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, timeout: float = 15.0) -> bool:
-        """Stop the server by its PID; returns False when none was running."""
+        """Stop every Label Studio of this data dir (the recorded one and any orphan); False if none ran."""
+        with self._locked(180.0):
+            return self._stop_all(timeout)
+
+    def _stop_all(self, timeout: float = 15.0) -> bool:
+        pids = set(data_dir_processes(self.data_dir))
         pid = self.pid
-        pid_file = self.data_dir / PID_FILE
-        if pid is None or not _pid_alive(pid) or not _is_label_studio(pid):
-            pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-        pid_file.unlink(missing_ok=True)
-        logger.info("stopped Label Studio (pid %d)", pid)
-        return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the server is our own child (tests), so it does not linger."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+        if pid is not None and pid_alive(pid) and is_label_studio(pid):
+            pids.add(pid)
+        for each in sorted(pids):
+            terminate(each, timeout)
+        (self.data_dir / PID_FILE).unlink(missing_ok=True)
+        if pids:
+            logger.info("stopped Label Studio (pids %s)", sorted(pids))
+        return bool(pids)
 
 
 def _health(url: str, timeout: float) -> bool:

@@ -77,6 +77,7 @@ def _push(args: argparse.Namespace) -> int:
         files_root=c.files_root,
         data_dir=c.data_dir,
         batch_size=c.batch_size,
+        rejected_path=c.rejected,
     )
     print(result.describe())
     return 0
