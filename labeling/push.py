@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
-from canvas.labeling.schema import CHOICES, LABEL_CONFIG, choice_result
+from canvas.labeling.schema import CHOICES, LABEL_CONFIG, ImageScorer, choice_result
 
 logger = logging.getLogger(__name__)
 
@@ -249,30 +249,20 @@ def write_rejected(path: Path | None, rejected: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _predictions(rows: list[dict[str, Any]], reward_name: str) -> dict[str, dict[str, Any]]:
-    """Pre-labels: the image the reward scores higher, with P(left better) = sigmoid(r0 - r1)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from canvas.rlhf.rewards import load_reward, score_checked
-
-    reward = load_reward(reward_name)
+def _predictions(rows: list[dict[str, Any]], scorer: ImageScorer) -> dict[str, dict[str, Any]]:
+    """Pre-labels: the image the scorer rates higher, with P(left better) = sigmoid(r0 - r1)."""
     out = {}
     for start in range(0, len(rows), 64):
         chunk = rows[start : start + 64]
-        images = []
-        for row in chunk:
-            for data in (row["image_0"], row["image_1"]):
-                arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0
-                images.append(torch.from_numpy(arr).permute(2, 0, 1))
+        images = [data for row in chunk for data in (row["image_0"], row["image_1"])]
         prompts = [row["prompt"] for row in chunk for _ in range(2)]
-        scores = score_checked(reward, torch.stack(images), prompts).view(-1, 2).tolist()
-        for row, (r0, r1) in zip(chunk, scores, strict=True):
+        scores = scorer(images, prompts)
+        for i, row in enumerate(chunk):
+            r0, r1 = scores[2 * i], scores[2 * i + 1]
             choice = "tie" if abs(r0 - r1) < 1e-6 else ("left" if r0 > r1 else "right")
             p_left = 1.0 / (1.0 + math.exp(-(r0 - r1)))
             out[row["pair_id"]] = {
-                "model_version": str(getattr(reward, "name", reward_name)),
+                "model_version": scorer.name,
                 "score": max(p_left, 1.0 - p_left),
                 "result": choice_result(choice),
             }
@@ -318,7 +308,7 @@ def push_candidates(
     token: str | None = None,
     overlap: int = 1,
     gold: Path | dict[str, str] | None = None,
-    reward: str | None = None,
+    scorer: ImageScorer | None = None,
     files_root: Path | None = None,
     data_dir: Path | None = None,
     batch_size: int = 1000,
@@ -329,10 +319,20 @@ def push_candidates(
 
     The candidates are checked first (nothing is created for an unusable file); bad rows are rejected
     with reasons (written to `rejected_path` as JSON lines when given). Gold pairs get a ground-truth
-    annotation (by the token's user) when their task is created.
+    annotation (by the token's user) when their task is created. `scorer` (e.g.
+    `canvas.rlhf.rewards.EncodedImageScorer("brightness")`) adds pre-labels.
     """
     config = PushConfig(
-        Path(candidates), project, url, data_dir, files_root, overlap, None, reward, batch_size, rejected_path
+        Path(candidates),
+        project,
+        url,
+        data_dir,
+        files_root,
+        overlap,
+        None,
+        getattr(scorer, "name", None),
+        batch_size,
+        rejected_path,
     )
     found = read_candidates(config.candidates)
     gold_answers = gold if isinstance(gold, dict) else read_gold(gold)
@@ -370,7 +370,7 @@ def push_candidates(
 
     existing = {str(data.get("pair_id")) for _, data in client.iter_task_data(project_id)}
     new_rows = [row for row in rows if row["pair_id"] not in existing]
-    predictions = _predictions(new_rows, reward) if reward and new_rows else {}
+    predictions = _predictions(new_rows, scorer) if scorer is not None and new_rows else {}
 
     batches = [new_rows[i : i + config.batch_size] for i in range(0, len(new_rows), config.batch_size)]
     created: dict[str, int] = {}

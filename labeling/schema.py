@@ -6,7 +6,18 @@ the judgement: Label Studio's `Pairwise` tag cannot express a tie.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class ImageScorer(Protocol):
+    """Scores encoded images (PNG/JPEG bytes) with their prompts, one float each: what pre-labels and simulated
+    annotators call. `canvas.rlhf.rewards.EncodedImageScorer(name)` is one; labeling never imports rewards."""
+
+    name: str
+
+    def __call__(self, images: Sequence[bytes], prompts: Sequence[str]) -> list[float]: ...
+
 
 FROM_NAME = "preference"
 TO_NAME = "prompt"

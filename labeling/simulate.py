@@ -2,16 +2,16 @@
 
 Each simulated annotator is a real user on the server. Its annotations go through the real API, with
 `completed_by` set to that user (the admin token writes them: Label Studio's API gives no token for
-another user). Its preference is an oracle reward from `canvas.rlhf.rewards` (e.g. `brightness`): it picks the
+another user). Its preference is an oracle reward (e.g. `brightness`, scored by the caller's `scorer_for`): it picks the
 image the reward scores higher, `tie` when the scores are within `tie_margin`, and with probability
 `error_rate` one of the two other answers instead. Everything is seeded, so a run is reproducible.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.pull import read_task_image
-from canvas.labeling.schema import CHOICES, choice_result, parse_choice
+from canvas.labeling.schema import CHOICES, ImageScorer, choice_result, parse_choice
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,10 @@ class SimulatedAnnotator:
     """One simulated annotator: a Label Studio user with a known, noisy preference."""
 
     name: str = field(metadata={"help": "user name; the user's email is NAME@simulated.canvas.local"})
-    reward: str = field(default="brightness", metadata={"help": "oracle reward from canvas.rlhf.rewards"})
+    reward: str = field(
+        default="brightness",
+        metadata={"help": "oracle reward name, scored by the `scorer_for` given to simulate_annotations"},
+    )
     error_rate: float = field(default=0.1, metadata={"help": "probability of answering something else"})
     seed: int = field(default=0, metadata={"help": "seed of this annotator's noise"})
     tie_margin: float = field(default=0.0, metadata={"help": "|r0 - r1| at or below this is a tie"})
@@ -81,26 +84,15 @@ def ensure_users(client: LabelStudioClient, annotators: list[SimulatedAnnotator]
 
 
 def _score_pairs(
-    client: LabelStudioClient, files_root: Path | None, tasks: list[dict[str, Any]], reward_name: str
+    client: LabelStudioClient, files_root: Path | None, tasks: list[dict[str, Any]], scorer: ImageScorer
 ) -> dict[str, tuple[float, float]]:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from canvas.rlhf.rewards import load_reward, score_checked
-
-    reward = load_reward(reward_name)
     cache: dict[str, bytes] = {}
     scores = {}
     for task in tasks:
         data = task["data"]
-        images = []
-        for key in ("image_0", "image_1"):
-            raw = read_task_image(client, files_root, data[key], cache)
-            arr = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), dtype=np.float32) / 255.0
-            images.append(torch.from_numpy(arr).permute(2, 0, 1))
-        r = score_checked(reward, torch.stack(images), [data.get("prompt", "")] * 2).tolist()
-        scores[str(data["pair_id"])] = (float(r[0]), float(r[1]))
+        images = [read_task_image(client, files_root, data[key], cache) for key in ("image_0", "image_1")]
+        r0, r1 = scorer(images, [data.get("prompt", "")] * 2)
+        scores[str(data["pair_id"])] = (float(r0), float(r1))
     return scores
 
 
@@ -108,6 +100,7 @@ def simulate_annotations(
     client_or_url: LabelStudioClient | str | None,
     project: str,
     annotators: list[SimulatedAnnotator],
+    scorer_for: Callable[[str], ImageScorer],
     overlap: int | None = None,
     token: str | None = None,
     data_dir: Path | None = None,
@@ -119,6 +112,8 @@ def simulate_annotations(
     Each pair gets `overlap` judgements (default: the project's overlap) from distinct annotators,
     assigned round-robin in task order. Pairs an annotator already judged are skipped, so a second run
     only fills what is missing. Gold (ground-truth) annotations do not count towards the overlap.
+    `scorer_for(name)` gives the scorer of an annotator's oracle reward, e.g.
+    `canvas.rlhf.rewards.EncodedImageScorer`.
     """
     if not annotators:
         raise CanvasError("no simulated annotators given")
@@ -141,7 +136,8 @@ def simulate_annotations(
         key=lambda t: int(t["id"]),
     )[:limit]
     scores_by_reward = {
-        r: _score_pairs(client, files_root, tasks, r) for r in sorted({a.reward for a in annotators})
+        r: _score_pairs(client, files_root, tasks, scorer_for(r))
+        for r in sorted({a.reward for a in annotators})
     }
 
     votes = []

@@ -115,3 +115,21 @@ def score_checked(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) 
     if bad:
         raise CanvasError(f"reward {name!r} returned non-finite values at batch positions {bad}")
     return out
+
+
+class EncodedImageScorer:
+    """A reward applied to encoded images (PNG/JPEG bytes), as labeling's pre-labels and simulated annotators
+    call it: `scorer(images, prompts) -> [score, ...]`. Labeling takes any callable of this shape, so it never
+    imports this package; the CLI and the demo build one from a reward name or folder."""
+
+    def __init__(self, name_or_dir: str) -> None:
+        self.reward = load_reward(name_or_dir)
+        self.name = str(getattr(self.reward, "name", name_or_dir))
+
+    def __call__(self, images: Sequence[bytes], prompts: Sequence[str]) -> list[float]:
+        arrays = [
+            np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0
+            for data in images
+        ]
+        batch = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrays])
+        return [float(v) for v in score_checked(self.reward, batch, list(prompts)).tolist()]

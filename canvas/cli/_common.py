@@ -44,7 +44,7 @@ def add_passthrough(
     help: str,
     func: Callable[[list[str]], int | None],
 ) -> None:
-    """A command that parses its own arguments (`canvas train`: `_config_args.parse_config_command`).
+    """A command that parses its own arguments (`canvas train`: `canvas.core.config_parser.parse_config_command`).
 
     `canvas` hands `func` the raw arguments after the command path, `--help` included, so the command's
     own parser documents every flag. Build that parser with `prog="canvas " + " ".join(path)`.

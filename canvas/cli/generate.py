@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from canvas.cli._config_args import add_config_arguments, config_from_args
+from canvas.core.config_parser import add_config_arguments, config_from_args
 from canvas.pipelines.generate_config import GenerateConfig
 
 HELP = "generate candidate image pairs for prompts (Apache Beam + diffusers)"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from canvas.cli._common import add_group
-from canvas.cli._config_args import add_config_arguments, config_from_args
+from canvas.core.config_parser import add_config_arguments, config_from_args
 from canvas.labeling.config import PullConfig, PushConfig
 
 
@@ -67,13 +67,18 @@ def _push(args: argparse.Namespace) -> int:
     from canvas.labeling.push import push_candidates
 
     c = config_from_args(PushConfig, args)
+    scorer = None
+    if c.reward:
+        from canvas.rlhf.rewards import EncodedImageScorer
+
+        scorer = EncodedImageScorer(c.reward)
     result = push_candidates(
         c.candidates,
         c.project,
         url=c.url,
         overlap=c.overlap,
         gold=c.gold,
-        reward=c.reward,
+        scorer=scorer,
         files_root=c.files_root,
         data_dir=c.data_dir,
         batch_size=c.batch_size,

@@ -26,7 +26,7 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.rlhf.ddpo_config import DDPOConfig
 
     config = parse_config_command(DDPOConfig, argv, "canvas train ddpo", DESCRIPTION)

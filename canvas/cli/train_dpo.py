@@ -14,12 +14,15 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.dpo_config import DiffusionDPOConfig
-    from canvas.rlhf.dpo_trainer import DiffusionDPOTrainer
 
     config = parse_config_command(DiffusionDPOConfig, argv, "canvas train dpo", HELP)
+    from canvas.rlhf.dpo_trainer import (
+        DiffusionDPOTrainer,
+    )  # after parsing: --help and mistakes need no torch
+
     if not config.preferences:
         raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
     summary = DiffusionDPOTrainer(config).train()

@@ -14,12 +14,13 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.reward_config import RewardConfig
-    from canvas.rlhf.reward_trainer import RewardTrainer
 
     config = parse_config_command(RewardConfig, argv, "canvas train reward", HELP)
+    from canvas.rlhf.reward_trainer import RewardTrainer  # after parsing: --help and mistakes need no torch
+
     if not config.preferences:
         raise CanvasError("--preferences is required (a Pick-a-Pic v2 schema Parquet or dataset)")
     summary = RewardTrainer(config).train()

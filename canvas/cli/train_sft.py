@@ -17,14 +17,15 @@ def register(group: argparse._SubParsersAction) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.core.errors import CanvasError
     from canvas.rlhf.sft_config import SFTConfig
-    from canvas.rlhf.sft_trainer import SFTTrainer
 
     # `--output DIR` is the short form the other canvas commands use; the dataclass field is output_dir.
     argv = ["--output_dir" if a == "--output" else a.replace("--output=", "--output_dir=", 1) for a in argv]
     config = parse_config_command(SFTConfig, argv, "canvas train sft", HELP)
+    from canvas.rlhf.sft_trainer import SFTTrainer  # after parsing: --help and mistakes need no torch
+
     if not config.data:
         raise CanvasError("--data is required (a curated folder, a subset folder or a Parquet file)")
     summary = SFTTrainer(config).train()

@@ -69,6 +69,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
 
     def annotate() -> dict[str, Any]:
         from canvas.labeling.simulate import SimulatedAnnotator, simulate_annotations
+        from canvas.rlhf.rewards import EncodedImageScorer
 
         annotators = [
             SimulatedAnnotator(
@@ -77,7 +78,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
             for i, rate in enumerate(cfg.error_rates)
         ]
         votes = simulate_annotations(
-            None, PROJECT, annotators, overlap=cfg.overlap, data_dir=out / "labelstudio"
+            None, PROJECT, annotators, EncodedImageScorer, overlap=cfg.overlap, data_dir=out / "labelstudio"
         )
         correct = sum(1 for v in votes if v.choice == v.oracle)
         return {"annotators": len(annotators), "votes": len(votes), "votes_matching_oracle": correct}

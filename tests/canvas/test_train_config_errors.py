@@ -30,7 +30,7 @@ CASES = [
     ("top level not a mapping", "- seed\n- 1\n", [], "expected a mapping of field: value at the top level"),
     ("top level a scalar", "just text\n", [], "expected a mapping of field: value at the top level, got str"),
     ("missing config file", None, ["--config", "MISSING"], "config file not found"),
-    ("config without a file", None, ["--config"], "--config needs a YAML file"),
+    ("config without a file", None, ["--config"], "argument --config: expected one argument"),
     ("negative learning rate", None, ["--LR", "-0.5"], "LR must be"),
     ("zero learning rate in YAML", "LR: 0\n", [], "LR must be"),
     ("float flag for an int", None, ["--seed", "3.5"], "invalid int value: '3.5'"),
@@ -77,7 +77,7 @@ def test_hostile_config_is_one_line_and_writes_nothing(
 def test_yaml_values_land_in_their_fields(tmp_path: Path) -> None:
     """What the loader accepts: YAML 1.1's `1e-4` (text) for a float, null for an optional field, a list
     for a list field, quoted "no" for mixed_precision; flags override the file."""
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.rlhf.dpo_config import DiffusionDPOConfig
 
     config = tmp_path / "dpo.yaml"

@@ -104,7 +104,7 @@ def test_shipped_recipes_set_exactly_what_they_say(tmp_path: Path) -> None:
     DDPOConfig field (a misspelt key or a value of the wrong type would fail here, not in a user's run)."""
     import yaml
 
-    from canvas.cli._config_args import parse_config_command
+    from canvas.core.config_parser import parse_config_command
     from canvas.rlhf.ddpo_config import RECIPES_DIR, DDPOConfig
 
     recipes = sorted(RECIPES_DIR.glob("ddpo_*.yaml"))

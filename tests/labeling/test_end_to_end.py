@@ -15,6 +15,7 @@ from canvas.labeling.push import push_candidates
 from canvas.labeling.schema import choice_result
 from canvas.labeling.server import LabelStudioServer
 from canvas.labeling.simulate import SimulatedAnnotator, simulate_annotations
+from canvas.rlhf.rewards import EncodedImageScorer
 
 pytestmark = pytest.mark.labelstudio
 
@@ -136,7 +137,11 @@ def test_prelabels_from_a_reward_pick_the_higher_scored_image(
     from PIL import Image
 
     pushed = push_candidates(
-        candidates, "prelabel pairs", url=ls_server.url, data_dir=ls_server.data_dir, reward="brightness"
+        candidates,
+        "prelabel pairs",
+        url=ls_server.url,
+        data_dir=ls_server.data_dir,
+        scorer=EncodedImageScorer("brightness"),
     )
     assert pushed.predictions == 4
     brightness = {}
@@ -160,7 +165,7 @@ def test_simulated_annotators_answer_from_their_oracle(
     honest = SimulatedAnnotator("honest", reward="brightness", error_rate=0.0, seed=1)
     contrary = SimulatedAnnotator("contrary", reward="brightness", error_rate=1.0, seed=2)
     votes = simulate_annotations(
-        ls_client, "simulated pairs", [honest, contrary], files_root=ls_server.files_root
+        ls_client, "simulated pairs", [honest, contrary], EncodedImageScorer, files_root=ls_server.files_root
     )
     assert len(votes) == 8  # 4 pairs x overlap 2, by two distinct users each
     assert {(v.pair_id, v.annotator) for v in votes} == {
@@ -170,7 +175,11 @@ def test_simulated_annotators_answer_from_their_oracle(
     assert all(v.choice != v.oracle for v in votes if v.annotator == "contrary")
     assert (
         simulate_annotations(
-            ls_client, "simulated pairs", [honest, contrary], files_root=ls_server.files_root
+            ls_client,
+            "simulated pairs",
+            [honest, contrary],
+            EncodedImageScorer,
+            files_root=ls_server.files_root,
         )
         == []
     )

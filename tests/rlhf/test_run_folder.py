@@ -138,12 +138,12 @@ def test_every_trainer_refuses_a_foreign_run_before_loading_a_model(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import canvas.core.presets
+    import canvas.core.presets.loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model loaded before the output folder was checked")
 
-    monkeypatch.setattr(canvas.core.presets, "load_pipeline", no_model)
+    monkeypatch.setattr(canvas.core.presets.loading, "load_pipeline", no_model)
     argv, previous = _trainer_case(command, tmp_path, oracle_preferences, sft_rows)
     run = tmp_path / "run"
     _fake_previous_run(run, previous)

@@ -1,11 +1,13 @@
-"""Build argparse flags from a `...Config` dataclass, so each flag's help text has one source.
+"""One way to configure a command: a `...Config` dataclass gives the flags, `--config FILE.yaml` sets any of
+its fields, and flags given on the command line override the file (trl's TrlParser / HfArgumentParser
+semantics), checked before any work starts.
 
-`parse_config_command` is the one loader of `canvas train dpo|sft|ddpo|reward`: flags plus a checked
-`--config FILE.yaml`.
-
-Each field becomes `--field-name` with the field's type, default and `metadata["help"]`;
-`metadata["required"] = True` makes it required. Supported types: str, int, float, bool, Path and
-`X | None` of those.
+Each field becomes `--field_name` (also spelt `--field-name`, plus any `metadata["aliases"]`) with the field's type and `metadata["help"]`;
+`metadata["required"] = True` makes it required (from a flag or the file). A bool field is `--flag`,
+`--flag true|false` or `--no_flag`; a list field takes several values; a `Literal` field its choices.
+Every mistake (unknown key or flag, with a suggestion; wrong type; broken YAML; a value the config's own
+`__post_init__` refuses) is a `CanvasError`: one line, exit 2. Plain argparse, so `--help` imports
+nothing heavy.
 """
 
 from __future__ import annotations
@@ -24,49 +26,102 @@ from canvas.core.errors import CanvasError
 C = TypeVar("C")
 
 
-def _base_type(annotation: Any) -> Any:
+def _unwrap_optional(annotation: Any) -> Any:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
 
 
+def _to_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()
 ) -> None:
+    """`--config FILE.yaml` plus one flag per field of `config_cls` (defaults stay the dataclass's)."""
+    raise_on_error(parser)
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value (flags override it)")
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         if f.name in skip or not f.init:
             continue
-        kind = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        kind = _unwrap_optional(hints[f.name])
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        names += [a for a in f.metadata.get("aliases", []) if a not in names]  # e.g. --output for output_dir
         help_text = f.metadata.get("help", "")
-        required = bool(f.metadata.get("required", False))
+        if f.metadata.get("required"):
+            help_text += " (required)"
+        elif f.default is not dataclasses.MISSING and f.default not in (None, ""):
+            help_text += f" (default: {f.default})"
+        # SUPPRESS: only flags the user gave land in the namespace, so the file's values are not overridden
+        # by defaults and the dataclass keeps the one definition of each default.
+        common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
+            parser.add_argument(*names, nargs="?", const=True, type=_to_bool, metavar="true|false", **common)
+            negated = dict.fromkeys([f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}"])
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+                *negated, dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
             continue
-        default = None if required else f.default
-        shown = "" if required or default is None else f" (default: {default})"
-        parser.add_argument(
-            flag,
-            dest=f.name,
-            type=Path if kind is Path else kind,
-            default=default,
-            required=required,
-            help=help_text + shown,
-            metavar=f.name.upper(),
-        )
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if origin is typing.Literal:
+            parser.add_argument(*names, choices=args, type=type(args[0]), metavar=f.name.upper(), **common)
+        elif origin is list:
+            inner = args[0] if args else str
+            parser.add_argument(*names, nargs="+", type=inner, metavar=f.name.upper(), **common)
+        else:
+            parser.add_argument(
+                *names, type=kind if callable(kind) else str, metavar=f.name.upper(), **common
+            )
 
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    """`config_cls` from `--config`'s file (if given), then the flags given, then `overrides`."""
+    path = getattr(args, "config", None)
+    values = load_config_file(config_cls, path) if path else {}
+    names = [f.name for f in dataclasses.fields(config_cls) if f.init]
+    values.update({name: getattr(args, name) for name in names if hasattr(args, name)})
     values.update(overrides)
-    return config_cls(**values)
+    missing = [
+        f.name
+        for f in dataclasses.fields(config_cls)
+        if f.metadata.get("required") and not values.get(f.name)
+    ]
+    if missing:
+        raise CanvasError(f"--{missing[0]} is required (as a flag or a key of --config)")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise CanvasError(str(exc).splitlines()[0]) from exc
 
 
-# -- `canvas train ...`: dataclass flags + `--config FILE.yaml`, checked before any model loads ----------
-# One loader for every trainer (dpo, sft, ddpo, reward). A YAML value must have its field's type:
+def parse_config_command(config_cls: type[C], argv: list[str], prog: str, description: str) -> C:
+    """`config_cls` from `[--config FILE.yaml] [--field VALUE ...]`, for a command that owns its arguments."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    add_config_arguments(parser, config_cls)
+    return config_from_args(config_cls, parser.parse_args(argv))
+
+
+def raise_on_error(parser: argparse.ArgumentParser) -> None:
+    """argparse's usage-and-exit on a bad flag becomes a `CanvasError` (one line, with a suggestion)."""
+
+    def error(message: str) -> typing.NoReturn:
+        flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        match = re.match(r"unrecognized arguments: (\S+)", message)
+        hint = _did_you_mean(match.group(1).split("=")[0], flags) if match else ""
+        raise CanvasError(message + hint)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+# -- YAML values, checked against the dataclass ---------------------------------------------------------
+# A YAML value must have its field's type:
 # an int field takes an int (10.0 and 3.5 are refused, as `--max_steps 10.0` is on the command line), a
 # float field an int or float or a number YAML 1.1 reads as text (`1e-4`), a str field text or a number,
 # a bool field true/false, a list field a list. Unknown keys get a did-you-mean suggestion.
@@ -159,51 +214,3 @@ def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
         except CanvasError as exc:
             raise CanvasError(f"{path}: {exc}") from exc
     return out
-
-
-def _pop_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
-    rest, found = [], []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--config":
-            value = next(it, None)
-            if value is None or value.startswith("--"):
-                raise CanvasError("--config needs a YAML file")
-            found.append(value)
-        elif arg.startswith("--config="):
-            found.append(arg.split("=", 1)[1])
-        else:
-            rest.append(arg)
-    if len(found) > 1:
-        raise CanvasError("--config given more than once")
-    return (found[0] if found else None), rest
-
-
-def parse_config_command(config_cls: type[C], argv: list[str], prog: str, description: str) -> C:
-    """`config_cls` from `[--config FILE.yaml] [--field VALUE ...]` (flags override the file).
-
-    Every user mistake (unknown key or flag, wrong type, broken YAML, a value the config's own
-    `__post_init__` refuses) is a `CanvasError`: one line, before any model loads. `--help` prints help.
-    """
-    from transformers import HfArgumentParser
-
-    path, argv = _pop_config_flag(list(argv))
-    values = load_config_file(config_cls, path) if path else {}
-    parser = HfArgumentParser((config_cls,), prog=prog, description=description)
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value (flags override it)")
-
-    def error(message: str) -> typing.NoReturn:
-        raise CanvasError(message)
-
-    parser.error = error  # type: ignore[method-assign]  # argparse's usage + exit -> one line, exit 2
-    parser.set_defaults(**values)
-    namespace, unknown = parser.parse_known_args(argv)
-    if unknown:
-        flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-        first = next((u for u in unknown if u.startswith("-")), unknown[0])
-        raise CanvasError(
-            f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(first.split('=')[0], flags)}"
-        )
-    return config_cls(
-        **{f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_cls) if f.init}
-    )
