@@ -396,7 +396,7 @@ class QueryEncoder:
         """Embeds images: loaded ones as given, paths through `open_image_file` (curation's limits)."""
         from PIL import Image
 
-        from canvas.curation.decode import open_image_file
+        from canvas.core.images import open_image_file
 
         loaded = [im if isinstance(im, Image.Image) else open_image_file(im) for im in images]
         return self.embedder.encode_images(loaded)

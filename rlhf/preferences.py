@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from canvas.core.errors import CanvasError
+from canvas.core.images import open_lazily
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
 IMAGE_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")
@@ -171,7 +172,7 @@ def _image_bytes(value: Any) -> bytes:
 
 def _open_image(data: bytes, row: int, column: str, name: str, decode: bool = True) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_lazily(data)  # the pixel limit, from the header, before anything is decoded
         if decode:
             image = image.convert("RGB")
         return image

@@ -17,7 +17,6 @@ in the diffusers format: stock `pipe.load_lora_weights(OUTPUT)` loads it, and `c
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +91,9 @@ def image_to_tensor(data: bytes, resolution: int) -> torch.Tensor:
     """Decode, resize the shorter side to `resolution`, centre-crop: `(3, R, R)` float in [0, 1]."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
+    from canvas.core.images import open_lazily
+
+    with open_lazily(data) as img:  # ValueError above the pixel limit: that row is skipped
         img = img.convert("RGB")
     scale = resolution / min(img.size)
     img = img.resize(

@@ -68,7 +68,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from canvas.curation.decode import open_image_file
+    from canvas.core.images import open_image_file
     from canvas.curation.index import CuratedIndex, QueryEncoder
 
     if args.k is not None and args.k < 1:

@@ -26,7 +26,7 @@ def _score(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from canvas.curation.decode import check_image_path, open_image_file
+    from canvas.core.images import check_image_path, open_image_file
     from canvas.rlhf.rewards import load_reward, score_checked
 
     for path in args.images:  # a missing or oversized file is reported before the reward loads

@@ -54,6 +54,15 @@ def test_hugging_face_dataset_in_the_schema_loads(tmp_path: Path) -> None:
         assert len(data) == 4 and data[1].caption == "p1" and data[1].target == 1.0
 
 
+def _huge_png() -> bytes:
+    """A 90-Mpx 1-bit PNG (a few kB): over Pillow's limit, which Pillow alone only warns about."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("1", (9500, 9500)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -74,8 +83,14 @@ def test_hugging_face_dataset_in_the_schema_loads(tmp_path: Path) -> None:
             ),
             r"row 4: jpg_0 is not a decodable image",
         ),
+        (
+            lambda t: t.set_column(
+                1, "jpg_0", pa.array([t.column("jpg_0")[0].as_py()] * 2 + [_huge_png()] * 4)
+            ),
+            r"row 2: jpg_0 is not a decodable image \(9500x9500 pixels is over the limit",
+        ),
     ],
-    ids=["missing-column", "label-sum", "garbage-image", "truncated-image"],
+    ids=["missing-column", "label-sum", "garbage-image", "truncated-image", "over-pixel-limit"],
 )
 def test_malformed_files_fail_naming_the_row(tmp_path: Path, change, message: str) -> None:
     path = write_preferences(tmp_path / "p.parquet", _records())
