@@ -19,10 +19,8 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from canvas.core.errors import CanvasError
-from canvas.core.outputs import commit_output, prepare_output
 from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
 from canvas.curation.report import render_html, summarize
@@ -50,6 +48,7 @@ from canvas.pipelines.curate_stages import (
     NearDedup,
     NsfwFilter,
 )
+from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
 __all__ = ["Curate", "run_curation"]
 
@@ -127,15 +126,6 @@ def _write_empty(folder: str, schema: pa.Schema) -> None:
         pq.write_table(schema.empty_table(), handle)
 
 
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(text.encode())
-
-
-def _write_count(n: int, path: str) -> None:
-    _write_text(path, json.dumps({"input_count": n}))
-
-
 def _thresholds(cfg: CurationConfig, applied_clip_threshold: float | None) -> dict[str, Any]:
     score = asdict(cfg.clip_score)
     if applied_clip_threshold is not None:  # the percentile mode's is computed from the run's scores
@@ -151,73 +141,20 @@ def _thresholds(cfg: CurationConfig, applied_clip_threshold: float | None) -> di
     }
 
 
-def _pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, str]:
-    """Parse the Beam options and look up the runner now: a mistake is one line, before any work."""
-    import argparse
-    import contextlib
-    import difflib
-    import io
-
-    from apache_beam.runners import create_runner
-
-    options = PipelineOptions(pipeline_args)
-    usage = io.StringIO()
-    unknown: list[str] = []
-    known: list[str] = []
-
-    def find_unknown(parser: argparse.ArgumentParser) -> None:  # called with every options class's flags
-        unknown.extend(a for a in parser.parse_known_args(pipeline_args)[1] if a.startswith("-"))
-        known.extend(o for action in parser._actions for o in action.option_strings)
-
-    try:
-        with contextlib.redirect_stderr(usage):  # Beam's argparse prints its whole usage, then exits
-            options.get_all_options(add_extra_args_fn=find_unknown, retain_unknown_options=True)
-    except SystemExit as exc:
-        error = (usage.getvalue().strip().splitlines() or ["invalid value"])[-1].split("error: ", 1)[-1]
-        raise CanvasError(f"Beam pipeline option: {error}") from exc
-    # Beam only logs a warning for a flag no options class declares, so a typo such as
-    # --direct_num_worker=2 would run with the default; every runner's own flags are declared here.
-    if unknown:
-        name = unknown[0].split("=", 1)[0]
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise CanvasError(f"unknown option {name} (neither canvas curate's nor a Beam pipeline option){hint}")
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    try:
-        create_runner(runner)
-    except (ValueError, ImportError, AttributeError) as exc:  # unknown name, module, or class
-        raise CanvasError(f"--runner={runner}: {exc}") from exc
-    return options, runner
-
-
-def _workers_are_local(options: PipelineOptions, runner: str) -> bool:
-    """Whether the workers run on this machine (the direct runners, or a portable job in LOOPBACK mode)."""
-    from apache_beam.options.pipeline_options import PortableOptions
-
-    direct = runner.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-    return direct or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
-
-
 def _curate_into(
     tmp: str,
     files: list[str],
     config: CurationConfig,
-    options: PipelineOptions,
-    runner: str,
+    launcher: BeamLauncher,
     models: tuple[str, str, int | None],
-    pipeline_args: list[str],
     started: float,
 ) -> dict[str, Any]:
     """Run the pipeline writing every output file into `tmp`; returns the report (also in tmp)."""
     clip_model, clip_pretrained, embedding_dim = models
     t0 = time.perf_counter()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = launcher.pipeline()
     raw = pipeline | "Read" >> ReadImageText(files)
-    _ = (
-        raw
-        | "CountInput" >> beam.combiners.Count.Globally()
-        | "WriteCount" >> beam.Map(_write_count, path=f"{tmp}/_stats/input_count.json")
-    )
+    _ = {"input_count": raw} | "WriteCount" >> WriteCounts(f"{tmp}/_stats/input_count.json")
     out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained)
     _ = (
         out[KEPT]
@@ -233,16 +170,13 @@ def _curate_into(
     )
     stats_path = f"{tmp}/_stats/report_stats.json"
     _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = launcher.run(pipeline)
     pipeline_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    with FileSystems.open(f"{tmp}/_stats/input_count.json") as handle:
-        input_count = json.loads(handle.read())["input_count"]
-    with FileSystems.open(stats_path) as handle:
-        stats = json.loads(handle.read())
-    FileSystems.delete([f"{tmp}/_stats"])
+    input_count = read_json(f"{tmp}/_stats/input_count.json")["input_count"]
+    stats = read_json(stats_path)
+    delete_folder(f"{tmp}/_stats")
     for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
         if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
             _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder
@@ -253,11 +187,11 @@ def _curate_into(
         "embedding_dim": embedding_dim,
         **summarize(stats, input_count, _thresholds(config, stats["clip_threshold"])),
         "notes": config.notes,
-        "runner": runner,
-        "pipeline_args": list(pipeline_args),
+        "runner": launcher.runner,
+        "pipeline_args": launcher.pipeline_args,
         "inputs": files,
         "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
-        "metrics": _metrics(result),
+        "metrics": metrics(result),
     }
     if not report["invariant_holds"]:
         raise RuntimeError(
@@ -268,8 +202,8 @@ def _curate_into(
         "report": round(time.perf_counter() - t1, 3),
         "total": round(time.perf_counter() - started, 3),
     }
-    _write_text(f"{tmp}/report.html", render_html(report, stats))
-    _write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
+    write_text(f"{tmp}/report.html", render_html(report, stats))
+    write_text(f"{tmp}/report.json", json.dumps(report, indent=1, default=str))
     return report
 
 
@@ -300,37 +234,23 @@ def run_curation(
     started = time.perf_counter()
     if not inputs:
         raise CanvasError("no --input given")
-    options, runner = _pipeline_options(pipeline_args or [])
+    launcher = BeamLauncher("curate", pipeline_args or [])
     config = resolve(load_config(config_path), clip_model)
     files = expand_inputs([str(i) for i in inputs])
     _check_inputs(files)
     embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None
-    if config.clip.enabled and _workers_are_local(options, runner):  # a cluster's may hold other weights
+    if config.clip.enabled and launcher.workers_are_local:  # a cluster's may hold other weights
         from canvas.core.presets.clip import check_clip_weights
 
         check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
     output = str(output).rstrip("/")
-    with prepare_output(output, "curate", files, overwrite) as tmp:  # checked and locked before any work
+    with launcher.output(output, files, overwrite) as tmp:  # checked and locked before any work
         if config.clip.enabled:
             from canvas.core.presets.clip import resolve_clip
 
             resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
-        log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, runner)
+        log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, launcher.runner)
         models = (clip_model, clip_pretrained, embedding_dim)
-        report = _curate_into(tmp, files, config, options, runner, models, pipeline_args or [], started)
-        commit_output(tmp, output, "curate")
+        report = _curate_into(tmp, files, config, launcher, models, started)
     log.info("kept %d of %d records -> %s", report["kept_count"], report["input_count"], output)
     return report
-
-
-def _metrics(result: beam.runners.runner.PipelineResult) -> dict[str, Any]:
-    """Beam counters of the run (rejections per stage, records in), where the runner reports them."""
-    try:
-        found = result.metrics().query()
-    except Exception:  # noqa: BLE001 - not every runner reports metrics
-        return {}
-    out: dict[str, Any] = {}
-    for counter in found.get("counters", []):
-        name = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
-        out[name] = out.get(name, 0) + (counter.committed or 0)
-    return dict(sorted(out.items()))

@@ -5,8 +5,15 @@
 `DiffusersPipelineHandler` (loads once per worker via `canvas.core.presets.load_pipeline`, i.e. diffusers'
 `from_pretrained`), and form every unordered pair of a prompt's images.
 
+The run goes through `canvas.pipelines.launch` like `canvas curate`: Beam options are checked, the runner
+is the user's (default DirectRunner), and the workers write `candidates.parquet`, `rejected_prompts.jsonl`
+and the counts into the output's temp folder through Beam's FileSystems (local or gs://-style); the
+driver reads back only the counts.
+
 Determinism: each image's seed is derived from (seed, prompt, image index), and one inference call holds
-exactly one prompt's images, so the pixels do not depend on how Beam batches or orders elements.
+exactly one prompt's images, so the pixels do not depend on how Beam batches or orders elements; both
+files are written sorted (by prompt index, then seeds), so the same seed and prompts give the same bytes
+on every runner.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import io
 import itertools
 import json
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +31,13 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from canvas.core.errors import CanvasError
-from canvas.core.outputs import commit_output, prepare_output
 from canvas.pipelines.generate_config import GenerateConfig
+from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +82,23 @@ def pair_id(model: str, prompt: str, seed_0: int, seed_1: int, steps: int, guida
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def read_prompts(path: Path) -> list[str | None]:
-    """Prompts from a .txt (blank lines skipped) or a Parquet's `caption` (or `prompt`) column."""
-    path = Path(path)
-    if not path.exists():
+def read_prompts(path: str | Path) -> list[str | None]:
+    """Prompts from a .txt (blank lines skipped) or a Parquet's `caption` (or `prompt`) column; the file
+    is read through Beam's FileSystems, so it may be local or gs://-style (small: read whole)."""
+    path = str(path)
+    if not FileSystems.exists(path):
         raise CanvasError(f"no prompts file at {path}")
-    if path.suffix == ".parquet":
-        names = pq.read_schema(path).names
+    if path.endswith(".parquet"):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            data = pa.BufferReader(handle.read())
+        names = pq.read_schema(data).names
         column = next((c for c in ("caption", "prompt") if c in names), None)
         if column is None:
             raise CanvasError(f"{path} has no caption or prompt column (columns: {names})")
-        return pq.read_table(path, columns=[column]).column(column).to_pylist()
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return pq.read_table(data, columns=[column]).column(column).to_pylist()
+    with FileSystems.open(path) as handle:  # AUTO: a prompts.txt.gz is read too
+        text = handle.read().decode("utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult, Any]):
@@ -228,9 +240,41 @@ class GenerateCandidates(beam.PTransform):
         return {"pairs": pairs, "rejected": checked[_ValidatePrompt.REJECTED]}
 
 
+def _write_candidates(rows: list[dict[str, Any]], path: str) -> None:
+    # Sorted, so the same seed and prompts give the same bytes whatever order the runner delivered.
+    rows = sorted(rows, key=lambda r: (r["prompt_index"], r["seed_0"], r["seed_1"]))
+    with FileSystems.create(path) as handle:
+        pq.write_table(pa.Table.from_pylist(rows, schema=CANDIDATES_SCHEMA), handle)
+
+
+def _write_rejected(rows: list[dict[str, Any]], path: str) -> None:
+    rows = sorted(rows, key=lambda r: r["prompt_index"])
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+class WriteOneFile(beam.PTransform):
+    """Rows -> one file at `path`, written by `write(rows, path)` in a worker (also for no rows).
+
+    One file, not shards: `candidates.parquet` is one sorted file so that equal inputs give equal bytes,
+    and the only way to get one sorted file without reading shards back in the driver is to gather the
+    rows in one worker. Candidate sets are small (a few thousand pairs), so that worker holds them easily.
+    """
+
+    def __init__(self, path: str, write: Any) -> None:
+        super().__init__()
+        self.path, self.write = path, write
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            rows
+            | "Gather" >> beam.combiners.ToList()  # one list, [] when there are no rows
+            | "Write" >> beam.Map(self.write, path=self.path)
+        )
+
+
 def run_generation(
-    prompts: Path | Sequence[str],
-    output: Path,
+    prompts: str | Path | Sequence[str],
+    output: str | Path,
     pretrained: str = "tiny",
     images_per_prompt: int = 2,
     steps: int = 10,
@@ -242,14 +286,22 @@ def run_generation(
 ) -> dict[str, Any]:
     """Run the pipeline; writes OUTPUT/candidates.parquet (+ rejected_prompts.jsonl); returns a summary.
 
-    `prompts` is a file (.txt or Parquet) or a list of strings. `beam_args` are Beam pipeline options
-    (default DirectRunner), e.g. `["--direct_num_workers=2", "--direct_running_mode=multi_processing"]`.
-    The output folder appears whole, at the end (`canvas.core.outputs`): an existing one is replaced only if
-    it is empty or a previous generate output, otherwise refused unless `overwrite`.
+    `prompts` is a file (.txt or Parquet; local or gs://-style) or a list of strings. `output` is a
+    local or gs://-style folder. `beam_args` are Beam pipeline options, checked like `canvas curate`'s
+    (`canvas.pipelines.launch`): the runner is the user's (default DirectRunner), e.g.
+    `["--direct_num_workers=2", "--direct_running_mode=multi_processing"]` or `["--runner=FlinkRunner",
+    ...]`. The output folder appears whole, at the end (`canvas.core.outputs`): an existing one is replaced
+    only if it is empty or a previous generate output, otherwise refused unless `overwrite`.
+
+    Returns:
+        {"prompts", "prompts_kept", "prompts_rejected", "pairs" (counted by the pipeline), "metrics" (the
+        runner's counters, where it reports them), "output" (the candidates file)}.
     """
+    is_file = isinstance(prompts, (str, Path))
+    out = str(output).rstrip("/")
     config = GenerateConfig(
-        Path(prompts) if isinstance(prompts, (str, Path)) else Path("<list>"),
-        Path(output),
+        str(prompts) if is_file else "<list>",
+        out,
         pretrained,
         images_per_prompt,
         steps,
@@ -258,79 +310,47 @@ def run_generation(
         threads,
         overwrite,
     )
-    texts = read_prompts(config.prompts) if isinstance(prompts, (str, Path)) else list(prompts)
+    launcher = BeamLauncher("generate", beam_args)
+    texts = read_prompts(config.prompts) if is_file else list(prompts)
     if not texts:
         raise CanvasError(f"no prompts in {prompts}")
-    inputs = [str(config.prompts)] if isinstance(prompts, (str, Path)) else []
-    with prepare_output(config.output, "generate", inputs, overwrite) as tmp:  # checked before any work
-        summary = _generate_into(Path(tmp), texts, config, beam_args)
-        commit_output(tmp, config.output, "generate")
-    summary["output"] = str(config.output / CANDIDATES_FILE)
+    inputs = [config.prompts] if is_file else []
+    with launcher.output(out, inputs, overwrite) as tmp:  # checked and locked before any work
+        summary = _generate_into(tmp, texts, config, launcher)
+    summary["output"] = f"{out}/{CANDIDATES_FILE}"
     logger.info(
-        "generated %d pairs from %d prompts (%d rejected)",
+        "generated %d pairs from %d prompts (%d rejected) on %s",
         summary["pairs"],
         summary["prompts"],
         summary["prompts_rejected"],
+        launcher.runner,
     )
     return summary
 
 
 def _generate_into(
-    folder: Path, texts: list[str | None], config: GenerateConfig, beam_args: Sequence[str]
+    tmp: str, texts: list[str | None], config: GenerateConfig, launcher: BeamLauncher
 ) -> dict[str, Any]:
-    """Run the pipeline writing candidates.parquet and rejected_prompts.jsonl into `folder`."""
-    shard_dir = folder / ".candidates-shards"
-    options = PipelineOptions(list(beam_args))
-    if options.view_as(StandardOptions).runner is None:
-        # The DirectRunner would first try to download the Prism runner binary; we are offline.
-        options.view_as(StandardOptions).runner = "FnApiRunner"
-    pipeline = beam.Pipeline(options=options)
-    outputs = (
-        pipeline
-        | "Prompts" >> beam.Create(list(enumerate(texts)), reshuffle=False)
-        | "GenerateCandidates" >> GenerateCandidates(config)
-    )
-    _ = outputs["pairs"] | "WritePairs" >> beam.io.WriteToParquet(
-        str(shard_dir / "part"), CANDIDATES_SCHEMA, file_name_suffix=".parquet"
-    )
-    _ = (
-        outputs["rejected"]
-        | "RejectedJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
-        | "WriteRejected" >> beam.io.WriteToText(str(shard_dir / "rejected"), file_name_suffix=".jsonl")
-    )
-    result = pipeline.run()
-    result.wait_until_finish()
-    # One sorted file, the same bytes for the same inputs whatever the shard layout was.
-    shards = sorted(shard_dir.glob("part*.parquet"))
-    table = (
-        pa.concat_tables([pq.read_table(s, schema=CANDIDATES_SCHEMA) for s in shards])
-        if shards
-        else (CANDIDATES_SCHEMA.empty_table())
-    )
-    table = table.sort_by([("prompt_index", "ascending"), ("seed_0", "ascending"), ("seed_1", "ascending")])
-    pq.write_table(table, folder / CANDIDATES_FILE)
-    rejected = sorted(
-        (
-            json.loads(line)
-            for s in sorted(shard_dir.glob("rejected*"))
-            for line in s.read_text().splitlines()
-        ),
-        key=lambda r: r["prompt_index"],
-    )
-    (folder / REJECTED_FILE).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected))
-    shutil.rmtree(shard_dir)
+    """Run the pipeline; its workers write candidates.parquet, rejected_prompts.jsonl and the counts
+    into `tmp`. Nothing is read back but the counts."""
+    counts_path = f"{tmp}/_stats/counts.json"
+    pipeline = launcher.pipeline()
+    prompts = pipeline | "Prompts" >> beam.Create(list(enumerate(texts)), reshuffle=False)
+    outputs = prompts | "GenerateCandidates" >> GenerateCandidates(config)
+    _ = outputs["pairs"] | "WritePairs" >> WriteOneFile(f"{tmp}/{CANDIDATES_FILE}", _write_candidates)
+    _ = outputs["rejected"] | "WriteRejected" >> WriteOneFile(f"{tmp}/{REJECTED_FILE}", _write_rejected)
+    _ = {
+        "prompts": prompts,
+        "prompts_rejected": outputs["rejected"],
+        "pairs": outputs["pairs"],
+    } | "Counts" >> WriteCounts(counts_path)
+    result = launcher.run(pipeline)
+    counts = read_json(counts_path)
+    delete_folder(f"{tmp}/_stats")
     return {
-        "prompts": len(texts),
-        "prompts_kept": len(texts) - len(rejected),
-        "prompts_rejected": len(rejected),
-        "pairs": table.num_rows,
-        "metrics": _counters(result),
+        "prompts": counts["prompts"],
+        "prompts_kept": counts["prompts"] - counts["prompts_rejected"],
+        "prompts_rejected": counts["prompts_rejected"],
+        "pairs": counts["pairs"],
+        "metrics": metrics(result, NAMESPACE),
     }
-
-
-def _counters(result: Any) -> dict[str, int]:
-    try:
-        counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    except Exception:  # some runners do not report metrics; the summary does without them
-        return {}
-    return {c.key.metric.name: int(c.committed or c.attempted or 0) for c in counters}

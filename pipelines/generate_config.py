@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from canvas.core.errors import CanvasError
 
@@ -12,15 +11,19 @@ from canvas.core.errors import CanvasError
 class GenerateConfig:
     """Options of `canvas generate` (one source for the CLI flags and their help)."""
 
-    prompts: Path = field(
-        default=Path("prompts.txt"),
-        metadata={"help": ".txt (one prompt a line) or Parquet (its captions)", "required": True},
-    )
-    output: Path = field(
-        default=Path("candidates"),
+    # str, not Path: a gs://-style path must keep its "//" (Path("gs://b/x") is "gs:/b/x").
+    prompts: str = field(
+        default="prompts.txt",
         metadata={
-            "help": "output folder, written atomically; an existing one must be empty or a previous "
-            "generate output",
+            "help": ".txt (one prompt a line) or Parquet (its captions); a local or gs://-style path",
+            "required": True,
+        },
+    )
+    output: str = field(
+        default="candidates",
+        metadata={
+            "help": "output folder (local or gs://-style), written atomically; an existing one must be "
+            "empty or a previous generate output",
             "required": True,
         },
     )

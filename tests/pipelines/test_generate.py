@@ -88,3 +88,69 @@ def test_generate_cli_rejects_bad_flags_in_one_line(
     )
     err = capsys.readouterr().err
     assert err.startswith("canvas: error: --images-per-prompt must be at least 2") and err.count("\n") == 1
+
+
+FAST = {"images_per_prompt": 2, "steps": 2, "seed": 3, "threads": 1}
+
+
+def test_portable_runner_through_the_job_api_gives_the_same_bytes(tiny_presets: dict, tmp_path: Path) -> None:
+    # The path Flink and Spark take (see the curate test of the same name): the runner is the user's,
+    # and the workers write the files, so they must equal the DirectRunner's byte for byte.
+    prompts = ["a cat", "a dog", ""]
+    direct = run_generation(prompts, tmp_path / "direct", **FAST)
+    args = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+    portable = run_generation(prompts, tmp_path / "portable", beam_args=args, **FAST)
+    counts = ("prompts", "prompts_kept", "prompts_rejected", "pairs")
+    assert [direct[k] for k in counts] == [portable[k] for k in counts] == [3, 2, 1, 2]
+    assert portable["metrics"]["prompts_kept"] == 2  # the runner's counters come back too
+    for name in ("candidates.parquet", "rejected_prompts.jsonl"):
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "portable" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "portable").iterdir()) == [
+        ".canvas-output.json",
+        "candidates.parquet",
+        "rejected_prompts.jsonl",
+    ]
+
+
+def test_generate_reads_and_writes_an_object_store_path(
+    tiny_presets: dict, object_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket/prompts.txt").write_text("a cat\n\na dog\nA  cat\n")
+    prompts, out = f"{object_store}bucket/prompts.txt", f"{object_store}bucket/cands"
+    flags = ["--steps", "2", "--seed", "3", "--threads", "1"]
+    assert main(["generate", "--prompts", prompts, "--output", out, *flags]) == 0
+    assert (
+        f"2 pairs from 2 prompts -> {out}/candidates.parquet (1 prompts rejected" in capsys.readouterr().out
+    )
+    written = tmp_path / "bucket/cands"
+    assert sorted(p.name for p in written.iterdir()) == [
+        ".canvas-output.json",
+        "candidates.parquet",
+        "rejected_prompts.jsonl",
+    ]
+    rows = pq.read_table(written / "candidates.parquet").to_pylist()
+    assert [r["prompt"] for r in rows] == ["a cat", "a dog"]
+    assert '"reason": "duplicate of prompt #0"' in (written / "rejected_prompts.jsonl").read_text()
+    assert not [p for p in (tmp_path / "bucket").iterdir() if "partial" in p.name]
+    parquet = tmp_path / "bucket/captions.parquet"  # a curated Parquet's captions, on the store too
+    pq.write_table(pa.table({"caption": ["a cat", None]}), parquet)
+    assert read_prompts(f"{object_store}bucket/captions.parquet") == ["a cat", None]
+
+
+def test_a_misspelt_beam_option_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    txt = tmp_path / "p.txt"
+    txt.write_text("a cat\n")
+    argv = ["generate", "--prompts", str(txt), "--output", str(tmp_path / "o"), "--steps", "1"]
+    assert main([*argv, "--direct_num_worker=2"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "canvas: error: unknown option --direct_num_worker (neither canvas generate's nor a Beam pipeline "
+        "option); did you mean --direct_num_workers?\n"
+    )
+    assert main([*argv, "--runner=NoSuchRunner"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("canvas: error: --runner=NoSuchRunner: ") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))

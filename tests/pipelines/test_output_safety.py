@@ -8,18 +8,13 @@ import fcntl
 import io
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.io.filesystem import BeamIOError, FileMetadata
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 from PIL import Image
 
 from canvas.cli import main
@@ -296,61 +291,13 @@ def test_generate_replaces_its_own_output_and_with_overwrite_a_foreign_one(
     assert not list(tmp_path.glob(".cands.partial-*"))
 
 
-class _ObjectStore(LocalFileSystem):
-    """`canvastest://NAME` is ROOT/NAME, listed by prefix like an object store (no folders, no locks)."""
-
-    root = ""
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "canvastest"
-
-    def _local(self, path: str) -> str:
-        return os.path.join(self.root, path.split("://", 1)[1])
-
-    def has_dirs(self) -> bool:
-        return False
-
-    def _list(self, prefix: str) -> Iterator[FileMetadata]:
-        for folder, _, files in os.walk(self.root):
-            for name in files:
-                path = "canvastest://" + os.path.relpath(os.path.join(folder, name), self.root)
-                if path.startswith(prefix):
-                    yield FileMetadata(path, 0, 0)
-
-    def metadata(self, path: str) -> FileMetadata:
-        return FileMetadata(path, 0, 0)
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(self._local(path))
-
-    def create(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return super().create(self._local(path), *args, **kwargs)
-
-    def open(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return super().open(self._local(path), *args, **kwargs)
-
-    def rename(self, sources: list[str], destinations: list[str]) -> None:
-        for source, destination in zip(sources, destinations, strict=True):
-            os.makedirs(os.path.dirname(self._local(destination)), exist_ok=True)
-            os.rename(self._local(source), self._local(destination))
-
-    def delete(self, paths: list[str]) -> None:
-        for path in paths:
-            local = self._local(path)
-            if not os.path.exists(local):
-                raise BeamIOError("Delete operation failed", {path: "not found"})
-            shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
-
-
 def _write(path: str, text: str) -> None:
     with FileSystems.create(path) as handle:
         handle.write(text.encode())
 
 
-def test_remote_output_is_checked_by_its_marker_and_replaced_whole(tmp_path: Path) -> None:
-    _ObjectStore.root = str(tmp_path)
-    out = "canvastest://bucket/out"
+def test_remote_output_is_checked_by_its_marker_and_replaced_whole(object_store: str, tmp_path: Path) -> None:
+    out = f"{object_store}bucket/out"
     _write(f"{out}/theirs.txt", "foreign")
     with (
         pytest.raises(CanvasError, match="files not written by canvas curate"),
@@ -364,7 +311,7 @@ def test_remote_output_is_checked_by_its_marker_and_replaced_whole(tmp_path: Pat
 
     for run in ("first", "second"):  # --overwrite replaces the foreign files, then a rerun its own output
         with prepare_output(
-            out, "curate", ["canvastest://bucket/in.parquet"], overwrite=run == "first"
+            out, "curate", [f"{object_store}bucket/in.parquet"], overwrite=run == "first"
         ) as tmp:
             _write(f"{tmp}/curated/part-0.parquet", run)
             _write(f"{tmp}/report.json", run)
