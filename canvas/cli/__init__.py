@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from canvas import __version__
 from canvas.cli._common import PASSTHROUGH
+from canvas.core.config_parser import raise_on_error
 from canvas.core.errors import CanvasError
 
 # Order is the order `canvas --help` lists them: the loop, start to end.
@@ -63,8 +64,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    for ours in ("canvas", "curation", "pipelines", "labeling", "rlhf"):
-        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("canvas").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,12 +77,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path is not None:
         _setup_logging(verbose)
         return _run(lambda: PASSTHROUGH[path](command[len(path) :]))
+    return _run(lambda: _dispatch(parser, argv))
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
+    _one_line_errors(parser)
     args, unknown = parser.parse_known_args(argv)
     _setup_logging(args.verbose)
     if unknown and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra_args = unknown
-    return _run(lambda: args.func(args))
+    return args.func(args)
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Every parser of the tree reports a mistake as a CanvasError: one line, exit 2, no usage block."""
+    raise_on_error(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _one_line_errors(child)
 
 
 def _run(call: Callable[[], int | None]) -> int:

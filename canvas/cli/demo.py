@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.loop.config import DemoConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,25 +14,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help=help,
         description=help + ". Stages: sample data -> curate -> generate -> Label Studio push -> simulated "
-        "annotators -> pull -> train reward -> train DPO -> train DDPO -> eval -> report.",
+        "annotators -> pull -> train reward -> train DPO -> train DDPO -> eval -> report. Every knob is a "
+        "DemoConfig field: a flag, or a key of --config FILE.yaml.",
     )
-    parser.add_argument(
-        "--output", type=Path, default=Path("demo-output"), help="output folder (default: demo-output)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="shortened run (fewer pairs, steps, epochs), as CI runs it"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
-    parser.add_argument(
-        "--pretrained",
-        default="tiny-photo",
-        help="diffusion pipeline: preset name, folder or hub id (default: tiny-photo)",
-    )
+    add_config_arguments(parser, DemoConfig)
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from canvas.loop import DemoConfig, run_demo
+    from canvas.loop.demo import run_demo
 
-    run_demo(DemoConfig(output=args.output, quick=args.quick, seed=args.seed, pretrained=args.pretrained))
+    run_demo(config_from_args(DemoConfig, args))
     return 0

@@ -41,6 +41,17 @@ def _to_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+class _TupleAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, tuple(values))
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()
 ) -> None:
@@ -52,8 +63,7 @@ def add_config_arguments(
         if f.name in skip or not f.init:
             continue
         kind = _unwrap_optional(hints[f.name])
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        names += [a for a in f.metadata.get("aliases", []) if a not in names]  # e.g. --output for output_dir
+        names = [f"--{f.name}", *(a for a in f.metadata.get("aliases", []) if a != f"--{f.name}")]
         help_text = f.metadata.get("help", "")
         if f.metadata.get("required"):
             help_text += " (required)"
@@ -61,24 +71,26 @@ def add_config_arguments(
             help_text += f" (default: {f.default})"
         # SUPPRESS: only flags the user gave land in the namespace, so the file's values are not overridden
         # by defaults and the dataclass keeps the one definition of each default.
-        common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        spec: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "metavar": f.name.upper()}
         if kind is bool:
-            parser.add_argument(*names, nargs="?", const=True, type=_to_bool, metavar="true|false", **common)
+            spec.update(nargs="?", const=True, type=_to_bool, metavar="true|false")
             negated = dict.fromkeys([f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}"])
             parser.add_argument(
                 *negated, dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
-            continue
-        origin, args = typing.get_origin(kind), typing.get_args(kind)
-        if origin is typing.Literal:
-            parser.add_argument(*names, choices=args, type=type(args[0]), metavar=f.name.upper(), **common)
-        elif origin is list:
-            inner = args[0] if args else str
-            parser.add_argument(*names, nargs="+", type=inner, metavar=f.name.upper(), **common)
-        else:
-            parser.add_argument(
-                *names, type=kind if callable(kind) else str, metavar=f.name.upper(), **common
+        elif typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            spec.update(choices=choices, type=type(choices[0]))
+        elif typing.get_origin(kind) in (list, tuple):  # list[X] and tuple[X, ...]: several values
+            inner = (typing.get_args(kind) or (str,))[0]
+            spec.update(
+                nargs="+", type=inner, action=_TupleAction if typing.get_origin(kind) is tuple else "store"
             )
+        else:
+            spec.update(type=kind if callable(kind) else str)
+        parser.add_argument(*names, help=help_text, **spec)
+        if "_" in f.name:  # --field-name works too, without doubling every line of --help
+            parser.add_argument(f"--{f.name.replace('_', '-')}", help=argparse.SUPPRESS, **spec)
 
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -145,11 +157,12 @@ def _check_value(name: str, annotation: Any, value: Any, choices: Any = None) ->
         annotation = type(args[0])
     origin = typing.get_origin(annotation) or annotation
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path"}
-    if origin is list:
+    if origin in (list, tuple):
         if not isinstance(value, list):
             raise CanvasError(f"{name}: expected a list, got {_describe(value)}")
         inner = args[0] if args else Any
-        return [_check_value(f"{name}[{i}]", inner, v) for i, v in enumerate(value)]
+        checked = [_check_value(f"{name}[{i}]", inner, v) for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
     if annotation is bool:
         ok = isinstance(value, bool)
     elif annotation is int:
