@@ -7,13 +7,12 @@ is one self-contained file: matplotlib plots and thumbnails are embedded as base
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import Any
 
 import numpy as np
 
+from canvas.core.html_report import figure_data_uri, thumbnail_data_uri
 from canvas.curation.records import STAGES
 
 MAX_GROUPS = 8
@@ -61,15 +60,6 @@ def regroup(histogram: dict[str, Any], bars: int = PLOT_BINS) -> tuple[np.ndarra
     return edges, merged
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _histogram(
     edges: np.ndarray, counts: np.ndarray, threshold: float | None, title: str, xlabel: str, ylabel: str
 ) -> str | None:
@@ -86,7 +76,7 @@ def _histogram(
         ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.4g}")
         ax.legend()
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    return _png(fig)
+    return figure_data_uri(fig)
 
 
 def _bars(labels: list[str], values: list[int], title: str, xlabel: str) -> str:
@@ -99,23 +89,16 @@ def _bars(labels: list[str], values: list[int], title: str, xlabel: str) -> str:
     ax.bar(labels, values, color="#228833")
     ax.set(title=title, xlabel=xlabel, ylabel="records")
     ax.tick_params(axis="x", rotation=30)
-    return _png(fig)
+    return figure_data_uri(fig)
 
 
 def _thumb(data: bytes | None, px: int = 96) -> str:
     if not data:
         return "<div class=missing>no image</div>"
-    from PIL import Image
-
     try:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        img.thumbnail((px, px))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=80)
-        data = buf.getvalue()
+        return f'<img src="{thumbnail_data_uri(data, px, fmt="JPEG")}">'
     except Exception:  # noqa: BLE001 - a report never fails on one picture
         return "<div class=missing>unreadable</div>"
-    return f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}">'
 
 
 def _fmt(value: float | None) -> str:
@@ -175,7 +158,7 @@ def render_html(report: dict[str, Any], stats: dict[str, Any]) -> str:
     parts.append("</table><h2>Why thresholds are what they are</h2><ul>")
     parts += [f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in report["notes"].items()]
     parts.append("</ul><h2>Plots</h2>")
-    parts += [f'<img src="data:image/png;base64,{p}">' for p in plots if p]
+    parts += [f'<img src="{p}">' for p in plots if p]
     parts.append("<h2>Duplicate groups (kept in green, removed in red)</h2>")
     for group in stats["duplicate_groups"]:
         parts.append(

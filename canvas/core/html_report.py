@@ -54,15 +54,16 @@ def figure_data_uri(fig: Any) -> str:
     return png_data_uri(buf.getvalue())
 
 
-def thumbnail_data_uri(image_bytes: bytes, size: int = 160) -> str:
-    """Any encoded image -> an RGB PNG thumbnail data URI (longest side `size`)."""
+def thumbnail_data_uri(image_bytes: bytes, size: int = 160, fmt: str = "PNG") -> str:
+    """Any encoded image -> an RGB thumbnail data URI (longest side `size`), PNG or JPEG (smaller pages)."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(image_bytes)).convert("RGB")
     img.thumbnail((size, size))
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return png_data_uri(buf.getvalue())
+    img.save(buf, format=fmt, **({"quality": 80} if fmt == "JPEG" else {}))
+    mime = "jpeg" if fmt == "JPEG" else fmt.lower()
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def table_html(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
