@@ -17,7 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lora", required=True, type=existing_path, help="LoRA folder (canvas train dpo/ddpo output)"
     )
-    parser.add_argument("--prompts", required=True, type=existing_path, help="text file, one prompt per line")
+    parser.add_argument(
+        "--prompts",
+        required=True,
+        type=existing_path,
+        help="prompt file: .txt or .txt.gz (one prompt a line, # comments) or a Parquet's caption column",
+    )
     parser.add_argument(
         "--reward", default="brightness", help="reward-model folder or brightness, jpeg_compressibility, ..."
     )
