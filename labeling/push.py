@@ -25,17 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from canvas.core.errors import CanvasError
+from canvas.core.formats.candidates import IMAGE_COLUMNS, read_candidates_table
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
 from canvas.labeling.schema import CHOICES, LABEL_CONFIG, ImageScorer, choice_result
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("pair_id", "prompt", "image_0", "image_1")
 IMAGES_SUBDIR = "canvas-pairs"
 # A pair_id names its image files, so it must be a plain file name: no separators, no leading dot.
 SAFE_PAIR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -82,42 +79,12 @@ class Candidates:
     path: Path
 
 
-def _column_kind_ok(name: str, kind: pa.DataType) -> bool:
-    if name in ("image_0", "image_1"):
-        return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-    if name == "pair_id":
-        return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
 def read_candidates(path: Path) -> Candidates:
     """Read and check a candidates Parquet (a folder means `folder/candidates.parquet`).
 
     Raises CanvasError (one line) for a file that cannot be used at all; bad rows are rejections.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "candidates.parquet"
-    if not path.is_file():
-        raise CanvasError(f"no candidates file at {path} (make one with `canvas generate`)")
-    try:
-        schema = pq.read_schema(path)
-        missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
-        if missing:
-            raise CanvasError(f"{path} lacks columns {missing}; expected {list(REQUIRED_COLUMNS)}")
-        wrong = [
-            f"{c} is {schema.field(c).type}"
-            for c in REQUIRED_COLUMNS
-            if not _column_kind_ok(c, schema.field(c).type)
-        ]
-        if wrong:
-            raise CanvasError(
-                f"{path}: wrong column types ({', '.join(wrong)}); expected pair_id string, prompt string, "
-                "image_0/image_1 binary (encoded image bytes)"
-            )
-        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-    except (pa.ArrowException, OSError) as exc:
-        raise CanvasError(f"{path} is not a readable Parquet file: {str(exc).splitlines()[0][:200]}") from exc
+    table, path = read_candidates_table(path)
     good: dict[str, dict[str, Any]] = {}
     rejected: list[dict[str, Any]] = []
     for index, row in enumerate(table.to_pylist()):
@@ -145,7 +112,7 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         )
     if row["prompt"] is None:
         return "prompt is missing"
-    for column in ("image_0", "image_1"):
+    for column in IMAGE_COLUMNS:
         problem = _image_problem(row[column])
         if problem:
             return f"{column} {problem}"

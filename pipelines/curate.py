@@ -21,14 +21,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
 from canvas.curation.report import render_html, summarize
 from canvas.pipelines.curate_io import (
-    REJECTED_SCHEMA,
     ReadImageText,
     WriteSortedParquet,
-    curated_schema,
     expand_inputs,
     record_row,
     rejection_row,

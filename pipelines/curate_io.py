@@ -1,11 +1,11 @@
 """Reading image-text shards and writing sorted, deterministic Parquet shards, through Beam's FileSystems
-(so the same code reads and writes local paths, gs://, s3:// and hdfs://)."""
+(so the same code reads and writes local paths, gs://, s3:// and hdfs://). The shards' schemas and naming
+are the curated format's, `canvas.core.formats.curated`."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import zlib
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
@@ -16,58 +16,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.curated import REJECTED_SCHEMA, ROW_GROUP_ROWS, shard_name, shard_of
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.sources import read_file
 
-__all__ = [
-    "ReadImageText",
-    "WriteSortedParquet",
-    "curated_schema",
-    "expand_inputs",
-    "record_row",
-    "rejection_row",
-    "shard_of",
-    "REJECTED_SCHEMA",
-]
-
-ROW_GROUP_ROWS = 512  # rows of ~25 kB images: ~13 MB a group
-
-REJECTED_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("stage", pa.string()),
-        ("reason", pa.string()),
-        ("duplicate_of", pa.string()),
-        ("score", pa.float32()),
-        ("source", pa.string()),
-        ("clip_score", pa.float32()),
-        ("nsfw_score", pa.float32()),
-        ("cluster_id", pa.int64()),
-        ("thumbnail", pa.binary()),
-    ]
-)
-
-
-def curated_schema(embedding_dim: int | None) -> pa.Schema:
-    """The curated rows' schema; `embedding_dim` None when CLIP is off (the column is then all null and
-    variable-length: pyarrow cannot read back a fixed-size list column holding nulls)."""
-    embedding = pa.list_(pa.float32()) if embedding_dim is None else pa.list_(pa.float32(), embedding_dim)
-    return pa.schema(
-        [
-            ("key", pa.string()),
-            ("caption", pa.string()),
-            ("image", pa.binary()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-            ("sha256", pa.string()),
-            ("phash", pa.string()),  # 16 hex digits, most significant bit = DCT coefficient (0, 0)
-            ("clip_score", pa.float32()),
-            ("nsfw_score", pa.float32()),
-            ("cluster_id", pa.int64()),
-            ("embedding", embedding),
-            ("source", pa.string()),
-        ]
-    )
+__all__ = ["ReadImageText", "WriteSortedParquet", "expand_inputs", "record_row", "rejection_row"]
 
 
 def record_row(r: Record) -> dict:
@@ -136,11 +89,6 @@ class ReadImageText(beam.PTransform):
         )
 
 
-def shard_of(key: str, n_shards: int) -> int:
-    """The shard a row goes to (by its key), so a reader can find one key without a scan."""
-    return zlib.crc32(key.encode("utf-8")) % n_shards
-
-
 class _WriteShard(beam.DoFn):
     """Writes one shard, rows sorted by (key, source), so equal input gives byte-equal files."""
 
@@ -152,7 +100,7 @@ class _WriteShard(beam.DoFn):
         shard, rows = element
         ordered = sorted(rows, key=lambda r: (r["key"], r["source"]))
         table = pa.Table.from_pylist(ordered, schema=self.schema)
-        path = f"{self.folder}/part-{shard:05d}-of-{n_shards:05d}.parquet"
+        path = f"{self.folder}/{shard_name(shard, n_shards)}"
         with FileSystems.create(path) as handle:
             # small row groups: one key is found by reading ~ROW_GROUP_ROWS rows, not the whole shard
             pq.write_table(table, handle, row_group_size=ROW_GROUP_ROWS)

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from canvas.core.formats.curated import shard_of
 from canvas.curation.records import Record, Rejection
 from canvas.curation.report import FIRST_REJECTIONS, MAX_GROUPS, MAX_REMOVED_PER_GROUP
-from canvas.pipelines.curate_io import shard_of
 
 __all__ = ["HISTOGRAM_BINS", "SCORE_RANGES", "ReportStats", "ScoreHistogram", "attach_group_pictures"]
 

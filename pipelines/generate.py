@@ -31,35 +31,19 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.candidates import CANDIDATES_FILE, CANDIDATES_SCHEMA
+from canvas.core.formats.prompts import read_prompt_entries
 from canvas.pipelines.generate_config import GenerateConfig
 from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
 logger = logging.getLogger(__name__)
 
-CANDIDATES_FILE = "candidates.parquet"
 REJECTED_FILE = "rejected_prompts.jsonl"
 NAMESPACE = "canvas_generate"
-
-CANDIDATES_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("prompt", pa.string()),
-        ("image_0", pa.binary()),
-        ("image_1", pa.binary()),
-        ("seed_0", pa.int64()),
-        ("seed_1", pa.int64()),
-        ("model", pa.string()),
-        ("scheduler", pa.string()),
-        ("steps", pa.int32()),
-        ("guidance", pa.float32()),
-        ("prompt_index", pa.int64()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -80,25 +64,6 @@ def image_seed(seed: int, prompt: str, index: int) -> int:
 def pair_id(model: str, prompt: str, seed_0: int, seed_1: int, steps: int, guidance: float) -> str:
     key = json.dumps([model, prompt, seed_0, seed_1, steps, guidance])
     return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def read_prompts(path: str | Path) -> list[str | None]:
-    """Prompts from a .txt (blank lines skipped) or a Parquet's `caption` (or `prompt`) column; the file
-    is read through Beam's FileSystems, so it may be local or gs://-style (small: read whole)."""
-    path = str(path)
-    if not FileSystems.exists(path):
-        raise CanvasError(f"no prompts file at {path}")
-    if path.endswith(".parquet"):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = pa.BufferReader(handle.read())
-        names = pq.read_schema(data).names
-        column = next((c for c in ("caption", "prompt") if c in names), None)
-        if column is None:
-            raise CanvasError(f"{path} has no caption or prompt column (columns: {names})")
-        return pq.read_table(data, columns=[column]).column(column).to_pylist()
-    with FileSystems.open(path) as handle:  # AUTO: a prompts.txt.gz is read too
-        text = handle.read().decode("utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult, Any]):
@@ -311,7 +276,8 @@ def run_generation(
         overwrite,
     )
     launcher = BeamLauncher("generate", beam_args)
-    texts = read_prompts(config.prompts) if is_file else list(prompts)
+    # Empty Parquet captions stay in: the pipeline records them as rejected "empty prompt"s.
+    texts = [e.text for e in read_prompt_entries(config.prompts)] if is_file else list(prompts)
     if not texts:
         raise CanvasError(f"no prompts in {prompts}")
     inputs = [config.prompts] if is_file else []

@@ -15,7 +15,7 @@ class GenerateConfig:
     prompts: str = field(
         default="prompts.txt",
         metadata={
-            "help": ".txt (one prompt a line) or Parquet (its captions); a local or gs://-style path",
+            "help": ".txt or .txt.gz (one prompt a line, # comments) or Parquet (its captions); local or gs://-style",
             "required": True,
         },
     )

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.prompts import read_prompts
 from canvas.rlhf.checkpointing import load_checkpoint, save_checkpoint, start_run, write_run_config
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
-from canvas.rlhf.prompt_files import load_prompts
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
 from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
 from canvas.rlhf.tracking import RunLogger, read_metrics
@@ -83,7 +83,7 @@ class DDPOTrainer:
         if prompts is None:
             if not cfg.prompts:
                 raise CanvasError("no prompts: pass --prompts FILE (.txt or .parquet)")
-            prompts = load_prompts(cfg.prompts)
+            prompts = read_prompts(cfg.prompts)
         if not prompts:
             raise CanvasError("the prompt list is empty")
         self.prompts = list(prompts)

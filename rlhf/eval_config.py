@@ -12,7 +12,10 @@ class EvalConfig:
     )
     prompts: str = field(
         default="",
-        metadata={"help": "prompt file (.txt one a line, or a Parquet's captions)", "required": True},
+        metadata={
+            "help": "prompt file: .txt or .txt.gz (one prompt a line, # comments) or a Parquet's caption column",
+            "required": True,
+        },
     )
     pretrained: str = field(default="tiny", metadata={"help": "preset name, pipeline folder or hub id"})
     reward: str = field(

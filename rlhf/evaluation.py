@@ -19,23 +19,12 @@ import torch
 from tqdm.auto import tqdm
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.prompts import read_prompts
 from canvas.rlhf.rewards import load_reward, score_checked
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 GRID_FILE = "grid.png"
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with `#` are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CanvasError(f"no such prompts file: {path}")
-    prompts = [line.strip() for line in path.read_text().splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise CanvasError(f"{path}: no prompts (one per line)")
-    return prompts
 
 
 def win_scores(base: torch.Tensor, tuned: torch.Tensor) -> np.ndarray:

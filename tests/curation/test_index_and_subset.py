@@ -22,6 +22,7 @@ from PIL import Image
 
 from canvas.cli import main
 from canvas.core.errors import CanvasError
+from canvas.core.formats.curated import curated_schema
 
 TEXTS = ("a photo of a cat", "stars in deep space", "green grass", "food on a plate")
 
@@ -30,24 +31,6 @@ def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _curated_schema(dim: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("key", pa.string()),
-            ("caption", pa.string()),
-            ("image", pa.binary()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-            ("sha256", pa.string()),
-            ("phash", pa.string()),
-            ("clip_score", pa.float32()),
-            ("nsfw_score", pa.float32()),
-            ("cluster_id", pa.int32()),
-            ("embedding", pa.list_(pa.float32(), dim)),
-        ]
-    )
 
 
 def write_curated(
@@ -75,10 +58,11 @@ def write_curated(
                     "nsfw_score": 0.01,
                     "cluster_id": 0,
                     "embedding": emb.astype(np.float32).tolist(),
+                    "source": "photos.parquet",
                 }
             )
         pq.write_table(
-            pa.Table.from_pylist(rows, schema=_curated_schema(dim)),
+            pa.Table.from_pylist(rows, schema=curated_schema(dim)),
             out / "curated" / f"part-{part:05d}.parquet",
         )
     report = {

@@ -13,16 +13,11 @@ import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
+from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.report import MAX_REMOVED_PER_GROUP, regroup, summarize
-from canvas.pipelines.curate_io import (
-    REJECTED_SCHEMA,
-    WriteSortedParquet,
-    curated_schema,
-    record_row,
-    rejection_row,
-)
+from canvas.pipelines.curate_io import WriteSortedParquet, record_row, rejection_row
 from canvas.pipelines.curate_report import HISTOGRAM_BINS, ReportStats, ScoreHistogram, attach_group_pictures
 
 TestPipeline.__test__ = False

@@ -11,14 +11,9 @@ import pytest
 from PIL import Image
 
 from canvas.cli import main
-from canvas.core.errors import CanvasError
-from canvas.pipelines.generate import (
-    CANDIDATES_SCHEMA,
-    DiffusersPipelineHandler,
-    GenerationRequest,
-    read_prompts,
-    run_generation,
-)
+from canvas.core.formats.candidates import CANDIDATES_SCHEMA
+from canvas.core.formats.prompts import read_prompt_entries
+from canvas.pipelines.generate import DiffusersPipelineHandler, GenerationRequest, run_generation
 
 
 def test_generation_is_deterministic_for_a_seed_and_records_rejected_prompts(
@@ -66,16 +61,20 @@ def test_another_seed_gives_other_images(tiny_presets: dict) -> None:
     )
 
 
-def test_prompts_from_txt_and_curated_parquet(tmp_path: Path) -> None:
-    txt = tmp_path / "p.txt"
-    txt.write_text("a cat\n\n  a dog  \n")
-    assert read_prompts(txt) == ["a cat", "a dog"]
+def test_generate_keeps_empty_captions_as_rejections_and_skips_comment_lines(
+    tiny_presets: dict, tmp_path: Path
+) -> None:
+    # The prompt-file rules are canvas.core.formats.prompts' (tested there); generate's part is that an
+    # empty caption is a row it reports, while a `#` line of a .txt is no prompt at all.
     parquet = tmp_path / "curated.parquet"
     pq.write_table(pa.table({"key": ["1", "2"], "caption": ["a cat", None]}), parquet)
-    assert read_prompts(parquet) == ["a cat", None]  # None is rejected as an empty prompt by the pipeline
-    pq.write_table(pa.table({"text": ["a cat"]}), tmp_path / "bad.parquet")
-    with pytest.raises(CanvasError, match="no caption or prompt column"):
-        read_prompts(tmp_path / "bad.parquet")
+    summary = run_generation(parquet, tmp_path / "p", **FAST)
+    assert (summary["prompts"], summary["prompts_rejected"]) == (2, 1)
+    assert '"reason": "empty prompt"' in (tmp_path / "p/rejected_prompts.jsonl").read_text()
+    txt = tmp_path / "p.txt"
+    txt.write_text("# made for the demo\na cat\n\n")
+    summary = run_generation(txt, tmp_path / "t", **FAST)
+    assert (summary["prompts"], summary["prompts_rejected"], summary["pairs"]) == (1, 0, 1)
 
 
 def test_generate_cli_rejects_bad_flags_in_one_line(
@@ -116,7 +115,7 @@ def test_generate_reads_and_writes_an_object_store_path(
     tiny_presets: dict, object_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "bucket").mkdir()
-    (tmp_path / "bucket/prompts.txt").write_text("a cat\n\na dog\nA  cat\n")
+    (tmp_path / "bucket/prompts.txt").write_text("# prompts\na cat\n\na dog\nA  cat\n")
     prompts, out = f"{object_store}bucket/prompts.txt", f"{object_store}bucket/cands"
     flags = ["--steps", "2", "--seed", "3", "--threads", "1"]
     assert main(["generate", "--prompts", prompts, "--output", out, *flags]) == 0
@@ -135,7 +134,8 @@ def test_generate_reads_and_writes_an_object_store_path(
     assert not [p for p in (tmp_path / "bucket").iterdir() if "partial" in p.name]
     parquet = tmp_path / "bucket/captions.parquet"  # a curated Parquet's captions, on the store too
     pq.write_table(pa.table({"caption": ["a cat", None]}), parquet)
-    assert read_prompts(f"{object_store}bucket/captions.parquet") == ["a cat", None]
+    entries = read_prompt_entries(f"{object_store}bucket/captions.parquet")
+    assert [e.text for e in entries] == ["a cat", ""]
 
 
 def test_a_misspelt_beam_option_is_one_line_before_any_work(

@@ -1,4 +1,5 @@
-"""Evaluation statistics and inputs: win rate with ties as halves, bootstrap interval, prompt files."""
+"""Evaluation statistics and inputs: win rate with ties as halves, bootstrap interval, one-line input
+errors (prompt files are canvas.core.formats.prompts', tested in tests/canvas/test_formats_prompts.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from canvas.core.errors import CanvasError
-from canvas.rlhf.evaluation import bootstrap_interval, read_prompts, win_scores
+from canvas.rlhf.evaluation import bootstrap_interval, win_scores
 
 
 def test_win_scores_count_ties_as_half() -> None:
@@ -29,17 +29,6 @@ def test_bootstrap_interval_brackets_the_rate_and_narrows_with_more_prompts() ->
     assert lo_l < 0.7 < hi_l
     assert bootstrap_interval(small, seed=0) == (lo_s, hi_s)  # seeded
     assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)
-
-
-def test_prompt_files(tmp_path: Path) -> None:
-    path = tmp_path / "p.txt"
-    path.write_text("# header\na red ball\n\n  a blue cube \n")
-    assert read_prompts(path) == ["a red ball", "a blue cube"]
-    path.write_text("\n# only a comment\n")
-    with pytest.raises(CanvasError, match="no prompts"):
-        read_prompts(path)
-    with pytest.raises(CanvasError, match="no such prompts file"):
-        read_prompts(tmp_path / "missing.txt")
 
 
 def test_eval_without_lora_weights_is_a_one_line_error(

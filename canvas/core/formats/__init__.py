@@ -1,0 +1,16 @@
+"""The files that pass between stages, one module per format: its schema (pyarrow), file names and the
+reader/validator every stage uses, so a producer and its consumers cannot drift apart.
+
+- `curated`: `canvas curate`'s `DIR/curated/*.parquet` and `DIR/rejected/*.parquet` shards (schemas,
+  shard naming, which shard holds a key).
+- `candidates`: `canvas generate`'s `DIR/candidates.parquet` (schema; the columns `label push` needs,
+  checked before any row is read).
+- `prompts`: prompt files read by `canvas generate`, `canvas train ddpo` and `canvas eval` (.txt, .txt.gz,
+  or a Parquet's `caption`/`prompt` column; one rule set).
+
+The preferences format (`label pull`'s `preferences.parquet`, read by the trainers) will move here too;
+today it lives in `canvas.labeling.pull` and `canvas.rlhf.preferences`.
+
+Base layer: these modules import nothing of ours but `canvas.core`; Beam's FileSystems is imported only
+inside the functions that read a `scheme://` path, so a local read does not load Beam.
+"""
