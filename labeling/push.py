@@ -36,6 +36,7 @@ from canvas.labeling.schema import CHOICES, LABEL_CONFIG, ImageScorer, choice_re
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("pair_id", "prompt", "image_0", "image_1")
+OPTIONAL_COLUMNS = ("model",)
 IMAGES_SUBDIR = "canvas-pairs"
 # A pair_id names its image files, so it must be a plain file name: no separators, no leading dot.
 SAFE_PAIR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -115,7 +116,11 @@ def read_candidates(path: Path) -> Candidates:
                 f"{path}: wrong column types ({', '.join(wrong)}); expected pair_id string, prompt string, "
                 "image_0/image_1 binary (encoded image bytes)"
             )
-        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+        # `model` (what generated the pair) is optional; pull reports it as Pick-a-Pic's model_0/model_1.
+        optional = [
+            c for c in OPTIONAL_COLUMNS if c in schema.names and pa.types.is_string(schema.field(c).type)
+        ]
+        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS) + optional)
     except (pa.ArrowException, OSError) as exc:
         raise CanvasError(f"{path} is not a readable Parquet file: {str(exc).splitlines()[0][:200]}") from exc
     good: dict[str, dict[str, Any]] = {}
@@ -281,6 +286,8 @@ def _task(
             "image_1": local_file_url(root, paths[1]),
         }
     }
+    if row.get("model"):
+        task["data"]["model"] = row["model"]
     if prediction is not None:
         task["predictions"] = [prediction]
     return task
