@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -170,6 +171,52 @@ class LabelStudioClient:
             request_options=self._opts(),
         )
         return int(user.id)
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user of the organization: id, email, date joined, last activity (ISO strings)."""
+        users = self._call("list users", self.sdk.users.list, request_options=self._opts())
+        return [
+            {
+                "id": int(u.id),
+                "email": u.email,
+                "date_joined": str(u.date_joined or ""),
+                "last_activity": str(u.last_activity or ""),
+            }
+            for u in users
+        ]
+
+    def sign_up(self, email: str, password: str) -> None:
+        """Make a user who can log in: sign up through the organization's invite link.
+
+        Label Studio's users API makes users without a password (and has no call to set one), so this
+        does what an invited annotator does in a browser: it reads the invite token with our API token,
+        then posts the sign-up form (with its CSRF cookie) to `/user/signup/?token=...`.
+        """
+        invite = self._call(
+            "read the invite link",
+            self.sdk.organizations.invites.get_invite_link,
+            request_options=self._opts(),
+        )
+
+        def post() -> httpx.Response:
+            with httpx.Client(base_url=self.url, timeout=self._timeout("small")) as browser:
+                page = browser.get("/user/signup/", params={"token": invite.token})
+                page.raise_for_status()
+                csrf = browser.cookies.get("csrftoken", "")
+                return browser.post(
+                    "/user/signup/",
+                    params={"token": invite.token},
+                    data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+                    headers={"Referer": f"{self.url}/user/signup/", "X-CSRFToken": csrf},
+                )
+
+        response = self._call("sign up", post, idempotent=False)
+        if response.status_code != 302:  # a success redirects; a form shown again lists the reason
+            reasons = re.findall(
+                r'class="[^"]*(?:error|field_errors)[^"]*"[^>]*>\s*([^<]{3,200})', response.text
+            )
+            reason = "; ".join(dict.fromkeys(r.strip() for r in reasons)) or f"HTTP {response.status_code}"
+            raise CanvasError(f"Label Studio at {self.url} refused to sign up {email}: {reason}")
 
     # -- projects --------------------------------------------------------------------------------
     def find_project(self, title: str) -> int | None:

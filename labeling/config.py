@@ -79,6 +79,40 @@ class PullConfig:
             raise CanvasError("--project must name a project")
 
 
+@dataclass
+class ServerConfig:
+    """Which server: options shared by `canvas label annotators ...` and `canvas label status`."""
+
+    url: str | None = field(
+        default=None, metadata={"help": "server URL; default: the server `canvas label server start` runs"}
+    )
+    data_dir: Path | None = field(
+        default=None,
+        metadata={"help": "data dir of that server (its token); default $CANVAS_HOME/labelstudio"},
+    )
+
+
+@dataclass
+class AnnotatorAddConfig(ServerConfig):
+    """Options of `canvas label annotators add`."""
+
+    email: str = field(default="", metadata={"help": "the annotator's email (their login)", "required": True})
+    password_file: Path | None = field(
+        default=None,
+        metadata={
+            "help": "write the generated password to this new file (mode 0600) instead of printing it; "
+            "without it the password is printed once and stored nowhere"
+        },
+    )
+
+
+@dataclass
+class StatusConfig(ServerConfig):
+    """Options of `canvas label status`."""
+
+    project: str = field(default="", metadata={"help": "Label Studio project title", "required": True})
+
+
 Kind = Literal["small", "bulk", "export"]
 
 
