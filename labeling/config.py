@@ -33,7 +33,10 @@ class PushConfig:
     )
     files_root: Path | None = field(
         default=None,
-        metadata={"help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, when it is not our server"},
+        metadata={
+            "help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, when it is not our server but this "
+            "machine can write into it; without it, images to any other server go through its upload API"
+        },
     )
     overlap: int = field(default=1, metadata={"help": "distinct annotators per pair"})
     gold: Path | None = field(

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "push",
         help="push candidate pairs to a Label Studio project",
         description="Create or reuse a pairwise project (prompt, two images side by side, left/right/tie with "
-        "keys 1/2/3), place the images under the server's local-files root, import the pairs it lacks.",
+        "keys 1/2/3), place the images under the server's local-files root (our own server, or --files-root) or "
+        "else upload them through Label Studio's upload API (a server on another host), import the pairs it lacks.",
     )
     add_config_arguments(push, PushConfig)
     push.set_defaults(func=_push)
