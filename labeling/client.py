@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -171,6 +172,52 @@ class LabelStudioClient:
         )
         return int(user.id)
 
+    def users(self) -> list[dict[str, Any]]:
+        """Every user of the organization: id, email, date joined, last activity (ISO strings)."""
+        users = self._call("list users", self.sdk.users.list, request_options=self._opts())
+        return [
+            {
+                "id": int(u.id),
+                "email": u.email,
+                "date_joined": str(u.date_joined or ""),
+                "last_activity": str(u.last_activity or ""),
+            }
+            for u in users
+        ]
+
+    def sign_up(self, email: str, password: str) -> None:
+        """Make a user who can log in: sign up through the organization's invite link.
+
+        Label Studio's users API makes users without a password (and has no call to set one), so this
+        does what an invited annotator does in a browser: it reads the invite token with our API token,
+        then posts the sign-up form (with its CSRF cookie) to `/user/signup/?token=...`.
+        """
+        invite = self._call(
+            "read the invite link",
+            self.sdk.organizations.invites.get_invite_link,
+            request_options=self._opts(),
+        )
+
+        def post() -> httpx.Response:
+            with httpx.Client(base_url=self.url, timeout=self._timeout("small")) as browser:
+                page = browser.get("/user/signup/", params={"token": invite.token})
+                page.raise_for_status()
+                csrf = browser.cookies.get("csrftoken", "")
+                return browser.post(
+                    "/user/signup/",
+                    params={"token": invite.token},
+                    data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+                    headers={"Referer": f"{self.url}/user/signup/", "X-CSRFToken": csrf},
+                )
+
+        response = self._call("sign up", post, idempotent=False)
+        if response.status_code != 302:  # a success redirects; a form shown again lists the reason
+            reasons = re.findall(
+                r'class="[^"]*(?:error|field_errors)[^"]*"[^>]*>\s*([^<]{3,200})', response.text
+            )
+            reason = "; ".join(dict.fromkeys(r.strip() for r in reasons)) or f"HTTP {response.status_code}"
+            raise CanvasError(f"Label Studio at {self.url} refused to sign up {email}: {reason}")
+
     # -- projects --------------------------------------------------------------------------------
     def find_project(self, title: str) -> int | None:
         """Id of the project with this exact title; an error when several share it."""
@@ -257,6 +304,44 @@ class LabelStudioClient:
             request_options=self._opts("bulk"),
         )
         return list(response.task_ids or [])
+
+    def file_uploads(self, project_id: int, ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Files uploaded to the project with this token (all, or these ids): id, `file` (its storage name,
+        e.g. `upload/3/1a2b3c4d-x.png`), size in bytes."""
+        found = self._call(
+            "list uploaded files",
+            self.sdk.files.list,
+            id=project_id,
+            all_=ids is None,
+            ids=None if ids is None else json.dumps(list(ids)),
+            kind="bulk",
+            request_options=self._opts("bulk"),
+        )
+        return [{"id": int(f.id), "file": str(f.file), "size": f.size} for f in found]
+
+    def upload_files(self, project_id: int, files: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Upload files to the server's own storage, creating no task (`commit_to_project=false`).
+
+        They are served at `/data/upload/<project>/<8 hex>-<name>` to logged-in users and to the token;
+        `file_uploads` finds them by name. Label Studio takes at most 100 files per request.
+        """
+
+        def post() -> httpx.Response:
+            response = httpx.post(
+                f"{self.url}/api/projects/{project_id}/import",
+                params={"commit_to_project": "false"},
+                files=[(name, (name, data)) for name, data in files],  # distinct field names: all are kept
+                headers={"Authorization": f"Token {self.token}"},
+                timeout=self._timeout("bulk"),
+            )
+            if response.status_code >= 400:
+                from label_studio_sdk.core.api_error import ApiError
+
+                raise ApiError(status_code=response.status_code, body=response.text[:300])
+            return response
+
+        response = self._call(f"upload {len(files)} files", post, idempotent=False, kind="bulk")
+        return [int(i) for i in response.json().get("file_upload_ids", [])]  # in the order sent
 
     def iter_task_data(self, project_id: int, page_size: int = 5000) -> Iterator[tuple[int, dict[str, Any]]]:
         """(task id, task data) for every task of a project."""

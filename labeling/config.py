@@ -33,7 +33,10 @@ class PushConfig:
     )
     files_root: Path | None = field(
         default=None,
-        metadata={"help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, when it is not our server"},
+        metadata={
+            "help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, when it is not our server but this "
+            "machine can write into it; without it, images to any other server go through its upload API"
+        },
     )
     overlap: int = field(default=1, metadata={"help": "distinct annotators per pair"})
     gold: Path | None = field(
@@ -77,6 +80,40 @@ class PullConfig:
     def __post_init__(self) -> None:
         if not self.project.strip():
             raise CanvasError("--project must name a project")
+
+
+@dataclass
+class ServerConfig:
+    """Which server: options shared by `canvas label annotators ...` and `canvas label status`."""
+
+    url: str | None = field(
+        default=None, metadata={"help": "server URL; default: the server `canvas label server start` runs"}
+    )
+    data_dir: Path | None = field(
+        default=None,
+        metadata={"help": "data dir of that server (its token); default $CANVAS_HOME/labelstudio"},
+    )
+
+
+@dataclass
+class AnnotatorAddConfig(ServerConfig):
+    """Options of `canvas label annotators add`."""
+
+    email: str = field(default="", metadata={"help": "the annotator's email (their login)", "required": True})
+    password_file: Path | None = field(
+        default=None,
+        metadata={
+            "help": "write the generated password to this new file (mode 0600) instead of printing it; "
+            "without it the password is printed once and stored nowhere"
+        },
+    )
+
+
+@dataclass
+class StatusConfig(ServerConfig):
+    """Options of `canvas label status`."""
+
+    project: str = field(default="", metadata={"help": "Label Studio project title", "required": True})
 
 
 Kind = Literal["small", "bulk", "export"]

@@ -1,9 +1,10 @@
 """Pull a project's annotations into a Pick-a-Pic v2 style preference dataset.
 
 Writes, in the output folder:
-- `preferences.parquet`: one row per pair with at least one kept vote: caption, jpg_0, jpg_1 (image
-  bytes; PNG here, the column names are Pick-a-Pic's), label_0, label_1 (1/0, 0/1, or 0.5/0.5 for a
-  tie), pair_id, num_votes, agreement, annotator_ids, votes_left, votes_right, votes_tie.
+- `preferences.parquet`: one row per pair with at least one kept vote, in Pick-a-Pic v2's columns and
+  types (`labeling/pickapic.py`: caption, jpg_0, jpg_1 as JPEG, label_0, label_1 = 1/0, 0/1 or 0.5/0.5
+  for a tie, best_image_uid, ..., created_at), then ours: pair_id, num_votes, agreement,
+  annotator_ids, votes_left, votes_right, votes_tie.
 - `annotators.json`: per annotator count, agreement with the majority, gold accuracy, median time; the
   project's Krippendorff's alpha; counts that add up (annotations = kept + rejected + gold).
 - `rejected.jsonl`: every annotation not used as a vote, with the reason.
@@ -28,27 +29,11 @@ import pyarrow.parquet as pq
 from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PullConfig
+from canvas.labeling.pickapic import PREFERENCES_SCHEMA, parse_created_at, pickapic_columns
 from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
-from canvas.labeling.schema import LABELS, parse_choice
+from canvas.labeling.schema import parse_choice
 
 logger = logging.getLogger(__name__)
-
-PREFERENCES_SCHEMA = pa.schema(
-    [
-        ("caption", pa.string()),
-        ("jpg_0", pa.binary()),
-        ("jpg_1", pa.binary()),
-        ("label_0", pa.float64()),
-        ("label_1", pa.float64()),
-        ("pair_id", pa.string()),
-        ("num_votes", pa.int64()),
-        ("agreement", pa.float64()),
-        ("annotator_ids", pa.list_(pa.int64())),
-        ("votes_left", pa.int64()),
-        ("votes_right", pa.int64()),
-        ("votes_tie", pa.int64()),
-    ]
-)
 
 
 @dataclass
@@ -75,6 +60,7 @@ class _Collected:
     gold: dict[str, str] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_at: dict[int, Any] = field(default_factory=dict)  # annotation id -> UTC time
     annotations: int = 0
     gold_annotations: int = 0
 
@@ -127,6 +113,7 @@ def collect(tasks: list[dict[str, Any]]) -> _Collected:
                 if annotator in latest:
                     reject(latest[annotator], "superseded by a later annotation of the same annotator")
                 latest[annotator] = annotation | {"_choice": choice}
+                out.created_at[int(annotation["id"])] = parse_created_at(annotation.get("created_at"))
         for annotator, annotation in latest.items():
             out.votes.append(
                 Vote(
@@ -203,12 +190,16 @@ def pull_preferences(
         counts = Counter(v.choice for v in votes)
         data = collected.tasks[pair_id]
         rows.append(
-            {
-                "caption": data.get("prompt", ""),
-                "jpg_0": cache[data["image_0"]],
-                "jpg_1": cache[data["image_1"]],
-                "label_0": LABELS[label][0],
-                "label_1": LABELS[label][1],
+            {"caption": data.get("prompt", "")}
+            | pickapic_columns(
+                label,
+                votes,
+                (cache[data["image_0"]], cache[data["image_1"]]),
+                (_absolute(client.url, data["image_0"]), _absolute(client.url, data["image_1"])),
+                str(data.get("model") or ""),
+                collected.created_at,
+            )
+            | {
                 "pair_id": pair_id,
                 "num_votes": len(votes),
                 "agreement": agreement,
@@ -218,6 +209,9 @@ def pull_preferences(
                 "votes_tie": counts["tie"],
             }
         )
+    per_prompt = Counter(row["caption"] for row in rows)
+    for row in rows:
+        row["num_example_per_prompt"] = per_prompt[row["caption"]]
 
     alpha = krippendorff_alpha_nominal({p: [v.choice for v in vs] for p, vs in by_pair.items()})
     emails = {uid: email for email, uid in client.user_ids_by_email().items()}
@@ -251,6 +245,11 @@ def pull_preferences(
         alpha=alpha,
         output=output,
     )
+
+
+def _absolute(base: str, reference: str) -> str:
+    """A task's image reference as a full URL (the export holds server-relative paths)."""
+    return reference if urlparse(reference).scheme else f"{base}{reference}"
 
 
 def _atomic(path: Path, write: Any) -> None:

@@ -1,7 +1,9 @@
 """Push candidate pairs (`candidates.parquet`) to a Label Studio project, idempotently by pair_id.
 
-Images are written as PNG files under the server's local-files root and a local-files import storage
-on that folder makes them reachable (the storage is never synced: the tasks reference the files).
+Images are written as files under the server's local-files root when push can write there (our own
+server, or `--files-root`), and a local-files import storage on that folder makes them reachable (the
+storage is never synced: the tasks reference the files). Against any other server (e.g. on another
+host) they go through Label Studio's own upload API instead (`labeling/upload.py`).
 
 A candidates file is untrusted input (it may come from shared storage). The whole file is checked before
 anything happens on the server or the disk: an unreadable file or a wrong column is one error; a bad
@@ -50,6 +52,7 @@ class PushResult:
     gold: int
     predictions: int
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    uploaded: int | None = None  # files sent through the upload API; None: images went to local files
 
     def describe(self) -> str:
         pushed = self.created + self.existing
@@ -58,6 +61,8 @@ class PushResult:
             f"{len(self.rejected)} rejected; {self.created} tasks created, {self.existing} already there, "
             f"{self.gold} gold, {self.predictions} pre-labels"
         )
+        if self.uploaded is not None:
+            text += f"; images through the upload API: {self.uploaded} files uploaded, the rest already there"
         return text + "".join(f"\nrejected: {line}" for line in summarize_rejections(self.rejected))
 
 
@@ -236,18 +241,13 @@ def _predictions(rows: list[dict[str, Any]], scorer: ImageScorer) -> dict[str, d
     return out
 
 
-def _task(
-    row: dict[str, Any], paths: tuple[Path, Path], root: Path, prediction: dict[str, Any] | None
-) -> dict[str, Any]:
-    """One Label Studio task: the pair's prompt and its two images as local-files URLs."""
+def _task(row: dict[str, Any], urls: tuple[str, str], prediction: dict[str, Any] | None) -> dict[str, Any]:
+    """One Label Studio task: the pair's prompt and its two images' URLs on the server."""
     task: dict[str, Any] = {
-        "data": {
-            "pair_id": row["pair_id"],
-            "prompt": row["prompt"],
-            "image_0": local_file_url(root, paths[0]),
-            "image_1": local_file_url(root, paths[1]),
-        }
+        "data": {"pair_id": row["pair_id"], "prompt": row["prompt"], "image_0": urls[0], "image_1": urls[1]}
     }
+    if row.get("model"):
+        task["data"]["model"] = row["model"]
     if prediction is not None:
         task["predictions"] = [prediction]
     return task
@@ -310,14 +310,15 @@ def push_candidates(
         client, server_files_root = connect(url, token, data_dir)
     else:
         server_files_root = None
-    if files_root is None and server_files_root is None:
-        raise CanvasError(
-            f"cannot tell where Label Studio at {client.url} serves local files from: pass --files-root "
-            "(its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
-        )
-    root = Path(files_root or server_files_root).resolve()
-    folder = project_images_dir(root, config.project)
-    paths, unsafe = plan_image_paths(found.rows, folder, root)
+    # The local-files root when we can write into it (our own server, or --files-root); otherwise the
+    # images go through Label Studio's upload API, which works against a server on any host.
+    local_root = files_root or server_files_root
+    root = Path(local_root).resolve() if local_root is not None else None
+    if root is not None:
+        folder = project_images_dir(root, config.project)
+        paths, unsafe = plan_image_paths(found.rows, folder, root)
+    else:
+        paths, unsafe = {row["pair_id"]: None for row in found.rows}, []
     rejected = found.rejected + unsafe
     rows = [row for row in found.rows if row["pair_id"] in paths]
     write_rejected(config.rejected, rejected)
@@ -331,7 +332,12 @@ def push_candidates(
         logger.warning("%d gold pairs were rejected, so not pushed: %s", len(skipped_gold), skipped_gold[:5])
 
     project_id = ensure_project(client, config.project, config.overlap)
-    if str(folder) not in client.local_storage_paths(project_id):
+    uploader = None
+    if root is None:
+        from canvas.labeling.upload import Uploader
+
+        uploader = Uploader(client, project_id)
+    elif str(folder) not in client.local_storage_paths(project_id):
         folder.mkdir(parents=True, exist_ok=True)
         client.create_local_storage(project_id, str(folder), title=f"canvas pairs: {config.project}")
 
@@ -344,14 +350,18 @@ def push_candidates(
     # The next batch's images are written while the server imports this one (file writes and HTTP
     # both wait on the OS, so one helper thread overlaps them).
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = writer.submit(_write_images, batches[0], paths) if batches else None
+        pending = writer.submit(_write_images, batches[0], paths) if batches and uploader is None else None
         for index, batch in enumerate(batches):
-            pending.result()
-            if index + 1 < len(batches):
-                pending = writer.submit(_write_images, batches[index + 1], paths)
-            tasks = [
-                _task(row, paths[row["pair_id"]], root, predictions.get(row["pair_id"])) for row in batch
-            ]
+            if uploader is not None:
+                urls = uploader.place(batch)
+            else:
+                pending.result()
+                if index + 1 < len(batches):
+                    pending = writer.submit(_write_images, batches[index + 1], paths)
+                urls = {
+                    r["pair_id"]: tuple(local_file_url(root, p) for p in paths[r["pair_id"]]) for r in batch
+                }
+            tasks = [_task(row, urls[row["pair_id"]], predictions.get(row["pair_id"])) for row in batch]
             task_ids = client.import_tasks(project_id, tasks)
             if len(task_ids) != len(batch):
                 raise CanvasError(f"Label Studio created {len(task_ids)} tasks for a batch of {len(batch)}")
@@ -377,4 +387,5 @@ def push_candidates(
         gold=gold_count,
         predictions=len(predictions),
         rejected=rejected,
+        uploaded=None if uploader is None else uploader.uploaded,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from canvas.cli._common import add_group
 from canvas.core.config_parser import add_config_arguments, config_from_args
-from canvas.labeling.config import PullConfig, PushConfig
+from canvas.labeling.config import AnnotatorAddConfig, PullConfig, PushConfig, ServerConfig, StatusConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "push",
         help="push candidate pairs to a Label Studio project",
         description="Create or reuse a pairwise project (prompt, two images side by side, left/right/tie with "
-        "keys 1/2/3), place the images under the server's local-files root, import the pairs it lacks.",
+        "keys 1/2/3), place the images under the server's local-files root (our own server, or --files-root) or "
+        "else upload them through Label Studio's upload API (a server on another host), import the pairs it lacks.",
     )
     add_config_arguments(push, PushConfig)
     push.set_defaults(func=_push)
@@ -46,6 +47,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(pull, PullConfig)
     pull.set_defaults(func=_pull)
+
+    annotators = add_group(group, "annotators", "add and list the people who label (Label Studio users)")
+    add = annotators.add_parser(
+        "add",
+        help="create an annotator who can log in, with a generated password",
+        description="Create a Label Studio user that can log in (signed up through the organization's "
+        "invite link, as an invited person would). The generated password is printed once and stored "
+        "nowhere, or, with --password-file, written only to that new file (mode 0600) and not printed.",
+    )
+    add_config_arguments(add, AnnotatorAddConfig)
+    add.set_defaults(func=_annotators_add)
+    listing = annotators.add_parser("list", help="list the server's users", description="List the users.")
+    add_config_arguments(listing, ServerConfig)
+    listing.set_defaults(func=_annotators_list)
+
+    status = group.add_parser(
+        "status",
+        help="a project's progress per annotator",
+        description="Per annotator: tasks done, tasks still open to them (fewer annotators than the "
+        "overlap), agreement with the majority and gold accuracy so far; Krippendorff's alpha so far.",
+    )
+    add_config_arguments(status, StatusConfig)
+    status.set_defaults(func=_status)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -94,4 +118,34 @@ def _pull(args: argparse.Namespace) -> int:
     c = config_from_args(PullConfig, args)
     result = pull_preferences(c.project, c.output, url=c.url, data_dir=c.data_dir, files_root=c.files_root)
     print(result.describe())
+    return 0
+
+
+def _annotators_add(args: argparse.Namespace) -> int:
+    from canvas.labeling.annotators import add_annotator
+    from canvas.labeling.client import connect
+
+    c = config_from_args(AnnotatorAddConfig, args)
+    client, _ = connect(c.url, None, c.data_dir)
+    print(add_annotator(client, c.email, c.password_file).describe())
+    return 0
+
+
+def _annotators_list(args: argparse.Namespace) -> int:
+    from canvas.labeling.annotators import describe_users
+    from canvas.labeling.client import connect
+
+    c = config_from_args(ServerConfig, args)
+    client, _ = connect(c.url, None, c.data_dir)
+    print(describe_users(client.users()))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from canvas.labeling.annotators import project_status
+    from canvas.labeling.client import connect
+
+    c = config_from_args(StatusConfig, args)
+    client, _ = connect(c.url, None, c.data_dir)
+    print(project_status(client, c.project).describe())
     return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from canvas.cli import main
 from canvas.labeling.client import LabelStudioClient
@@ -79,7 +81,12 @@ def test_push_annotate_pull_gives_exactly_what_the_annotations_imply(
     by_pair = {r["pair_id"]: r for r in rows}
     for pair, row in got.items():
         assert row["caption"] == by_pair[pair]["prompt"]
-        assert row["jpg_0"] == by_pair[pair]["image_0"] and row["jpg_1"] == by_pair[pair]["image_1"]
+        for i in (0, 1):  # JPEG (Pick-a-Pic's format) of the pushed picture
+            got_image = Image.open(io.BytesIO(row[f"jpg_{i}"]))
+            assert (
+                got_image.format == "JPEG"
+                and got_image.size == Image.open(io.BytesIO(by_pair[pair][f"image_{i}"])).size
+            )
         assert row["annotator_ids"] == sorted([u1, u2])
 
     report = json.loads((out / "annotators.json").read_text())

@@ -19,6 +19,7 @@ __all__ = [
     "CANDIDATES_FILE",
     "CANDIDATES_SCHEMA",
     "IMAGE_COLUMNS",
+    "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "check_schema",
     "read_candidates_table",
@@ -44,6 +45,8 @@ CANDIDATES_SCHEMA = pa.schema(
 
 IMAGE_COLUMNS: tuple[str, ...] = ("image_0", "image_1")
 REQUIRED_COLUMNS: tuple[str, ...] = ("pair_id", "prompt", *IMAGE_COLUMNS)
+# Read when present: `model` (what generated the pair) becomes Pick-a-Pic's model_0/model_1 on pull.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("model",)
 
 
 def _column_kind_ok(name: str, kind: pa.DataType) -> bool:
@@ -73,16 +76,20 @@ def check_schema(schema: pa.Schema, path: Path | str) -> None:
 
 
 def read_candidates_table(path: Path | str) -> tuple[pa.Table, Path]:
-    """The required columns of a candidates file (a folder means `folder/candidates.parquet`), and the
-    file's path; the schema is checked before the rows are read."""
+    """The required columns (and the optional ones it has, as text) of a candidates file (a folder means
+    `folder/candidates.parquet`), and the file's path; the schema is checked before the rows are read."""
     path = Path(path)
     if path.is_dir():
         path = path / CANDIDATES_FILE
     if not path.is_file():
         raise CanvasError(f"no candidates file at {path} (make one with `canvas generate`)")
     try:
-        check_schema(pq.read_schema(path), path)
-        table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+        schema = pq.read_schema(path)
+        check_schema(schema, path)
+        optional = [
+            c for c in OPTIONAL_COLUMNS if c in schema.names and pa.types.is_string(schema.field(c).type)
+        ]
+        table = pq.read_table(path, columns=[*REQUIRED_COLUMNS, *optional])
     except (pa.ArrowException, OSError) as exc:
         raise CanvasError(f"{path} is not a readable Parquet file: {str(exc).splitlines()[0][:200]}") from exc
     return table, path
