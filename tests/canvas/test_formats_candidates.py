@@ -13,6 +13,7 @@ from canvas.core.errors import CanvasError
 from canvas.core.formats.candidates import (
     CANDIDATES_FILE,
     CANDIDATES_SCHEMA,
+    OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     check_schema,
     read_candidates_table,
@@ -24,7 +25,7 @@ def test_the_written_schema_passes_the_readers_check(tmp_path: Path) -> None:
     row = {"pair_id": "p1", "prompt": "a cat", "image_0": b"png", "image_1": b"png", "steps": 2}
     pq.write_table(pa.Table.from_pylist([row], schema=CANDIDATES_SCHEMA), tmp_path / CANDIDATES_FILE)
     table, path = read_candidates_table(tmp_path)  # a folder means folder/candidates.parquet
-    assert path == tmp_path / CANDIDATES_FILE and table.column_names == list(REQUIRED_COLUMNS)
+    assert path == tmp_path / CANDIDATES_FILE and table.column_names == [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
 
 
 @pytest.mark.parametrize(
