@@ -27,9 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.preferences import PREFERENCES_SCHEMA
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PullConfig
-from canvas.labeling.pickapic import PREFERENCES_SCHEMA, parse_created_at, pickapic_columns
+from canvas.labeling.pickapic import parse_created_at, pickapic_columns
 from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
 from canvas.labeling.schema import parse_choice
 

@@ -25,10 +25,9 @@ import torch
 from PIL import Image
 
 from canvas.core.errors import CanvasError
+from canvas.core.formats.preferences import IMAGE_COLUMNS, PREFERENCES_SCHEMA, REQUIRED_COLUMNS
 from canvas.core.images import open_lazily
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
-IMAGE_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")
 LABEL_SUM_TOLERANCE = 1e-4
 
 
@@ -213,15 +212,7 @@ def write_preferences(path: str | Path, records: Sequence[dict[str, Any]]) -> Pa
         return value
 
     columns = {c: [encode(r[c]) if c in IMAGE_COLUMNS else r[c] for r in records] for c in REQUIRED_COLUMNS}
-    schema = pa.schema(
-        [
-            ("caption", pa.string()),
-            ("jpg_0", pa.binary()),
-            ("jpg_1", pa.binary()),
-            ("label_0", pa.float64()),
-            ("label_1", pa.float64()),
-        ]
-    )
+    schema = pa.schema([PREFERENCES_SCHEMA.field(c) for c in REQUIRED_COLUMNS])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns, schema=schema), path)

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from canvas.core.formats.preferences import as_jpeg, image_uid
 from canvas.labeling.client import LabelStudioClient
-from canvas.labeling.pickapic import as_jpeg, image_uid
 from canvas.labeling.pull import pull_preferences
 from canvas.labeling.push import push_candidates
 from canvas.labeling.schema import choice_result

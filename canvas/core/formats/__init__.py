@@ -8,8 +8,8 @@ reader/validator every stage uses, so a producer and its consumers cannot drift 
 - `prompts`: prompt files read by `canvas generate`, `canvas train ddpo` and `canvas eval` (.txt, .txt.gz,
   or a Parquet's `caption`/`prompt` column; one rule set).
 
-The preferences format (`label pull`'s `preferences.parquet`, read by the trainers) will move here too;
-today it lives in `canvas.labeling.pull` and `canvas.rlhf.preferences`.
+- `preferences`: `canvas label pull`'s `preferences.parquet` (Pick-a-Pic v2 columns and types, then ours),
+  read by `canvas train reward|dpo`.
 
 Base layer: these modules import nothing of ours but `canvas.core`; Beam's FileSystems is imported only
 inside the functions that read a `scheme://` path, so a local read does not load Beam.
