@@ -17,6 +17,7 @@ from canvas.curation.decode import DecodeConfig
 from canvas.curation.embedding import ClipConfig
 from canvas.curation.exact_dedup import EXACT_KEEP_POLICIES, ExactDedupConfig
 from canvas.curation.filters import BasicFilterConfig
+from canvas.curation.language import KNOWN_LANGUAGES
 from canvas.curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.semdedup import KEEP_POLICIES, SemDedupConfig
@@ -152,6 +153,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     default = f.default
+    if f.type == "list[str]":  # the only list-valued setting kind: a YAML list of strings
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise CanvasError(f"config: `{where}` must be a list of strings, got {value!r}")
+        return value
     if isinstance(value, str) and value != "auto" and f.type != "str":
         # YAML 1.1 reads `5e-5` (no dot) as a string; accept it as the number it obviously is.
         with contextlib.suppress(ValueError):
@@ -256,6 +261,15 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
     if sem.n_clusters != "auto" and (not isinstance(sem.n_clusters, int) or sem.n_clusters < 1):
         raise CanvasError(
             f"config: semdedup.n_clusters must be auto or a positive integer, got {sem.n_clusters!r}"
+        )
+    lang = cfg.basic_filter.language
+    if lang.enabled and not lang.languages:
+        raise CanvasError("config: basic_filter.language.languages is empty; list some or set enabled: false")
+    unknown = [code for code in lang.languages if code not in KNOWN_LANGUAGES]
+    if unknown:
+        raise CanvasError(
+            f"config: basic_filter.language.languages: unknown language code {unknown[0]!r} "
+            "(ISO 639-1 codes py3langid knows, such as en, de, zh)"
         )
     if cfg.exact_dedup.keep not in EXACT_KEEP_POLICIES:
         raise CanvasError(f"config: exact_dedup.keep must be one of {', '.join(EXACT_KEEP_POLICIES)}")

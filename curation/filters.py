@@ -7,16 +7,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from canvas.curation.language import LanguageConfig, count_words, language_problem
 from canvas.curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
 
 
 @dataclass
 class BasicFilterConfig:
     """DataComp's basic filter (its defaults). Size and aspect use the row's `original_width/height` when it
-    carries them (img2dataset/DataComp shards), as DataComp does; otherwise the decoded size.
-    The English-language check is not done: no offline model."""
+    carries them (img2dataset/DataComp shards), as DataComp does; otherwise the decoded size. Captions
+    must be English (`language`), detected offline."""
 
     enabled: bool = field(default=True, metadata={"help": "run the basic filter"})
+    language: LanguageConfig = field(
+        default_factory=LanguageConfig,
+        metadata={"help": "caption language rule (offline py3langid): enabled, languages (default [en])"},
+    )
     min_side: int = field(
         default=200,
         metadata={"help": "reject images whose shorter side is below this (px; original size when known)"},
@@ -44,11 +49,16 @@ def _size(record: Record) -> tuple[int, int, str]:
 def basic_filter(record: Record, config: BasicFilterConfig) -> str | None:
     """The reason this record fails the basic filter, or None if it passes.
 
-    Counted as DataComp counts: words `len(text.split())`, characters `len(text)` on the raw caption."""
+    Counted as DataComp counts: words `len(text.split())` (CJK: one per character), characters `len(text)`
+    on the raw caption."""
     caption = record.caption or ""
     if not caption.strip():
         return "no caption"
-    words = len(caption.split())
+    if config.language.enabled:
+        problem = language_problem(caption, config.language)
+        if problem is not None:
+            return problem
+    words = count_words(caption)
     if words < config.min_caption_words:
         return f"caption has {words} word(s) < {config.min_caption_words}"
     if len(caption) < config.min_caption_chars:

@@ -26,6 +26,7 @@ from canvas.curation.filters import (
     nsfw_rejection,
     percentile_threshold,
 )
+from canvas.curation.language import detector
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.records import RawRecord, Record, Rejection
@@ -90,6 +91,10 @@ class Decode(beam.PTransform):
 class _BasicFilterFn(beam.DoFn):
     def __init__(self, config: BasicFilterConfig) -> None:
         self.config = config
+
+    def setup(self) -> None:
+        if self.config.language.enabled:
+            detector()  # the language model loads once per worker, not inside the first bundle
 
     def process(self, record: Record) -> Iterator:
         rej = basic_filter_rejection(record, self.config)

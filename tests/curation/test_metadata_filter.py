@@ -15,6 +15,7 @@ from PIL import Image
 
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.filters import BasicFilterConfig, basic_filter
+from canvas.curation.language import LanguageConfig
 from canvas.curation.records import RawRecord, Record
 from canvas.curation.sources import read_parquet, read_webdataset
 
@@ -78,7 +79,7 @@ def test_caption_characters_are_counted_on_the_raw_text() -> None:
 
     def reason(caption: str) -> str | None:
         raw = RawRecord("k", caption, _jpeg((300, 300)), "t#0", (0, 0))
-        return basic_filter(_decoded(raw), BasicFilterConfig())
+        return basic_filter(_decoded(raw), BasicFilterConfig(language=LanguageConfig(enabled=False)))
 
     assert reason(" a b c") is None  # 6 raw characters, 3 words: DataComp keeps it
     assert reason("a b c") == "caption has 5 characters < 6"
