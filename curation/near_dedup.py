@@ -29,8 +29,8 @@ class NearDedupConfig:
     hamming_radius: int = field(
         default=8,
         metadata={
-            "help": "pHash bits (of 64) two images may differ in and still count as copies. Sample set: "
-            "re-encodes/resizes differ by 0, a 5% crop by 6, distinct photos by >= 20"
+            "help": "pHash bits (of 64) two images may differ in and still count as copies. Sample photos: "
+            "re-encodes/resizes/brightness 0-4, border crops 2.5% up to 12 and 5% up to 18, distinct >= 20"
         },
     )
     keep: str = field(
