@@ -15,8 +15,9 @@ from typing import Any
 from canvas.core.errors import CanvasError
 from canvas.curation.decode import DecodeConfig
 from canvas.curation.embedding import ClipConfig
-from canvas.curation.exact_dedup import ExactDedupConfig
+from canvas.curation.exact_dedup import EXACT_KEEP_POLICIES, ExactDedupConfig
 from canvas.curation.filters import BasicFilterConfig
+from canvas.curation.language import KNOWN_LANGUAGES
 from canvas.curation.near_dedup import NEAR_KEEP_POLICIES, NearDedupConfig
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.semdedup import KEEP_POLICIES, SemDedupConfig
@@ -85,7 +86,10 @@ class ModelRule:
 
 
 _REAL_EPS = (0.01, "NeMo Curator's SemDeDup tutorial value for CLIP embeddings")
-_REAL_KEEP = ("semdedup_hard", "SemDeDup's policy: keep the item least similar to its cluster centroid")
+_BEST = (
+    "most original pixels, then lossless ahead of lossy, then more bytes per pixel, then CLIP score, then key"
+)
+_REAL_KEEP = ("best", f"the best copy of each group survives: {_BEST}")
 MODEL_RULES: dict[str, ModelRule] = {
     "canvas-tiny-clip": ModelRule(
         "off",
@@ -95,8 +99,9 @@ MODEL_RULES: dict[str, ModelRule] = {
         5e-5,
         "calibrated on `canvas data sample`: distinct photos reach cosine 0.99975 under the random tiny model, "
         "re-encodes and resizes >= 0.99998; 1 - 5e-5 lies between them",
-        "smallest_key",
-        "the tiny model's scores are random, so a key-based rule is the only meaningful one",
+        "best",
+        f"the best copy of each group survives: {_BEST} (the tiny model's CLIP scores are random, so that "
+        "step breaks ties arbitrarily, but deterministically)",
     ),
     "ViT-B-32": ModelRule(
         "threshold", 0.28, "LAION-2B's rule for ViT-B/32: cosine >= 0.28", *_REAL_EPS, *_REAL_KEEP
@@ -148,6 +153,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     default = f.default
+    if f.type == "list[str]":  # the only list-valued setting kind: a YAML list of strings
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise CanvasError(f"config: `{where}` must be a list of strings, got {value!r}")
+        return value
     if isinstance(value, str) and value != "auto" and f.type != "str":
         # YAML 1.1 reads `5e-5` (no dot) as a string; accept it as the number it obviously is.
         with contextlib.suppress(ValueError):
@@ -253,6 +262,17 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(
             f"config: semdedup.n_clusters must be auto or a positive integer, got {sem.n_clusters!r}"
         )
+    lang = cfg.basic_filter.language
+    if lang.enabled and not lang.languages:
+        raise CanvasError("config: basic_filter.language.languages is empty; list some or set enabled: false")
+    unknown = [code for code in lang.languages if code not in KNOWN_LANGUAGES]
+    if unknown:
+        raise CanvasError(
+            f"config: basic_filter.language.languages: unknown language code {unknown[0]!r} "
+            "(ISO 639-1 codes py3langid knows, such as en, de, zh)"
+        )
+    if cfg.exact_dedup.keep not in EXACT_KEEP_POLICIES:
+        raise CanvasError(f"config: exact_dedup.keep must be one of {', '.join(EXACT_KEEP_POLICIES)}")
     if cfg.near_dedup.keep not in NEAR_KEEP_POLICIES:
         raise CanvasError(f"config: near_dedup.keep must be one of {', '.join(NEAR_KEEP_POLICIES)}")
     if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):

@@ -86,4 +86,6 @@ def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
         sha256=sha256_bytes(raw.image),
         pixel_sha256=sha256_pixels(img),
         phash=phash(img),
+        original_width=raw.original_width,
+        original_height=raw.original_height,
     )

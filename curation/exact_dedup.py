@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from canvas.curation.best_copy import copy_quality, why_kept
 from canvas.curation.records import EXACT_DEDUP, Record, Rejection
+
+EXACT_KEEP_POLICIES = ("best", "smallest_key")
 
 
 @dataclass
@@ -17,6 +20,13 @@ class ExactDedupConfig:
     unique_keys: bool = field(
         default=True,
         metadata={"help": "reject every record whose key was already used by an earlier input row"},
+    )
+    keep: str = field(
+        default="best",
+        metadata={
+            "help": "which copy of one picture survives: best (most original pixels per the rows' metadata, "
+            "then key: identical pixels carry identical loss, so the encoding cannot decide) | smallest_key"
+        },
     )
 
 
@@ -37,9 +47,16 @@ def dedup_same_key(records: Iterable[Record]) -> tuple[Record, list[Rejection]]:
     return first, rejections
 
 
-def dedup_same_pixels(records: Iterable[Record]) -> tuple[Record, list[Rejection]]:
-    """Records with identical decoded pixels: the smallest key survives."""
-    ordered = sorted(records, key=lambda r: r.rank_key)
+def dedup_same_pixels(records: Iterable[Record], policy: str = "best") -> tuple[Record, list[Rejection]]:
+    """Records with identical decoded pixels: the best copy (or the smallest key) survives."""
+    if policy not in EXACT_KEEP_POLICIES:
+        raise ValueError(f"unknown exact-dedup keep policy {policy!r}")
+    if policy == "best":
+        # Identical pixels carry identical loss whatever the container (a PNG of a JPEG's pixels is no
+        # better than the JPEG), so only the original size (row metadata) and then the key can decide.
+        ordered = sorted(records, key=lambda r: (-copy_quality(r).pixels, r.rank_key))
+    else:
+        ordered = sorted(records, key=lambda r: r.rank_key)
     kept = ordered[0]
     rejections = []
     for r in ordered[1:]:
@@ -47,6 +64,9 @@ def dedup_same_pixels(records: Iterable[Record]) -> tuple[Record, list[Rejection
             reason = f"identical bytes (sha256 {r.sha256[:16]}...)"
         else:
             reason = f"identical pixels in another encoding (pixel sha256 {r.pixel_sha256[:16]}...)"
+        k, q = copy_quality(kept), copy_quality(r)
+        why = why_kept(k, q) if policy == "best" and k.pixels != q.pixels else "same pixels: smaller key"
+        reason += f"; kept {kept.key}: {why}"
         rejections.append(
             Rejection(
                 key=r.key, stage=EXACT_DEDUP, reason=reason, source=r.source, duplicate_of=kept.key, score=1.0

@@ -7,16 +7,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from canvas.curation.language import LanguageConfig, count_words, language_problem
 from canvas.curation.records import BASIC_FILTER, CLIP_SCORE, NSFW, Record, Rejection
 
 
 @dataclass
 class BasicFilterConfig:
-    """DataComp's basic filter (its defaults). The English-language check is not done: no offline model."""
+    """DataComp's basic filter (its defaults). Size and aspect use the row's `original_width/height` when it
+    carries them (img2dataset/DataComp shards), as DataComp does; otherwise the decoded size. Captions
+    must be English (`language`), detected offline."""
 
     enabled: bool = field(default=True, metadata={"help": "run the basic filter"})
+    language: LanguageConfig = field(
+        default_factory=LanguageConfig,
+        metadata={"help": "caption language rule (offline py3langid): enabled, languages (default [en])"},
+    )
     min_side: int = field(
-        default=200, metadata={"help": "reject images whose shorter side is below this (px)"}
+        default=200,
+        metadata={"help": "reject images whose shorter side is below this (px; original size when known)"},
     )
     max_aspect_ratio: float = field(
         default=3.0, metadata={"help": "reject images whose long/short side ratio exceeds this"}
@@ -29,21 +37,38 @@ class BasicFilterConfig:
     )
 
 
+def _size(record: Record) -> tuple[int, int, str]:
+    """(width, height, how to name them): the original size when the row carries it, as DataComp's
+    `apply_filter.py` uses it (img2dataset shards are resized on download), else the decoded one."""
+    if record.original_width and record.original_height:
+        w, h = record.original_width, record.original_height
+        return w, h, f"original image is {w}x{h} (stored {record.width}x{record.height})"
+    return record.width, record.height, f"image is {record.width}x{record.height}"
+
+
 def basic_filter(record: Record, config: BasicFilterConfig) -> str | None:
-    """The reason this record fails the basic filter, or None if it passes."""
-    caption = (record.caption or "").strip()
-    if not caption:
+    """The reason this record fails the basic filter, or None if it passes.
+
+    Counted as DataComp counts: words `len(text.split())` (CJK: one per character), characters `len(text)`
+    on the raw caption."""
+    caption = record.caption or ""
+    if not caption.strip():
         return "no caption"
-    words = len(caption.split())
+    if config.language.enabled:
+        problem = language_problem(caption, config.language)
+        if problem is not None:
+            return problem
+    words = count_words(caption)
     if words < config.min_caption_words:
         return f"caption has {words} word(s) < {config.min_caption_words}"
     if len(caption) < config.min_caption_chars:
         return f"caption has {len(caption)} characters < {config.min_caption_chars}"
-    short, long = sorted((record.width, record.height))
+    width, height, what = _size(record)
+    short, long = sorted((width, height))
     if short < config.min_side:
-        return f"image is {record.width}x{record.height}: shorter side {short} < {config.min_side} px"
+        return f"{what}: shorter side {short} < {config.min_side} px"
     if long / short > config.max_aspect_ratio:
-        return f"image is {record.width}x{record.height}: aspect ratio {long / short:.2f} > {config.max_aspect_ratio}"
+        return f"{what}: aspect ratio {long / short:.2f} > {config.max_aspect_ratio}"
     return None
 
 

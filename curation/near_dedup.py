@@ -9,12 +9,16 @@ names that record (the nearest) as `duplicate_of`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from canvas.curation.best_copy import CopyQuality, why_kept
 from canvas.curation.hashing import phash_to_bytes
 
-NEAR_KEEP_POLICIES = ("largest", "smallest_key")
+# best: most original pixels, least lossy encoding, CLIP score, key (curation/best_copy.py).
+# largest: most decoded pixels, then key (the old default). smallest_key: key only.
+NEAR_KEEP_POLICIES = ("best", "largest", "smallest_key")
 
 
 @dataclass
@@ -25,13 +29,16 @@ class NearDedupConfig:
     hamming_radius: int = field(
         default=8,
         metadata={
-            "help": "pHash bits (of 64) two images may differ in and still count as copies. Sample set: "
-            "re-encodes/resizes differ by 0, a 5% crop by 6, distinct photos by >= 20"
+            "help": "pHash bits (of 64) two images may differ in and still count as copies. Sample photos: "
+            "re-encodes/resizes/brightness 0-4, border crops 2.5% up to 12 and 5% up to 18, distinct >= 20"
         },
     )
     keep: str = field(
-        default="largest",
-        metadata={"help": "which copy survives: largest (most pixels, then key) | smallest_key"},
+        default="best",
+        metadata={
+            "help": "which copy survives: best (most original pixels, then lossless ahead of lossy, then "
+            "more bytes per pixel, then key) | largest (most decoded pixels, then key) | smallest_key"
+        },
     )
     query_batch: int = field(
         default=65536, metadata={"help": "queries per FAISS range search call (memory bound)"}
@@ -46,9 +53,33 @@ class HashItem:
     phash: int
     pixels: int
     uid: str  # unique per input row (its source), so decisions join back even if keys repeat
+    quality: CopyQuality | None = None  # what `best` ranks by; None ranks by decoded pixels alone
+
+
+class NearDecision(NamedTuple):
+    """One removed record: its uid, the kept key it copies, their Hamming distance, why that one won."""
+
+    uid: str
+    kept: str
+    distance: int
+    why: str
+
+
+def _quality(item: HashItem) -> CopyQuality:
+    return item.quality or CopyQuality(item.key, item.uid, item.pixels, 1, "other", 0.0)
+
+
+def _why(policy: str, kept: HashItem, removed: HashItem) -> str:
+    if policy == "best":
+        return why_kept(_quality(kept), _quality(removed))
+    if policy == "largest" and kept.pixels != removed.pixels:
+        return f"more pixels ({kept.pixels} vs {removed.pixels})"
+    return "smaller key"
 
 
 def priority(items: list[HashItem], policy: str) -> list[int]:
+    if policy == "best":
+        return sorted(range(len(items)), key=lambda i: _quality(items[i]).rank())
     if policy == "largest":
         return sorted(range(len(items)), key=lambda i: (-items[i].pixels, items[i].key, items[i].uid))
     if policy == "smallest_key":
@@ -57,9 +88,9 @@ def priority(items: list[HashItem], policy: str) -> list[int]:
 
 
 def find_near_duplicates(
-    items: list[HashItem], radius: int, policy: str = "largest", query_batch: int = 65536
-) -> list[tuple[str, str, int]]:
-    """Returns (removed uid, kept key, Hamming distance) for every record that goes."""
+    items: list[HashItem], radius: int, policy: str = "best", query_batch: int = 65536
+) -> list[NearDecision]:
+    """Returns a decision for every record that goes (the rest are kept)."""
     import faiss
 
     if len(items) < 2:
@@ -69,7 +100,7 @@ def find_near_duplicates(
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
     kept = np.zeros(len(order), dtype=bool)
-    removed: list[tuple[str, str, int]] = []
+    removed: list[NearDecision] = []
     for start in range(0, len(order), query_batch):
         # FAISS binary range search returns distances strictly below the radius it is given.
         lims, dist, ids = index.range_search(codes[start : start + query_batch], radius + 1)
@@ -81,7 +112,9 @@ def find_near_duplicates(
             mask = (hits < pos) & kept[np.clip(hits, 0, None)]
             if mask.any():
                 best = int(np.argmin(np.where(mask, hit_dist, 1 << 30)))
-                removed.append((items[order[pos]].uid, items[order[hits[best]]].key, int(hit_dist[best])))
+                gone, kept_item = items[order[pos]], items[order[hits[best]]]
+                why = _why(policy, kept_item, gone)
+                removed.append(NearDecision(gone.uid, kept_item.key, int(hit_dist[best]), why))
             else:
                 kept[pos] = True
     return removed

@@ -36,6 +36,9 @@ class RawRecord:
     source: str
     ordinal: tuple[int, int]
     error: str | None = None
+    # The size before img2dataset/DataComp resized it on download (their `original_width/height`).
+    original_width: int | None = None
+    original_height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Record:
     sha256: str  # of the encoded bytes
     pixel_sha256: str  # of the decoded RGB pixels (and their size): same picture, other encoding
     phash: int  # 64-bit DCT perceptual hash, as an unsigned integer
+    original_width: int | None = None  # the row's metadata, when it has it (see RawRecord)
+    original_height: int | None = None
     clip_score: float | None = None
     nsfw_score: float | None = None
     cluster_id: int | None = None

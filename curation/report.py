@@ -170,7 +170,9 @@ def render_html(report: dict[str, Any], stats: dict[str, Any]) -> str:
             parts.append(
                 "<figure class=removed>"
                 + _thumb(row["thumbnail"])
-                + f"<figcaption>{esc(row['key'])}<br>{row['stage']} {_fmt(row['score'])}</figcaption></figure>"
+                + f"<figcaption>{esc(row['key'])}<br>{row['stage']} {_fmt(row['score'])}"
+                + (f"<br>kept because: {esc(row['why'])}" if row.get("why") else "")
+                + "</figcaption></figure>"
             )
         parts.append("</div>")
     parts.append(

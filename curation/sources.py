@@ -23,6 +23,7 @@ from canvas.curation.records import RawRecord
 
 IMAGE_COLUMNS = ("image", "jpg", "png", "webp")  # first present wins; img2dataset writes `jpg`
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
+ORIGINAL_SIZE_COLUMNS = ("original_width", "original_height")  # img2dataset/DataComp metadata
 BATCH_ROWS = 256
 # What a damaged tar (plain or compressed) raises; anything else is a bug and must surface.
 TAR_READ_ERRORS = (tarfile.ReadError, EOFError, OSError, zlib.error)
@@ -63,6 +64,21 @@ def parquet_columns(schema_names: list[str], path: str, schema: Any = None) -> t
     return "key", caption, image
 
 
+def original_size(width: Any, height: Any) -> dict[str, int | None]:
+    """`original_width/height` as RawRecord fields: both positive whole numbers, or neither (a missing
+    or nonsensical value means the decoded size is all there is to go by)."""
+
+    def whole(v: Any) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v < 1 or v != int(v):
+            return None
+        return int(v)
+
+    w, h = whole(width), whole(height)
+    if w is None or h is None:
+        return {"original_width": None, "original_height": None}
+    return {"original_width": w, "original_height": h}
+
+
 def _one_line(exc: BaseException) -> str:
     """An exception as one printable line (Arrow's messages carry newlines and raw header bytes)."""
     text = "".join(c if c.isprintable() else " " for c in str(exc))
@@ -101,18 +117,23 @@ def read_parquet(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[RawR
             problem = f"{exc}".removeprefix(f"{path}: ") + f" ({pf.metadata.num_rows} rows not read)"
             yield unreadable(path, file_index, 0, "rows", "file", problem)
             return
-        columns = [c for c in (key_col, caption_col, image_col) if c]
+        # img2dataset and DataComp shards carry the size before their download-time resize.
+        size_cols = [c for c in ORIGINAL_SIZE_COLUMNS if c in pf.schema_arrow.names]
+        columns = [c for c in (key_col, caption_col, image_col) if c] + size_cols
         # Single-threaded, so where damage stops the read depends on the bytes alone (determinism).
         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False):
             data = batch.to_pydict()
             captions = data[caption_col] if caption_col else [None] * batch.num_rows
-            for key, caption, image in zip(data[key_col], captions, data[image_col], strict=True):
+            widths, heights = (data.get(c, [None] * batch.num_rows) for c in ORIGINAL_SIZE_COLUMNS)
+            rows = zip(data[key_col], captions, data[image_col], widths, heights, strict=True)
+            for key, caption, image, width, height in rows:
                 yield RawRecord(
                     key=str(key) if key is not None else f"<null key at {path}#{row}>",
                     caption=caption,
                     image=image,
                     source=f"{path}#{row}",
                     ordinal=(file_index, row),
+                    **original_size(width, height),
                 )
                 row += 1
     except (pa.ArrowInvalid, OSError) as exc:  # a batch is yielded whole or not at all
@@ -149,25 +170,28 @@ def _tar_problem(exc: BaseException) -> str:
     return f"{'truncated' if cut else 'corrupt'} tar ({text})"
 
 
-def _caption(fields: dict[str, bytes], sample: str) -> tuple[str | None, str | None]:
-    """(caption, problem): `.txt` wins, else a `.json` sidecar's `caption`; a sidecar that cannot be
-    what it claims (not UTF-8, not JSON, a non-string caption) is a problem, never a silent None."""
-    caption = None
+def _caption(fields: dict[str, bytes], sample: str) -> tuple[str | None, str | None, dict]:
+    """(caption, problem, original size fields): `.txt` wins, else a `.json` sidecar's `caption`; a
+    sidecar that cannot be what it claims (not UTF-8, not JSON, a non-string caption) is a problem, never
+    a silent None. The sidecar's `original_width/height` (img2dataset writes them) come along."""
+    caption, size = None, original_size(None, None)
     if "txt" in fields:
         try:
             caption = fields["txt"].decode("utf-8")
         except UnicodeDecodeError as exc:
-            return None, f"{sample}.txt is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            return None, f"{sample}.txt is not UTF-8 text ({exc.reason} at byte {exc.start})", size
     if "json" in fields:  # checked even when `.txt` wins: a broken sidecar means a damaged sample
         try:
             meta = json.loads(fields["json"])
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; deep nesting
-            return None, f"{sample}.json is not valid JSON ({_one_line(exc)[:200]})"
-        found = meta.get("caption") if isinstance(meta, dict) else None
+            return None, f"{sample}.json is not valid JSON ({_one_line(exc)[:200]})", size
+        meta = meta if isinstance(meta, dict) else {}
+        found = meta.get("caption")
         if found is not None and not isinstance(found, str):
-            return None, f"{sample}.json: `caption` is not a string ({type(found).__name__})"
+            return None, f"{sample}.json: `caption` is not a string ({type(found).__name__})", size
         caption = caption if "txt" in fields else found
-    return caption, None
+        size = original_size(*(meta.get(c) for c in ORIGINAL_SIZE_COLUMNS))
+    return caption, None, size
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
@@ -196,7 +220,7 @@ def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[R
 
     def emit() -> RawRecord:
         image = next((fields[s] for s in IMAGE_SUFFIXES if s in fields), None)
-        caption, problem = _caption(fields, current or "")
+        caption, problem, size = _caption(fields, current or "")
         if problem is not None:
             problems.append(problem)
         return RawRecord(
@@ -206,6 +230,7 @@ def read_webdataset(fileobj: BinaryIO, path: str, file_index: int) -> Iterator[R
             source=f"{path}#{row}",
             ordinal=(file_index, row),
             error=f"bad WebDataset sample: {'; '.join(problems)}" if problems else None,
+            **size,
         )
 
     try:

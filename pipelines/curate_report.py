@@ -125,7 +125,9 @@ def _assemble(
 
 
 def _removed_row(f: _Facts) -> dict[str, Any]:
-    return {"key": f.key, "source": f.source, "stage": f.stage, "score": f.score}
+    # Dedup reasons end in "; kept K: WHY" (curation/best_copy.py): the report shows why the survivor won.
+    why = (f.reason or "").rpartition(f"; kept {f.duplicate_of}: ")[2] or None
+    return {"key": f.key, "source": f.source, "stage": f.stage, "score": f.score, "why": why}
 
 
 def _write_json(stats: dict[str, Any], path: str) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from canvas.curation import records as stage
-from canvas.curation.records import Rejection
+from canvas.curation.best_copy import CopyQuality, copy_quality
+from canvas.curation.records import Record, Rejection
 from canvas.curation.semdedup import (
     SemDedupConfig,
     assign_clusters,
@@ -34,6 +35,12 @@ class SemItem:
     key: str
     embedding: np.ndarray
     clip_score: float
+    quality: CopyQuality  # what keep policy `best` ranks by
+
+
+def _sem_item(r: Record) -> SemItem:
+    embedding = np.asarray(r.embedding, dtype=np.float32)
+    return SemItem(r.source, r.key, embedding, float(r.clip_score), copy_quality(r))
 
 
 def _sample_rank(item: SemItem) -> bytes:
@@ -75,12 +82,13 @@ class _DedupClusterFn(beam.DoFn):
             float(self.config.eps),
             self.config.keep,
             self.config.max_block_bytes,
+            [m.quality for m, _ in members],
         )
         # dedup_cluster reports keys; members with equal keys (possible only without exact dedup) share fate.
         by_key = {d.key: d for d in decisions}
         for member, _ in members:
             d = by_key.get(member.key)
-            yield member.uid, (cluster_id, None if d is None else (d.duplicate_of, d.cosine))
+            yield member.uid, (cluster_id, None if d is None else (d.duplicate_of, d.cosine, d.why))
 
 
 class _ApplySemanticFn(beam.DoFn):
@@ -96,12 +104,12 @@ class _ApplySemanticFn(beam.DoFn):
             if decision is None:
                 yield record
                 continue
-            kept, cosine = decision
+            kept, cosine, why = decision
             rej = Rejection(
                 key=record.key,
                 stage=stage.SEMANTIC_DEDUP,
                 reason=f"semantic duplicate of {kept} in cluster {cluster_id}: cosine {cosine:.6f} >= 1 - eps "
-                f"({1 - self.eps:.6f})",
+                f"({1 - self.eps:.6f}); kept {kept}: {why}",
                 source=record.source,
                 duplicate_of=kept,
                 score=cosine,
@@ -124,9 +132,7 @@ class SemanticDedup(beam.PTransform):
         cfg = self.config
         if not cfg.enabled:
             return _passthrough(records, "SemDedup")
-        items = records | "Items" >> beam.Map(
-            lambda r: SemItem(r.source, r.key, np.asarray(r.embedding, dtype=np.float32), float(r.clip_score))
-        )
+        items = records | "Items" >> beam.Map(_sem_item)
         n_total = beam.pvalue.AsSingleton(items | "Count" >> beam.combiners.Count.Globally())
         centroids = beam.pvalue.AsSingleton(
             items

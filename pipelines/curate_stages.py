@@ -5,6 +5,7 @@ A switched-off stage passes records through and rejects nothing."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from canvas.curation import records as stage
+from canvas.curation.best_copy import copy_quality
 from canvas.curation.config import ClipScoreConfig
 from canvas.curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
 from canvas.curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
@@ -24,6 +26,7 @@ from canvas.curation.filters import (
     nsfw_rejection,
     percentile_threshold,
 )
+from canvas.curation.language import detector
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.records import RawRecord, Record, Rejection
@@ -89,6 +92,10 @@ class _BasicFilterFn(beam.DoFn):
     def __init__(self, config: BasicFilterConfig) -> None:
         self.config = config
 
+    def setup(self) -> None:
+        if self.config.language.enabled:
+            detector()  # the language model loads once per worker, not inside the first bundle
+
     def process(self, record: Record) -> Iterator:
         rej = basic_filter_rejection(record, self.config)
         yield record if rej is None else _rejected(rej)
@@ -152,7 +159,9 @@ class ExactDedup(beam.PTransform):
             | "ByPixels" >> beam.Map(lambda r: (r.pixel_sha256, r))
             | "GroupPixels" >> beam.GroupByKey()
             | "OnePerPicture"
-            >> beam.ParDo(_KeepOneFn(dedup_same_pixels, self.thumbnail_px)).with_outputs(REJECTED, main=KEPT)
+            >> beam.ParDo(
+                _KeepOneFn(functools.partial(dedup_same_pixels, policy=self.config.keep), self.thumbnail_px)
+            ).with_outputs(REJECTED, main=KEPT)
         )
         rejected.append(by_pixels[REJECTED])
         return _outputs(by_pixels[KEPT], tuple(rejected) | "MergeRejects" >> beam.Flatten())
@@ -161,11 +170,16 @@ class ExactDedup(beam.PTransform):
 # 4. Perceptual near dedup -----------------------------------------------------------------------------
 
 
-def _near_decisions(items: list[HashItem], config: NearDedupConfig) -> Iterator[tuple[str, tuple[str, int]]]:
-    for removed_uid, kept, distance in find_near_duplicates(
-        items, config.hamming_radius, config.keep, config.query_batch
-    ):
-        yield removed_uid, (kept, distance)
+def _near_decisions(
+    items: list[HashItem], config: NearDedupConfig
+) -> Iterator[tuple[str, tuple[str, int, str]]]:
+    for d in find_near_duplicates(items, config.hamming_radius, config.keep, config.query_batch):
+        yield d.uid, (d.kept, d.distance, d.why)
+
+
+def _hash_item(r: Record) -> HashItem:
+    # No CLIP score yet: near dedup runs before the CLIP stage.
+    return HashItem(r.key, r.phash, r.width * r.height, r.source, copy_quality(r, with_clip_score=False))
 
 
 class _ApplyDecisionFn(beam.DoFn):
@@ -183,11 +197,12 @@ class _ApplyDecisionFn(beam.DoFn):
             if not decisions:
                 yield record
                 continue
-            kept, distance = decisions[0]
+            kept, distance, why = decisions[0]
             rej = Rejection(
                 key=record.key,
                 stage=self.stage_name,
-                reason=f"near duplicate of {kept}: pHash Hamming distance {distance} <= {self.radius}",
+                reason=f"near duplicate of {kept}: pHash Hamming distance {distance} <= {self.radius}; "
+                f"kept {kept}: {why}",
                 source=record.source,
                 duplicate_of=kept,
                 score=float(distance),
@@ -212,7 +227,7 @@ class NearDedup(beam.PTransform):
             return _passthrough(records, "NearDedup")
         decisions = (
             records
-            | "Hashes" >> beam.Map(lambda r: HashItem(r.key, r.phash, r.width * r.height, r.source))
+            | "Hashes" >> beam.Map(_hash_item)
             | "AllHashes" >> beam.combiners.ToList()
             | "SearchFaiss" >> beam.FlatMap(_near_decisions, config=self.config)
         )

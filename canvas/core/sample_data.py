@@ -159,7 +159,9 @@ def build_sample() -> tuple[list[dict], list[TruthEntry]]:
         return _encode(img.crop((dx, dy, img.width - dx, img.height - dy)), "JPEG", quality=90)
 
     def brighten(img: Image.Image) -> bytes:
-        return _encode(ImageEnhance.Brightness(img).enhance(1.1), "PNG")
+        # Saved as a scrape would carry it (JPEG). A lossless PNG of the edit would be the better-encoded
+        # copy by curation's `keep: best` rule and rightly survive over a JPEG original.
+        return _encode(ImageEnhance.Brightness(img).enhance(1.1), "JPEG", quality=70)
 
     edits = {"jpeg60": jpeg, "resize80": resize, "crop95": crop, "bright110": brighten}
     for (name, edit), fn in zip(

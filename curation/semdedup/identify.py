@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from canvas.curation.best_copy import CopyQuality, why_kept
 from canvas.curation.semdedup.pairwise import max_sim_to_earlier, most_similar_kept
 from canvas.curation.semdedup.ranking import rank_cluster
 
@@ -32,9 +34,9 @@ class SemDedupConfig:
     keep: str = field(
         default="auto",
         metadata={
-            "help": "which item of a duplicate group survives: semdedup_hard (least like its centroid, "
-            "SemDeDup's) | semdedup_easy | clip_score (highest) | smallest_key. auto: smallest_key for the "
-            "tiny preset (its scores are random), semdedup_hard otherwise"
+            "help": "which item of a duplicate group survives: best (most original pixels, then lossless "
+            "ahead of lossy, then more bytes per pixel, then CLIP score, then key) | semdedup_hard (least "
+            "like its centroid, SemDeDup's) | semdedup_easy | clip_score (highest) | smallest_key. auto: best"
         },
     )
     seed: int = field(default=0, metadata={"help": "k-means seed"})
@@ -45,11 +47,12 @@ class SemDedupConfig:
 
 @dataclass(frozen=True)
 class ClusterDecision:
-    """One removed item: its key, the kept key it duplicates, and their cosine."""
+    """One removed item: its key, the kept key it duplicates, their cosine, and why that one was kept."""
 
     key: str
     duplicate_of: str
     cosine: float
+    why: str = ""
 
 
 def dedup_cluster(
@@ -60,6 +63,7 @@ def dedup_cluster(
     eps: float,
     policy: str,
     max_block_bytes: int = 256 * 1024 * 1024,
+    qualities: Sequence[CopyQuality] | None = None,
 ) -> list[ClusterDecision]:
     """SemDeDup within one cluster.
 
@@ -68,7 +72,7 @@ def dedup_cluster(
     """
     if len(keys) < 2:
         return []
-    order = rank_cluster(keys, centroid_sims, clip_scores, policy)
+    order = rank_cluster(keys, centroid_sims, clip_scores, policy, qualities)
     ranked = np.asarray(embeddings, dtype=np.float32)[order]
     best, _ = max_sim_to_earlier(ranked, max_block_bytes)
     removed = best >= np.float32(1.0 - eps)
@@ -76,7 +80,19 @@ def dedup_cluster(
     if len(rows) == 0:
         return []
     kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
+    why = {
+        "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
+        "semdedup_easy": "more like its cluster centroid (semdedup_easy)",
+        "clip_score": "higher CLIP score",
+        "smallest_key": "smaller key",
+    }
+
+    def reason(removed: int, kept: int) -> str:
+        if policy == "best" and qualities is not None:
+            return why_kept(qualities[kept], qualities[removed])
+        return why[policy]
+
     return [
-        ClusterDecision(keys[order[r]], keys[order[k]], float(s))
+        ClusterDecision(keys[order[r]], keys[order[k]], float(s), reason(order[r], order[k]))
         for r, k, s in zip(rows, kept_rows, sims, strict=True)
     ]

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from canvas.curation.best_copy import CopyQuality
+
+# best: the best copy (most original pixels, least lossy encoding, CLIP score, key: curation/best_copy.py).
 # semdedup_hard: SemDeDup's default: keep the item least similar to its centroid (the least prototypical).
 # semdedup_easy: keep the most prototypical one. clip_score: keep the best-matching caption.
 # smallest_key: keep the smallest key (stable across models: what the sample set's truth expects).
-KEEP_POLICIES = ("semdedup_hard", "semdedup_easy", "clip_score", "smallest_key")
+KEEP_POLICIES = ("best", "semdedup_hard", "semdedup_easy", "clip_score", "smallest_key")
 
 
 def rank_cluster(
-    keys: list[str], centroid_sims: np.ndarray, clip_scores: np.ndarray, policy: str
+    keys: list[str],
+    centroid_sims: np.ndarray,
+    clip_scores: np.ndarray,
+    policy: str,
+    qualities: Sequence[CopyQuality] | None = None,
 ) -> np.ndarray:
-    """Indices of a cluster's items in keep-priority order; ties always fall back to the key."""
+    """Indices of a cluster's items in keep-priority order; ties always fall back to the key.
+
+    `best` needs `qualities` (one per item, in the same order as `keys`)."""
     if policy not in KEEP_POLICIES:
         raise ValueError(f"unknown keep policy {policy!r}; known: {', '.join(KEEP_POLICIES)}")
+    if policy == "best":
+        if qualities is None or len(qualities) != len(keys):
+            raise ValueError("keep policy best needs one CopyQuality per item")
+        return np.asarray(sorted(range(len(keys)), key=lambda i: qualities[i].rank()), dtype=np.int64)
     by_key = np.argsort(np.asarray(keys, dtype=object), kind="stable")
     if policy == "smallest_key":
         return by_key

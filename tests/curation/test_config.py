@@ -31,10 +31,10 @@ def test_default_yaml_equals_dataclass_defaults_and_documents_every_field() -> N
 def test_thresholds_follow_the_model() -> None:
     tiny = resolve(CurationConfig(), "canvas-tiny-clip")
     assert tiny.clip_score.mode == "off" and "random weights" in tiny.notes["clip_score"]
-    assert tiny.semdedup.eps == 5e-5 and tiny.semdedup.keep == "smallest_key"
+    assert tiny.semdedup.eps == 5e-5 and tiny.semdedup.keep == "best"
     b32 = resolve(CurationConfig(), "ViT-B-32")
     assert b32.clip_score.mode == "threshold" and b32.clip_score.threshold == 0.28
-    assert b32.semdedup.eps == 0.01 and b32.semdedup.keep == "semdedup_hard"
+    assert b32.semdedup.eps == 0.01 and b32.semdedup.keep == "best"
     l14 = resolve(CurationConfig(), "ViT-L-14")
     assert l14.clip_score.mode == "percentile" and l14.clip_score.keep_top_percent == 30
 
@@ -48,6 +48,7 @@ def test_thresholds_follow_the_model() -> None:
         ("clip_score:\n  mode: threshold\n", "clip_score.threshold is not set"),
         ("clip_score:\n  mode: sometimes\n", "clip_score.mode must be one of"),
         ("semdedup:\n  keep: oldest\n", "semdedup.keep must be one of"),
+        ("exact_dedup:\n  keep: newest\n", "exact_dedup.keep must be one of best, smallest_key"),
         ("clip:\n  enabled: false\n", "clip.enabled is false"),
         ("basic_filter:\n  min_side: [\n", "not valid YAML"),
         ("bogus_stage: {}\n", "unknown key `bogus_stage`;"),

@@ -58,8 +58,8 @@ def test_near_dedup_finds_every_planted_copy_and_only_those() -> None:
     rng = np.random.default_rng(2)
     items = _planted(rng, 2000, 100, flips=5)
     removed = find_near_duplicates(items, radius=8, policy="largest", query_batch=512)
-    assert {uid for uid, _, _ in removed} == {f"d{j}" for j in range(100)}
-    assert all(kept == f"k{int(uid[1:]):05d}" and dist <= 8 for uid, kept, dist in removed)
+    assert {d.uid for d in removed} == {f"d{j}" for j in range(100)}
+    assert all(d.kept == f"k{int(d.uid[1:]):05d}" and d.distance <= 8 for d in removed)
 
 
 def test_near_dedup_keeps_one_per_group_without_chaining() -> None:
@@ -69,4 +69,4 @@ def test_near_dedup_keeps_one_per_group_without_chaining() -> None:
     c = b ^ (0b1111 << 8)
     items = [HashItem("a", a, 9, "1"), HashItem("b", b, 5, "2"), HashItem("c", c, 1, "3")]
     removed = find_near_duplicates(items, radius=4, policy="largest")
-    assert removed == [("2", "a", 4)]
+    assert [(d.uid, d.kept, d.distance) for d in removed] == [("2", "a", 4)]

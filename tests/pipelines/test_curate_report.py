@@ -16,7 +16,7 @@ from PIL import Image
 from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.curation.decode import DecodeConfig, decode
 from canvas.curation.records import RawRecord, Record, Rejection
-from canvas.curation.report import MAX_REMOVED_PER_GROUP, regroup, summarize
+from canvas.curation.report import MAX_REMOVED_PER_GROUP, regroup, render_html, summarize
 from canvas.pipelines.curate_io import WriteSortedParquet, record_row, rejection_row
 from canvas.pipelines.curate_report import HISTOGRAM_BINS, ReportStats, ScoreHistogram, attach_group_pictures
 
@@ -32,7 +32,10 @@ def _record(key: str, row: int, **fields: object) -> Record:
 
 
 def _dup(key: str, of: str, stage: str = "near_dedup") -> Rejection:
-    return Rejection(key=key, stage=stage, reason="dup", source=f"t#{key}", duplicate_of=of, thumbnail=b"jpg")
+    reason = f"near duplicate of {of}: pHash Hamming distance 2 <= 8; kept {of}: more pixels 2x2 vs 1x1"
+    return Rejection(
+        key=key, stage=stage, reason=reason, source=f"t#{key}", duplicate_of=of, thumbnail=b"jpg"
+    )
 
 
 def test_report_stats_count_group_and_bin_without_reading_the_output(tmp_path: Path) -> None:
@@ -78,10 +81,16 @@ def test_report_stats_count_group_and_bin_without_reading_the_output(tmp_path: P
     images = {g["kept"]: g["kept_image"] for g in groups}
     assert images == {r.key: r.image for r in kept}
     assert all(row["thumbnail"] == b"jpg" for g in groups for row in g["removed"])
+    assert {row["why"] for g in groups for row in g["removed"]} == {
+        "more pixels 2x2 vs 1x1"
+    }  # survivor's edge
     assert [r["key"] for r in stats["first_rejections"]][:3] == ["a0", "a1", "a2"]
     report = summarize(stats, input_count=14, thresholds={})
     assert report["invariant_holds"] and report["rejected_count"] == 11
     assert report["remaining_after_stage"]["decode"] == 13
+    th = {"clip_score": {"mode": "off"}, "nsfw": {}}
+    meta = {"clip_model": "m", "clip_pretrained": None, "runner": "r", "notes": {}, "thresholds": th}
+    assert "kept because: more pixels 2x2 vs 1x1" in render_html({**report, **meta}, stats)
 
 
 def test_histogram_merges_and_regroups_for_the_plot() -> None:

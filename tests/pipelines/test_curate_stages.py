@@ -112,15 +112,24 @@ def test_exact_dedup_rejects_repeated_keys_bytes_and_pixels() -> None:
         )
 
 
-def test_near_dedup_keeps_the_largest_copy() -> None:
+def test_near_dedup_keeps_the_best_copy_and_says_why() -> None:
     big = _png(0, (400, 400), fmt="JPEG")
     small = _png(0, (300, 300), fmt="JPEG")
-    records = [_record("z-big", big, 0), _record("a-small", small, 1), _record("other", _png(9), 2)]
+    # The same picture as `big`, stored small but with a larger original per its row's metadata.
+    resized = dataclasses.replace(_record("m-resized", small, 3), original_width=800, original_height=800)
+    records = [_record("z-big", big, 0), _record("a-small", small, 1), _record("other", _png(9), 2), resized]
     with TestPipeline() as p:
         out = p | beam.Create(records) | NearDedup(NearDedupConfig(), thumbnail_px=32)
-        assert_that(_keys(out[KEPT], "K"), equal_to(["z-big", "other"]), label="kept")
+        assert_that(_keys(out[KEPT], "K"), equal_to(["m-resized", "other"]), label="kept")
         assert_that(
-            _why(out[REJECTED], "R"), equal_to([("a-small", "near_dedup", "z-big")]), label="rejected"
+            out[REJECTED] | beam.Map(lambda r: (r.key, r.reason.split("; ")[1])),
+            equal_to(
+                [
+                    ("a-small", "kept m-resized: more pixels 800x800 vs 300x300"),
+                    ("z-big", "kept m-resized: more pixels 800x800 vs 400x400"),
+                ]
+            ),
+            label="rejected",
         )
 
 
