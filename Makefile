@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 OUT ?= demo-output
 LS_TEMPLATE := $(LS_VENV)/canvas-data-template/canvas-template.json
 
-.PHONY: help setup browser test lint bench demo clean
+.PHONY: help setup browser prism test lint bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed $(LS_VENV)/.installed $(LS_TEMPLATE) browser  ## create .venv (project + dev tools), .venv-labelstudio (+ a pre-migrated data dir), headless Chromium (idempotent)
+setup: $(VENV)/.installed $(LS_VENV)/.installed $(LS_TEMPLATE) browser prism  ## create .venv (project + dev tools), .venv-labelstudio (+ a pre-migrated data dir), headless Chromium, Beam's Prism runner (idempotent)
 
 # torch/torchvision first, pinned: those wheels lie on the build machines' disk; any other release downloads GBs.
 $(VENV)/.installed: pyproject.toml
@@ -36,6 +36,16 @@ $(LS_TEMPLATE): $(LS_VENV)/.installed $(VENV)/.installed
 # Debian's Chromium renders the demo report in a test (headless). Installed only when missing.
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# Beam's Prism runner (a Go job server) at the installed apache-beam's exact version, built from the Go
+# module proxy into the ignored .cache/bin/ (~2.5 CPU-minutes once; Beam would otherwise download it from
+# GitHub releases, which these machines cannot reach). Rebuilt when apache-beam changes.
+PRISM := .cache/bin/prism
+prism: $(PRISM)  ## build Beam's Prism runner into .cache/bin/prism
+$(PRISM): $(VENV)/.installed
+	mkdir -p $(dir $@)
+	GOBIN=$(abspath $(dir $@)) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$$($(PY) -c 'import apache_beam; print(apache_beam.__version__)')
+	touch $@
 
 test:  ## run the test suite (starts its own Label Studio server on 127.0.0.1)
 	$(PY) -m pytest -q

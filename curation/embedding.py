@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from canvas.core.threads import set_worker_threads
 from canvas.curation.decode import open_rgb
 
 
@@ -24,7 +25,7 @@ class ClipConfig:
     )
     batch_size: int = field(default=32, metadata={"help": "images per model call (RunInference batch size)"})
     threads: int = field(
-        default=0, metadata={"help": "torch threads per worker process; 0 = torch's default (all cores)"}
+        default=0, metadata={"help": "torch threads per worker process; 0 = its share of the machine's cores"}
     )
 
 
@@ -74,8 +75,7 @@ class ClipEmbedder:
     def setup(self) -> ClipEmbedder:
         from canvas.core.presets.clip import create_clip
 
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
+        set_worker_threads(self.threads)
         # "none": the architecture with random weights (benchmarks measure speed, not quality), seeded so
         # that every worker and every run holds the same model (same input + config -> same output).
         pretrained = None if self.pretrained in (None, "", "none") else self.pretrained

@@ -20,7 +20,10 @@ class NsfwConfig:
         metadata={"help": "reject images whose NSFW probability is >= this (Yahoo: <0.2 safe, >0.8 unsafe)"},
     )
     batch_size: int = field(default=16, metadata={"help": "images per onnxruntime call"})
-    threads: int = field(default=0, metadata={"help": "onnxruntime intra-op threads; 0 = its default"})
+    threads: int = field(
+        default=0,
+        metadata={"help": "onnxruntime intra-op threads; 0 = the worker's share of the machine's cores"},
+    )
 
 
 class NsfwScorer:

@@ -56,13 +56,21 @@ log = logging.getLogger(__name__)
 
 class Curate(beam.PTransform):
     """RawRecords -> {"kept": curated Records, "rejected": Rejections, "threshold": the CLIP-score threshold
-    applied (one element, none when that filter is off)}; stages in order, each switchable."""
+    applied (one element, none when that filter is off)}; stages in order, each switchable.
+    `workers_per_machine`: the SDK workers sharing a machine; each model takes its share of the cores."""
 
-    def __init__(self, config: CurationConfig, clip_model: str, clip_pretrained: str | None) -> None:
+    def __init__(
+        self,
+        config: CurationConfig,
+        clip_model: str,
+        clip_pretrained: str | None,
+        workers_per_machine: int = 1,
+    ) -> None:
         super().__init__()
         self.config = config
         self.clip_model = clip_model
         self.clip_pretrained = clip_pretrained
+        self.workers_per_machine = workers_per_machine
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, px = self.config, self.config.decode.thumbnail_px
@@ -79,12 +87,16 @@ class Curate(beam.PTransform):
         records = step("NearDedup", NearDedup(cfg.near_dedup, px), records)
         if cfg.clip.enabled:
             records = records | "Clip" >> ClipEmbed(
-                self.clip_model, self.clip_pretrained, cfg.clip.batch_size, cfg.clip.threads
+                self.clip_model,
+                self.clip_pretrained,
+                cfg.clip.batch_size,
+                cfg.clip.threads,
+                self.workers_per_machine,
             )
         score = records | "ClipScore" >> ClipScoreFilter(cfg.clip_score)
         rejected.append(score[REJECTED])
         records = score[KEPT]
-        records = step("Nsfw", NsfwFilter(cfg.nsfw), records)
+        records = step("Nsfw", NsfwFilter(cfg.nsfw, self.workers_per_machine), records)
         records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px), records)
         rejections = tuple(rejected) | "AllRejected" >> beam.Flatten()
         if any(c.enabled for c in (cfg.exact_dedup, cfg.near_dedup, cfg.semdedup)):
@@ -154,7 +166,7 @@ def _curate_into(
     pipeline = launcher.pipeline()
     raw = pipeline | "Read" >> ReadImageText(files)
     _ = {"input_count": raw} | "WriteCount" >> WriteCounts(f"{tmp}/_stats/input_count.json")
-    out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained)
+    out = raw | "Curate" >> Curate(config, clip_model, clip_pretrained, launcher.workers_per_machine)
     _ = (
         out[KEPT]
         | "CuratedRows" >> beam.Map(record_row)

@@ -10,6 +10,7 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from canvas.core.threads import worker_threads
 from canvas.curation.decode import allow_in_pillow
 from canvas.curation.embedding import ClipEmbedder
 from canvas.curation.nsfw import NsfwScorer
@@ -21,16 +22,23 @@ class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder
     example is the record with embedding and clip_score filled."""
 
     def __init__(
-        self, model_name: str, pretrained: str | None, batch_size: int = 32, threads: int = 0
+        self,
+        model_name: str,
+        pretrained: str | None,
+        batch_size: int = 32,
+        threads: int = 0,
+        workers_per_machine: int = 1,
     ) -> None:
         super().__init__()
         self.model_name = model_name
         self.pretrained = pretrained
         self.batch_size = batch_size
         self.threads = threads
+        self.workers_per_machine = workers_per_machine
 
-    def load_model(self) -> ClipEmbedder:
-        return ClipEmbedder(self.model_name, self.pretrained, self.threads).setup()
+    def load_model(self) -> ClipEmbedder:  # runs in the worker: its cores, not the driver's
+        threads = worker_threads(self.threads, self.workers_per_machine)
+        return ClipEmbedder(self.model_name, self.pretrained, threads).setup()
 
     def run_inference(
         self, batch: Sequence[Record], model: ClipEmbedder, inference_args: dict[str, Any] | None = None
@@ -57,13 +65,14 @@ class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder
 class NsfwModelHandler(ModelHandler[Record, PredictionResult, NsfwScorer]):
     """Records -> PredictionResult(record with nsfw_score filled, score)."""
 
-    def __init__(self, batch_size: int = 16, threads: int = 0) -> None:
+    def __init__(self, batch_size: int = 16, threads: int = 0, workers_per_machine: int = 1) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.threads = threads
+        self.workers_per_machine = workers_per_machine
 
     def load_model(self) -> NsfwScorer:
-        return NsfwScorer(self.threads).setup()
+        return NsfwScorer(worker_threads(self.threads, self.workers_per_machine)).setup()
 
     def run_inference(
         self, batch: Sequence[Record], model: NsfwScorer, inference_args: dict[str, Any] | None = None

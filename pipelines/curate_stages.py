@@ -263,9 +263,16 @@ class ClipEmbed(beam.PTransform):
     bucket, records are ordered by caption length, so each batch's text is padded as little as possible.
     """
 
-    def __init__(self, model_name: str, pretrained: str | None, batch_size: int, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: str | None,
+        batch_size: int,
+        threads: int = 0,
+        workers_per_machine: int = 1,
+    ) -> None:
         super().__init__()
-        self.handler = ClipModelHandler(model_name, pretrained, batch_size, threads)
+        self.handler = ClipModelHandler(model_name, pretrained, batch_size, threads, workers_per_machine)
         self.batch_size = batch_size
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
@@ -329,9 +336,10 @@ class ClipScoreFilter(beam.PTransform):
 class NsfwFilter(beam.PTransform):
     """Scores every record with Open-NSFW (RunInference, onnxruntime) and rejects P(NSFW) >= threshold."""
 
-    def __init__(self, config: NsfwConfig) -> None:
+    def __init__(self, config: NsfwConfig, workers_per_machine: int = 1) -> None:
         super().__init__()
         self.config = config
+        self.workers_per_machine = workers_per_machine
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if not self.config.enabled:
@@ -341,7 +349,10 @@ class NsfwFilter(beam.PTransform):
         )
         scored = (
             records
-            | "RunInference" >> RunInference(NsfwModelHandler(self.config.batch_size, self.config.threads))
+            | "RunInference"
+            >> RunInference(
+                NsfwModelHandler(self.config.batch_size, self.config.threads, self.workers_per_machine)
+            )
             | "Unwrap" >> beam.Map(lambda result: result.example)
         )
         out = scored | "Filter" >> beam.ParDo(_ThresholdFn(nsfw_rejection), threshold).with_outputs(

@@ -37,6 +37,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from canvas.core.errors import CanvasError
 from canvas.core.formats.candidates import CANDIDATES_FILE, CANDIDATES_SCHEMA
 from canvas.core.formats.prompts import read_prompt_entries
+from canvas.core.threads import set_worker_threads, worker_threads
 from canvas.pipelines.generate_config import GenerateConfig
 from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
@@ -72,17 +73,17 @@ class DiffusersPipelineHandler(ModelHandler[GenerationRequest, PredictionResult,
     Each element yields `PredictionResult(request, {"images": [PNG bytes...], "scheduler": name})`.
     """
 
-    def __init__(self, pretrained: str, steps: int, guidance: float, threads: int = 0) -> None:
+    def __init__(
+        self, pretrained: str, steps: int, guidance: float, threads: int = 0, workers_per_machine: int = 1
+    ) -> None:
         super().__init__()
         self.pretrained, self.steps, self.guidance, self.threads = pretrained, steps, guidance, threads
+        self.workers_per_machine = workers_per_machine
 
-    def load_model(self) -> Any:
-        import torch
-
+    def load_model(self) -> Any:  # runs in the worker: its share of its machine's cores
         from canvas.core.presets.loading import load_pipeline
 
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
+        set_worker_threads(worker_threads(self.threads, self.workers_per_machine))
 
         return load_pipeline(self.pretrained)
 
@@ -181,9 +182,10 @@ def _to_pairs(result: PredictionResult, model: str, steps: int, guidance: float)
 class GenerateCandidates(beam.PTransform):
     """(index, prompt) records -> {"pairs": candidate pair rows, "rejected": rejected prompts}."""
 
-    def __init__(self, config: GenerateConfig) -> None:
+    def __init__(self, config: GenerateConfig, workers_per_machine: int = 1) -> None:
         super().__init__()
         self.config = config
+        self.workers_per_machine = workers_per_machine
 
     def expand(self, prompts: beam.PCollection) -> dict[str, beam.PCollection]:
         c = self.config
@@ -199,7 +201,11 @@ class GenerateCandidates(beam.PTransform):
         pairs = (
             checked.requests
             | "Generate"
-            >> RunInference(DiffusersPipelineHandler(c.pretrained, c.steps, c.guidance, c.threads))
+            >> RunInference(
+                DiffusersPipelineHandler(
+                    c.pretrained, c.steps, c.guidance, c.threads, self.workers_per_machine
+                )
+            )
             | "Pair" >> beam.FlatMap(_to_pairs, c.pretrained, c.steps, c.guidance)
         )
         return {"pairs": pairs, "rejected": checked[_ValidatePrompt.REJECTED]}
@@ -302,7 +308,7 @@ def _generate_into(
     counts_path = f"{tmp}/_stats/counts.json"
     pipeline = launcher.pipeline()
     prompts = pipeline | "Prompts" >> beam.Create(list(enumerate(texts)), reshuffle=False)
-    outputs = prompts | "GenerateCandidates" >> GenerateCandidates(config)
+    outputs = prompts | "GenerateCandidates" >> GenerateCandidates(config, launcher.workers_per_machine)
     _ = outputs["pairs"] | "WritePairs" >> WriteOneFile(f"{tmp}/{CANDIDATES_FILE}", _write_candidates)
     _ = outputs["rejected"] | "WriteRejected" >> WriteOneFile(f"{tmp}/{REJECTED_FILE}", _write_rejected)
     _ = {

@@ -38,7 +38,7 @@ class GenerateConfig:
     seed: int = field(default=0, metadata={"help": "base seed; same seed and prompts give the same images"})
     threads: int = field(
         default=0,
-        metadata={"help": "torch threads per worker (0: torch's default); 1 is fastest on busy CPUs"},
+        metadata={"help": "torch threads per worker (0: its share of the machine's cores)"},
     )
     overwrite: bool = field(
         default=False,

@@ -27,6 +27,7 @@ import contextlib
 import difflib
 import io
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "pipeline_options",
     "read_json",
     "workers_are_local",
+    "workers_per_machine",
     "write_text",
 ]
 
@@ -96,6 +98,19 @@ def workers_are_local(options: PipelineOptions, runner: str) -> bool:
     """Whether the workers run on this machine (the direct runners, or a portable job in LOOPBACK mode)."""
     direct = runner.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
     return direct or (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+
+
+def workers_per_machine(options: PipelineOptions, runner: str) -> int:
+    """How many SDK worker processes share one machine: `--direct_num_workers` for the multi-processing
+    DirectRunner (0 = one per core), else `--sdk_worker_parallelism` (a portable runner's SDK harnesses per
+    machine; 0 = the runner's choice, counted as 1). Workers take their share of the cores from it."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    direct = options.view_as(DirectOptions)
+    name = runner.rsplit(".", 1)[-1]
+    if name in ("DirectRunner", "SwitchingDirectRunner") and direct.direct_running_mode == "multi_processing":
+        return direct.direct_num_workers or os.cpu_count() or 1
+    return max(1, int(options.view_as(PortableOptions).sdk_worker_parallelism or 1))
 
 
 def metrics(result: PipelineResult, namespace: str | None = None) -> dict[str, Any]:
@@ -178,6 +193,10 @@ class BeamLauncher:
     @property
     def workers_are_local(self) -> bool:
         return workers_are_local(self.options, self.runner)
+
+    @property
+    def workers_per_machine(self) -> int:
+        return workers_per_machine(self.options, self.runner)
 
     @contextlib.contextmanager
     def output(
