@@ -3,6 +3,8 @@ its fields, and flags given on the command line override the file (trl's TrlPars
 semantics), checked before any work starts.
 
 Each field becomes `--field_name` (also spelt `--field-name`, plus any `metadata["aliases"]`) with the field's type and `metadata["help"]`;
+a config class's `DEPRECATED_KEYS = {"old_name": "new_name"}` keeps old names working, as a `--old_name` flag
+and as a YAML key, each with a one-line deprecation warning;
 `metadata["required"] = True` makes it required (from a flag or the file). A bool field is `--flag`,
 `--flag true|false` or `--no_flag`; a list field takes several values; a `Literal` field its choices.
 Every mistake (unknown key or flag, with a suggestion; wrong type; broken YAML; a value the config's own
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -24,6 +27,24 @@ from typing import Any, TypeVar
 from canvas.core.errors import CanvasError
 
 C = TypeVar("C")
+log = logging.getLogger(__name__)
+
+
+def deprecated_keys(config_cls: type) -> dict[str, str]:
+    """`{old field name: new field name}` of a config class (its `DEPRECATED_KEYS`, if any)."""
+    return dict(getattr(config_cls, "DEPRECATED_KEYS", {}))
+
+
+class _DeprecatedFlag(argparse.Action):
+    """Stores the value under the new field's name, after a one-line deprecation warning."""
+
+    def __init__(self, *args: Any, new_name: str = "", **kwargs: Any) -> None:
+        self.new_name = new_name
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        log.warning("%s is deprecated: use --%s instead", option_string, self.new_name)
+        setattr(namespace, self.dest, self.const if values is None else values)
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -48,13 +69,26 @@ def add_config_arguments(
     raise_on_error(parser)
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value (flags override it)")
     hints = typing.get_type_hints(config_cls)
+    renamed: dict[str, list[str]] = {}
+    for old, new in deprecated_keys(config_cls).items():
+        renamed.setdefault(new, []).append(old)
+    taken = {a for f in dataclasses.fields(config_cls) for a in f.metadata.get("aliases", [])}
     for f in dataclasses.fields(config_cls):
         if f.name in skip or not f.init:
             continue
         kind = _unwrap_optional(hints[f.name])
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         names += [a for a in f.metadata.get("aliases", []) if a not in names]  # e.g. --output for output_dir
+        # old names (`DEPRECATED_KEYS`) still parse, with a warning; hidden from --help
+        old_flags = [f"--{old}" for old in renamed.get(f.name, []) if f"--{old}" not in taken]
+        if old_flags:
+            parser.add_argument(
+                *old_flags, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                action=_DeprecatedFlag, new_name=f.name, **_value_kwargs(f.name, kind),
+            )  # fmt: skip
         help_text = f.metadata.get("help", "")
+        if old_flags:
+            help_text += f" (formerly {', '.join(old_flags)})"
         if f.metadata.get("required"):
             help_text += " (required)"
         elif f.default is not dataclasses.MISSING and f.default not in (None, ""):
@@ -63,22 +97,25 @@ def add_config_arguments(
         # by defaults and the dataclass keeps the one definition of each default.
         common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
-            parser.add_argument(*names, nargs="?", const=True, type=_to_bool, metavar="true|false", **common)
+            parser.add_argument(*names, **_value_kwargs(f.name, kind), **common)
             negated = dict.fromkeys([f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}"])
             parser.add_argument(
                 *negated, dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
             continue
-        origin, args = typing.get_origin(kind), typing.get_args(kind)
-        if origin is typing.Literal:
-            parser.add_argument(*names, choices=args, type=type(args[0]), metavar=f.name.upper(), **common)
-        elif origin is list:
-            inner = args[0] if args else str
-            parser.add_argument(*names, nargs="+", type=inner, metavar=f.name.upper(), **common)
-        else:
-            parser.add_argument(
-                *names, type=kind if callable(kind) else str, metavar=f.name.upper(), **common
-            )
+        parser.add_argument(*names, **_value_kwargs(f.name, kind), **common)
+
+
+def _value_kwargs(name: str, kind: Any) -> dict[str, Any]:
+    """argparse's type / nargs / choices / metavar for a field of type `kind`."""
+    if kind is bool:
+        return {"nargs": "?", "const": True, "type": _to_bool, "metavar": "true|false"}
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Literal:
+        return {"choices": args, "type": type(args[0]), "metavar": name.upper()}
+    if origin is list:
+        return {"nargs": "+", "type": args[0] if args else str, "metavar": name.upper()}
+    return {"type": kind if callable(kind) else str, "metavar": name.upper()}
 
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -205,8 +242,15 @@ def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
         )
     hints = typing.get_type_hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    renamed = deprecated_keys(config_cls)
     out = {}
     for key, value in data.items():
+        if key in renamed and key not in fields:
+            new = renamed[key]
+            if new in data:
+                raise CanvasError(f"{path}: both {key!r} and {new!r} are set; keep only {new!r}")
+            log.warning("%s: key %r is deprecated: use %r instead", path, key, new)
+            key = new
         if key not in fields:
             raise CanvasError(f"{path}: unknown key {key!r}{_did_you_mean(str(key), list(fields))}")
         try:
