@@ -85,9 +85,9 @@ def main() -> None:
         config = DDPOConfig(
             **{
                 **recipe,
-                "output_dir": out, "seed": args.seed, "num_epochs": args.epochs, "save_freq": 10_000,
+                "output_dir": out, "seed": args.seed, "num_epochs": args.epochs, "checkpointing_steps": 10_000,
                 "sample_num_batches_per_epoch": args.batches_per_epoch,
-                "train_batch_size": args.train_batch_size, "train_learning_rate": args.learning_rate,
+                "train_batch_size": args.train_batch_size, "learning_rate": args.learning_rate,
                 "eval_num_samples": 0,
                 **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)},
             }

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from canvas.core.atomic import replace_path
 from canvas.core.errors import CanvasError
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,5 @@ def build_template(binary: Path | None = None, force: bool = False) -> Path:
             )
         (tmp / ".env").unlink(missing_ok=True)  # the secret key: each data dir makes its own
         (tmp / TEMPLATE_MARKER).write_text(json.dumps({"version": version}))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.replace(target)
+        replace_path(tmp, target)
     return target

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from canvas.core.atomic import atomic_path, write_text_atomic
 from canvas.core.errors import CanvasError
 from canvas.core.formats.preferences import PREFERENCES_SCHEMA
 from canvas.labeling.client import LabelStudioClient, connect
@@ -233,10 +234,11 @@ def pull_preferences(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=PREFERENCES_SCHEMA)
-    _atomic(output / "preferences.parquet", lambda p: pq.write_table(table, p))
-    _atomic(output / "annotators.json", lambda p: p.write_text(json.dumps(report, indent=2, sort_keys=True)))
+    with atomic_path(output / "preferences.parquet") as tmp:
+        pq.write_table(table, tmp)
+    write_text_atomic(output / "annotators.json", json.dumps(report, indent=2, sort_keys=True))
     rejected_lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in collected.rejected)
-    _atomic(output / "rejected.jsonl", lambda p: p.write_text(rejected_lines))
+    write_text_atomic(output / "rejected.jsonl", rejected_lines)
     return PullResult(
         rows=len(rows),
         annotations=collected.annotations,
@@ -251,9 +253,3 @@ def pull_preferences(
 def _absolute(base: str, reference: str) -> str:
     """A task's image reference as a full URL (the export holds server-relative paths)."""
     return reference if urlparse(reference).scheme else f"{base}{reference}"
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)

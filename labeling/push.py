@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from canvas.core.atomic import write_text_atomic
 from canvas.core.errors import CanvasError
 from canvas.core.formats.candidates import IMAGE_COLUMNS, read_candidates_table
 from canvas.labeling.client import LabelStudioClient, connect
@@ -212,13 +213,9 @@ def write_rejected(path: Path | None, rejected: list[dict[str, Any]]) -> None:
     """The rejected rows as JSON lines (row, pair_id, reason), written whole or not at all."""
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejected, key=lambda r: r["row"]))
+    write_text_atomic(
+        path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejected, key=lambda r: r["row"]))
     )
-    tmp.replace(path)
 
 
 def _predictions(rows: list[dict[str, Any]], scorer: ImageScorer) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from canvas.core.atomic import write_text_atomic
 from canvas.core.errors import CanvasError
 from canvas.core.paths import canvas_home
 from canvas.labeling.install import (
@@ -226,9 +227,7 @@ class LabelStudioServer:
                 ),
             ),
         ):
-            tmp = self.data_dir / f"{name}.tmp"
-            tmp.write_text(text)
-            tmp.replace(self.data_dir / name)
+            write_text_atomic(self.data_dir / name, text)
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> ServerStatus:

@@ -2,8 +2,9 @@
 
 Layout: `OUTPUT/checkpoints/checkpoint-STEP/{pytorch_lora_weights.safetensors, optimizer.pt, rng.pt,
 trainer_state.json}`. Everything loads with safetensors or `torch.load(weights_only=True)`: no pickles.
-A checkpoint folder is written under a temporary name and renamed, so a killed run never leaves one
-that looks complete.
+A checkpoint folder is written under a temporary name and renamed (`canvas.core.atomic`), so a killed
+run never leaves one that looks complete. The model part is a LoRA by default; a trainer of another
+model passes its own `save_model` / `load_model` (the reward trainer: the head's `save_pretrained`).
 
 One output folder holds one run (`start_run`): a fresh run into a folder that holds a previous run's
 files is refused unless `overwrite_output_dir` (then only the files a trainer writes, `RUN_OUTPUTS`,
@@ -17,6 +18,7 @@ import json
 import logging
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from canvas.core.atomic import atomic_path, write_json_atomic
 from canvas.core.errors import CanvasError
 from canvas.rlhf.lora import load_unet_lora, save_unet_lora
 
@@ -47,9 +50,11 @@ RUN_OUTPUTS = (
 )
 # Config fields that may change when a run is resumed: length, logging, evaluation, checkpoint cadence,
 # where things go. Every other field (model, data, learning rate, seed, batch sizes, LoRA...) must match.
+# (The old names, `DEPRECATED_KEYS` of the configs, stay listed for run_config.json files that hold them.)
 RESUMABLE_FIELDS = frozenset(
     {
-        "output_dir", "resume", "resume_from", "overwrite_output_dir", "max_steps", "num_epochs",
+        "output_dir", "resume_from_checkpoint", "resume", "resume_from", "overwrite_output_dir", "max_steps",
+        "num_epochs",
         "logging_steps", "tensorboard", "eval_steps", "eval_noise_draws", "eval_num_samples",
         "checkpointing_steps", "checkpoints_total_limit", "save_freq", "num_checkpoint_limit",
         "checkpointing_epochs", "sample_grid_freq", "sample_grid_size", "gradient_checkpointing",
@@ -93,10 +98,7 @@ def config_record(config: Any) -> dict[str, Any]:
 
 
 def write_run_config(folder: str | Path, config: Any) -> Path:
-    path = Path(folder) / RUN_CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_record(config), indent=2))
-    return path
+    return write_json_atomic(Path(folder) / RUN_CONFIG_FILE, config_record(config), indent=2)
 
 
 def _reward_model_files(folder: Path) -> list[str]:
@@ -173,6 +175,8 @@ def check_same_config(checkpoint: Path, config: Any) -> None:
         saved = json.loads(saved_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CanvasError(f"{saved_path} is unreadable ({exc}); resume from another checkpoint") from exc
+    renamed = getattr(config, "DEPRECATED_KEYS", {})  # a checkpoint saved under the old knob names
+    saved = {renamed.get(k, k): v for k, v in saved.items()}
     now = config_record(config)
     diffs = [
         f"{name}: {json.dumps(saved[name])} -> {json.dumps(value)}"
@@ -213,25 +217,24 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor] | None = None,
     limit: int | None = None,
     run_config: Any = None,
+    save_model: Callable[[Any, Path], Any] = save_unet_lora,
 ) -> Path:
     """Write checkpoint-STEP atomically and keep at most `limit` checkpoints (oldest removed first).
 
-    `extra_state` is JSON (data-loader position, stat trackers); `tensors` are extra tensors such as
-    generator states, saved beside the RNG state; `run_config` (the config dataclass) is saved as
-    `run_config.json`, what a resume compares its settings with.
+    `unet` is saved with `save_model(unet, folder)` (its LoRA by default); `extra_state` is JSON
+    (data-loader position, stat trackers); `tensors` are extra tensors such as generator states, saved
+    beside the RNG state; `run_config` (the config dataclass) is saved as `run_config.json`, what a
+    resume compares its settings with.
     """
-    root = checkpoint_root(output_dir)
-    final = root / f"{PREFIX}{step}"
-    tmp = root / f".tmp-{PREFIX}{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_unet_lora(unet, tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"rng": _rng_state(), "tensors": tensors or {}}, tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(extra_state or {})}, indent=2))
-    if run_config is not None:
-        write_run_config(tmp, run_config)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = checkpoint_root(output_dir) / f"{PREFIX}{step}"
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        save_model(unet, tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save({"rng": _rng_state(), "tensors": tensors or {}}, tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(extra_state or {})}, indent=2))
+        if run_config is not None:
+            write_run_config(tmp, run_config)
     if limit is not None and limit > 0:
         for old in list_checkpoints(output_dir)[:-limit]:
             shutil.rmtree(old)
@@ -239,10 +242,14 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, unet: Any, optimizer: torch.optim.Optimizer
+    path: Path,
+    unet: Any,
+    optimizer: torch.optim.Optimizer,
+    load_model: Callable[[Any, Path], Any] = load_unet_lora,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore LoRA, optimizer and RNG state; returns (trainer_state, extra tensors)."""
-    load_unet_lora(unet, path)
+    """Restore the model (`load_model`, the LoRA by default), optimizer and RNG state; returns
+    (trainer_state, extra tensors)."""
+    load_model(unet, path)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     saved = torch.load(path / "rng.pt", weights_only=True)
     _set_rng_state(saved["rng"])

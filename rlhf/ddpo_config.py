@@ -6,12 +6,17 @@ ddpo-pytorch `config/base.py`; each help text says where its default comes from 
 `log_with`, `tracker_*`, `accelerator_kwargs`, `project_kwargs`, `push_to_hub` (we always log to
 `metrics.jsonl` + TensorBoard and never reach a hub), `train_use_8bit_adam` (bitsandbytes is not a
 dependency), `async_reward_computation` / `max_workers` (rewards here are cheap or batched on the GPU).
+
+Run, checkpoint and resume knobs use the names every canvas trainer shares (transformers' / diffusers'):
+`learning_rate`, `checkpointing_steps`, `checkpoints_total_limit`, `resume_from_checkpoint`; trl's
+`train_learning_rate`, `save_freq`, `num_checkpoint_limit`, `resume_from` still work (`DEPRECATED_KEYS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from canvas.core.errors import CanvasError
 from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
@@ -23,6 +28,14 @@ RECIPES_DIR = Path(__file__).with_name("recipes")
 
 @dataclass
 class DDPOConfig:
+    # trl's names for the shared knobs: still accepted as flags and YAML keys, with a warning
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {
+        "save_freq": "checkpointing_steps",
+        "num_checkpoint_limit": "checkpoints_total_limit",
+        "resume_from": "resume_from_checkpoint",
+        "train_learning_rate": "learning_rate",
+    }
+
     # ---- data, reward, model, output (ours: the CLI's required inputs) ----
     prompts: str | None = field(
         default=None,
@@ -64,19 +77,23 @@ class DDPOConfig:
             "help": "Epochs; one epoch = sample a batch of images, score them, train on them. Default: both.",
         },
     )
-    save_freq: int = field(
+    checkpointing_steps: int = field(
         default=1,
-        metadata={"help": "Epochs between checkpoints. Default: trl (ddpo-pytorch: 20)."},
+        metadata={
+            "help": "Save a checkpoint every N epochs (DDPO's step is an epoch), and always after the last. "
+            "Default: trl's save_freq (ddpo-pytorch: 20)."
+        },
     )
-    num_checkpoint_limit: int = field(
-        default=5, metadata={"help": "Checkpoints kept (oldest removed first). Default: both."}
+    checkpoints_total_limit: int = field(
+        default=5,
+        metadata={"help": "Checkpoints kept (oldest removed first). Default: both's num_checkpoint_limit."},
     )
-    resume_from: str = field(
-        default="",
+    resume_from_checkpoint: str | None = field(
+        default=None,
         metadata={
             "aliases": ["--resume"],
             "help": "`latest` (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
-            "folder. Default: both ('' = start fresh).",
+            "folder: continue that run exactly. Default: start fresh (trl/ddpo-pytorch: resume_from).",
         },
     )
     overwrite_output_dir: bool = field(
@@ -151,7 +168,9 @@ class DDPOConfig:
 
     # ---- training ----
     train_batch_size: int = field(default=1, metadata={"help": "Training batch size per GPU. Default: both."})
-    train_learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate. Default: both."})
+    learning_rate: float = field(
+        default=3e-4, metadata={"help": "AdamW learning rate. Default: both's train_learning_rate."}
+    )
     train_adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1. Default: both."})
     train_adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2. Default: both."})
     train_adam_weight_decay: float = field(
@@ -209,6 +228,9 @@ class DDPOConfig:
         default=10, metadata={"help": "Epochs between sample-grid PNGs (samples/epoch-N.png); 0 = never."}
     )
     sample_grid_size: int = field(default=8, metadata={"help": "Images in each sample grid."})
+    tensorboard: bool = field(
+        default=True, metadata={"help": "Mirror metrics to TensorBoard (OUTPUT/tensorboard)."}
+    )
     eval_num_samples: int = field(
         default=8,
         metadata={
@@ -226,7 +248,10 @@ class DDPOConfig:
             self.mixed_precision in MIXED_PRECISION_CHOICES,
             f"mixed_precision must be one of {MIXED_PRECISION_CHOICES}",
         )
-        need(self.num_epochs >= 1 and self.save_freq >= 1, "num_epochs and save_freq must be >= 1")
+        need(
+            self.num_epochs >= 1 and self.checkpointing_steps >= 1,
+            "num_epochs and checkpointing_steps must be >= 1",
+        )
         need(self.sample_eta > 0, "sample_eta must be > 0: DDPO needs a stochastic sampler (log-probs)")
         need(self.sample_num_steps >= 1, "sample_num_steps must be >= 1")
         need(0 < self.train_timestep_fraction <= 1, "train_timestep_fraction must be in (0, 1]")
@@ -250,7 +275,7 @@ class DDPOConfig:
             "per_prompt_stat_tracking_min_count must be <= per_prompt_stat_tracking_buffer_size",
         )
         need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
-        need(self.train_learning_rate > 0, f"train_learning_rate must be > 0, got {self.train_learning_rate}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
 
     @property
     def num_train_timesteps(self) -> int:

@@ -23,15 +23,16 @@ import torch
 
 from canvas.core.errors import CanvasError
 from canvas.core.formats.prompts import read_prompts
-from canvas.rlhf.checkpointing import load_checkpoint, save_checkpoint, start_run, write_run_config
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
+from canvas.rlhf.diffusion_model import load_diffusion_model
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
 from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
 from canvas.rlhf.tracking import RunLogger, read_metrics
+from canvas.rlhf.trainer_base import TrainerBase
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def epoch_generator(seed: int, epoch: int, process_index: int = 0) -> torch.Gene
     return torch.Generator().manual_seed(int(state))
 
 
-class DDPOTrainer:
+class DDPOTrainer(TrainerBase):
     """`DDPOTrainer(config).train()` fine-tunes a LoRA on the UNet of `config.pretrained` against `config.reward`.
 
     `reward` / `prompts` override the config's (a custom reward callable, an in-memory prompt list).
@@ -88,7 +89,6 @@ class DDPOTrainer:
             raise CanvasError("the prompt list is empty")
         self.prompts = list(prompts)
         self.reward = reward if reward is not None else load_reward(cfg.reward)
-        self.output_dir = Path(cfg.output_dir)
 
         # 2. accelerator: gradients accumulate over the trained timesteps of every batch
         mixed = cfg.mixed_precision
@@ -102,10 +102,7 @@ class DDPOTrainer:
         if torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
         # the folder: a previous run's files or a resume with other settings fail before the model loads
-        checkpoint = start_run(
-            self.output_dir, cfg, cfg.resume_from or None, cfg.overwrite_output_dir,
-            is_main=self.accelerator.is_main_process,
-        )  # fmt: skip
+        self._claim_output_dir()
 
         # 3. pipeline, LoRA, optimizer
         self.pipe = self._load_pipeline(mixed)
@@ -120,7 +117,7 @@ class DDPOTrainer:
             )
         optimizer = torch.optim.AdamW(
             self.params,
-            lr=cfg.train_learning_rate,
+            lr=cfg.learning_rate,
             betas=(cfg.train_adam_beta1, cfg.train_adam_beta2),
             weight_decay=cfg.train_adam_weight_decay,
             eps=cfg.train_adam_epsilon,
@@ -131,26 +128,22 @@ class DDPOTrainer:
             cfg.per_prompt_stat_tracking_buffer_size, cfg.per_prompt_stat_tracking_min_count
         )
         self.start_epoch, self.optimizer_steps = 0, 0
-        if checkpoint is not None:
-            state, _ = load_checkpoint(checkpoint, self.pipe.unet, optimizer)
+        resumed = self._resume(self.pipe.unet, optimizer)
+        if resumed is not None:
+            state = resumed[0]
             self.start_epoch, self.optimizer_steps = state["epoch"], state["optimizer_steps"]
             self.stat_tracker.load_state_dict(state["stat_tracker"])
-            logger.info("resumed from %s (epoch %d)", checkpoint, self.start_epoch)
+            logger.info("resumed from %s (epoch %d)", self.resume_checkpoint, self.start_epoch)
         self.unet, self.optimizer = self.accelerator.prepare(self.pipe.unet, optimizer)
-        self.run_logger: RunLogger | None = None
-        if self.accelerator.is_main_process:
-            self.run_logger = RunLogger(
-                self.output_dir, resume_from_step=self.start_epoch if checkpoint else None
-            )
-            write_run_config(self.output_dir, cfg)
+        self.run_logger: RunLogger | None = self._open_logger(self.start_epoch if resumed else None)
 
     def _load_pipeline(self, mixed_precision: str) -> Any:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-        from canvas.core.presets.loading import load_pipeline
-
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
-        pipe = load_pipeline(self.config.pretrained, dtype=dtype)
+        # the stock pipeline samples, so every part (the VAE too) stays in the one dtype
+        pipe = load_diffusion_model(
+            self.config.pretrained, self.accelerator.device, mixed_precision, pipeline_dtype=True
+        ).pipe
         if not isinstance(pipe, StableDiffusionPipeline):
             raise CanvasError(
                 f"DDPO supports SD-1.5-style pipelines; {self.config.pretrained} is {type(pipe).__name__}"
@@ -160,10 +153,6 @@ class DDPOTrainer:
                 "replacing %s with DDIMScheduler (DDPO samples with DDIM)", type(pipe.scheduler).__name__
             )
             pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        for module in (pipe.vae, pipe.text_encoder, pipe.unet):
-            module.requires_grad_(False)
-        pipe.to(self.accelerator.device)
-        pipe.set_progress_bar_config(disable=True)
         return pipe
 
     # ---- the loop ----
@@ -197,7 +186,7 @@ class DDPOTrainer:
                         self.output_dir / "samples" / f"epoch-{epoch + 1:04d}.png", epoch + 1, samples["images"],
                         prompts, samples["rewards"], cfg.sample_grid_size, getattr(self.reward, "name", "reward"),
                     )  # fmt: skip
-            if (epoch + 1) % cfg.save_freq == 0 or epoch + 1 == cfg.num_epochs:
+            if (epoch + 1) % cfg.checkpointing_steps == 0 or epoch + 1 == cfg.num_epochs:
                 self.save_checkpoint(epoch + 1)
         return self._finish(time.monotonic() - started)
 
@@ -305,7 +294,7 @@ class DDPOTrainer:
                 raise CanvasError(
                     f"training diverged: non-finite loss at epoch {epoch + 1}, optimizer step "
                     f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, j])}); "
-                    "lower train_learning_rate or check the reward"
+                    "lower learning_rate or check the reward"
                 )
             acc.backward(out.loss)
             if acc.sync_gradients:
@@ -319,18 +308,12 @@ class DDPOTrainer:
     # ---- outputs ----
     def save_checkpoint(self, epoch: int) -> Path | None:
         """checkpoint-EPOCH with LoRA, optimizer, RNG and the stat tracker (main process)."""
-        self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return None
         state = {
             "epoch": epoch,
             "optimizer_steps": self.optimizer_steps,
             "stat_tracker": self.stat_tracker.state_dict(),
         }
-        return save_checkpoint(
-            self.output_dir, epoch, self.accelerator.unwrap_model(self.unet), self.optimizer,
-            extra_state=state, limit=self.config.num_checkpoint_limit, run_config=self.config,
-        )  # fmt: skip
+        return self._save_checkpoint(epoch, self.unet, self.optimizer, extra_state=state)
 
     @torch.no_grad()
     def evaluate(self, num_samples: int, seed: int) -> dict[str, float]:

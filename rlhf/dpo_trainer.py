@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,11 +24,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.diffusion_model import image_to_tensor, load_diffusion_model
 from canvas.rlhf.dpo_config import DiffusionDPOConfig
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled
 from canvas.rlhf.lora_step_loop import LoraStepLoop
-from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from canvas.rlhf.preferences import PreferenceData, decode_pair, load_preferences
 
 DPOLoss = Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], torch.Tensor]
 
@@ -72,15 +72,12 @@ class DiffusionDPOTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.core.presets.loading import load_pipeline
-
         self.config = cfg = config
         if cfg.loss_type not in DPO_LOSSES:
             raise CanvasError(
                 f"unknown loss_type {cfg.loss_type!r}; registered: {', '.join(sorted(DPO_LOSSES))}"
             )
         self.loss_fn = DPO_LOSSES[cfg.loss_type]
-        self.output_dir = Path(cfg.output_dir)
         self.accelerator = acc = create_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
         )
@@ -97,20 +94,14 @@ class DiffusionDPOTrainer(LoraStepLoop):
         self._claim_output_dir()
 
         # -- models: frozen pipeline parts in the mixed-precision dtype, LoRA in fp32 ---------------------
-        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            acc.mixed_precision, torch.float32
+        self.model = load_diffusion_model(cfg.pretrained, acc.device, acc.mixed_precision, cfg.resolution)
+        self.pipe, self.weight_dtype, self.resolution = (
+            self.model.pipe,
+            self.model.weight_dtype,
+            self.model.resolution,
         )
-        self.pipe = pipe = load_pipeline(cfg.pretrained)
-        self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
-        pipe.vae.to(acc.device, dtype=torch.float32)  # fp16 VAEs (SDXL's) overflow: encode in fp32
-        for encoder in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
-            if encoder is not None:
-                encoder.to(acc.device, dtype=self.weight_dtype).requires_grad_(False)
-        pipe.vae.requires_grad_(False)
-        unet = pipe.unet.to(acc.device, dtype=self.weight_dtype)
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        self.resolution = cfg.resolution or unet.config.sample_size * pipe.vae_scale_factor
-        self._prepare_lora_training(unet)
+        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        self._prepare_lora_training(self.pipe.unet)
 
     # -- data -------------------------------------------------------------------------------------------
     def _batch(self, data: PreferenceData, indices: list[int]) -> dict[str, Any]:
@@ -130,19 +121,9 @@ class DiffusionDPOTrainer(LoraStepLoop):
         pixels = torch.cat([batch["winner"], batch["loser"]]).to(dev) * 2 - 1
         latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
         out: dict[str, torch.Tensor] = {"latents": latents.to(self.weight_dtype)}
-        captions = batch["captions"]
-        if self.is_sdxl:
-            embeds, _, pooled, _ = self.pipe.encode_prompt(
-                captions, device=dev, do_classifier_free_guidance=False
-            )
-            r = self.resolution  # SDXL conditions on (original size, crop top-left, target size)
-            time_ids = torch.tensor([[r, r, 0, 0, r, r]], device=dev, dtype=self.weight_dtype)
-            out["added"] = {
-                "text_embeds": pooled.repeat(2, 1),
-                "time_ids": time_ids.repeat(2 * len(captions), 1),
-            }
-        else:
-            embeds, _ = self.pipe.encode_prompt(captions, dev, 1, False)
+        embeds, pooled = self.model.encode_prompts(batch["captions"])
+        if pooled is not None:  # SDXL: winner and loser share the caption's conditioning
+            out["added"] = self.model.added_cond(pooled.repeat(2, 1))
         out["embeds"] = embeds.to(self.weight_dtype).repeat(2, 1, 1)
         return out
 
@@ -215,7 +196,7 @@ class DiffusionDPOTrainer(LoraStepLoop):
     def train(self) -> dict[str, Any]:
         cfg, acc = self.config, self.accelerator
         main = acc.is_main_process
-        logger = self._open_logger()
+        logger = self._open_step_logger()
         self.unet.train()
         last: dict[str, float] = {}
         bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="dpo", unit="step", disable=not main)

@@ -1,13 +1,11 @@
-"""What the step-based LoRA trainers (`DiffusionDPOTrainer`, `SFTTrainer`) share around their own step:
-LoRA + optimizer set-up and resume, the seeded batch order, learning-rate warm-up, the run logger,
-periodic held-out evaluation, metrics lines, checkpoints, and the final LoRA + `summary.json`. Each
-trainer keeps its data, loss and summary fields.
+"""What the step-based LoRA trainers (`DiffusionDPOTrainer`, `SFTTrainer`) share around their own step,
+on top of `TrainerBase` (folder claim, resume, run log, checkpoints): LoRA + optimizer set-up, the seeded
+batch order, learning-rate warm-up, periodic held-out evaluation, metrics lines, checkpoint cadence, and
+the final LoRA + `summary.json`. Each trainer keeps its data, loss and summary fields.
 
-A trainer using it sets `config` (with the fields below), `accelerator`, `pipe`, `output_dir` and
-`train_data`, calls `_claim_output_dir()` once its inputs are validated (before any model loads: a
-fresh run over another run's files, or a resume with different settings, fails there), calls
-`_prepare_lora_training(unet)` at the end of `__init__`, and defines
-`evaluate() -> dict[str, float]`.
+A trainer using it sets `config` (a `LoraTrainingConfig`), `accelerator`, `pipe` and `train_data`, calls
+`_claim_output_dir()` once its inputs are validated (before any model loads), calls
+`_prepare_lora_training(unet)` at the end of `__init__`, and defines `evaluate() -> dict[str, float]`.
 """
 
 from __future__ import annotations
@@ -19,36 +17,21 @@ from typing import Any
 
 import torch
 
-from canvas.rlhf.checkpointing import load_checkpoint, save_checkpoint, start_run, write_run_config
 from canvas.rlhf.lora import add_unet_lora, save_unet_lora
 from canvas.rlhf.tracking import RunLogger
+from canvas.rlhf.trainer_base import TrainerBase
 
 log = logging.getLogger(__name__)
 
 
-class LoraStepLoop:
+class LoraStepLoop(TrainerBase):
     """Mixin: the loop tail of a LoRA trainer that counts optimizer steps up to `config.max_steps`."""
 
-    config: Any
-    accelerator: Any
     unet: Any
     optimizer: Any
     pipe: Any
-    output_dir: Any
     start_step: int
     train_data: Any
-    resume_checkpoint: Any = None
-
-    def _claim_output_dir(self) -> None:
-        """The checkpoint to resume (`canvas.rlhf.checkpointing.start_run`), or a fresh start in a clean folder."""
-        cfg = self.config
-        self.resume_checkpoint = start_run(
-            self.output_dir,
-            cfg,
-            cfg.resume,
-            cfg.overwrite_output_dir,
-            is_main=self.accelerator.is_main_process,
-        )
 
     def _prepare_lora_training(self, unet: Any) -> None:
         """LoRA on `unet` (from `init_lora` if set), AdamW on it, then the checkpoint `resume` names (LoRA,
@@ -59,11 +42,10 @@ class LoraStepLoop:
             unet.enable_gradient_checkpointing()
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
         self.start_step = 0
-        checkpoint = self.resume_checkpoint
-        if checkpoint is not None:
-            state, _ = load_checkpoint(checkpoint, unet, optimizer)
-            self.start_step = int(state["step"])
-            log.info("resumed from %s (step %d)", checkpoint, self.start_step)
+        resumed = self._resume(unet, optimizer)
+        if resumed is not None:
+            self.start_step = int(resumed[0]["step"])
+            log.info("resumed from %s (step %d)", self.resume_checkpoint, self.start_step)
         self.params = params
         self.unet, self.optimizer = acc.prepare(unet, optimizer)
 
@@ -94,34 +76,20 @@ class LoraStepLoop:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
 
-    def _open_logger(self) -> RunLogger | None:
-        """The main process's metrics/TensorBoard logger; a resumed run continues the same files."""
-        cfg = self.config
-        if not self.accelerator.is_main_process:
-            return None
-        resume_step = self.start_step if self.resume_checkpoint is not None else None
-        write_run_config(self.output_dir, cfg)
-        return RunLogger(self.output_dir, resume_from_step=resume_step, tensorboard=cfg.tensorboard)
+    def _open_step_logger(self) -> RunLogger | None:
+        """`_open_logger`, continuing a resumed run's metrics from its step."""
+        return self._open_logger(self.start_step if self.resume_checkpoint is not None else None)
 
     def _end_step(self, done: int, last: dict[str, float], logger: RunLogger | None) -> None:
         """After optimizer step `done`: held-out evaluation, a metrics line, a checkpoint, each when due."""
-        cfg, acc = self.config, self.accelerator
+        cfg = self.config
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
             last.update({f"heldout/{k}": v for k, v in self.evaluate().items()})
             self.unet.train()
         if logger is not None and (done % cfg.logging_steps == 0 or done == cfg.max_steps):
             logger.log(done, last)
         if cfg.checkpointing_steps and done % cfg.checkpointing_steps == 0:
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                save_checkpoint(
-                    self.output_dir,
-                    done,
-                    acc.unwrap_model(self.unet),
-                    self.optimizer,
-                    limit=cfg.checkpoints_total_limit,
-                    run_config=cfg,
-                )
+            self._save_checkpoint(done, self.unet, self.optimizer)
 
     def _finish(
         self,

@@ -7,7 +7,7 @@ only to change its default or help (its place in `--help` stays here).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from canvas.core.errors import CanvasError
 
@@ -19,6 +19,9 @@ DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 @dataclass
 class LoraTrainingConfig:
     """A LoRA on a diffusion UNet trained for `max_steps` optimizer steps (see `canvas.rlhf.lora_step_loop`)."""
+
+    # Old knob names that still work (flag and YAML key, with a warning): `canvas.core.config_parser`.
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"resume": "resume_from_checkpoint"}
 
     # -- model -----------------------------------------------------------------------------------------
     pretrained: str = field(
@@ -60,13 +63,18 @@ class LoraTrainingConfig:
         metadata={"help": "noise/timestep draws per held-out example (fixed seed, so runs compare)"},
     )
     checkpointing_steps: int = field(
-        default=500, metadata={"help": "save a checkpoint every N steps (0 = never)"}
+        default=500, metadata={"help": "save a checkpoint every N optimizer steps (0 = never)"}
     )
     checkpoints_total_limit: int | None = field(
         default=3, metadata={"help": "keep at most this many checkpoints"}
     )
-    resume: str | None = field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder: continue that run exactly"}
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--resume"],
+            "help": "'latest' (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
+            "folder: continue that run exactly",
+        },
     )
     overwrite_output_dir: bool = field(
         default=False,

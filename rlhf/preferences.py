@@ -187,19 +187,6 @@ def decode_pair(data: PreferenceData, pair: PreferencePair) -> tuple[Image.Image
     )
 
 
-def image_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
-    """Resize the shorter side to `resolution`, centre-crop a square: `(3, R, R)` float in [0, 1]."""
-    w, h = image.size
-    scale = resolution / min(w, h)
-    resized = image.resize(
-        (max(resolution, round(w * scale)), max(resolution, round(h * scale))), Image.BICUBIC
-    )
-    left = (resized.width - resolution) // 2
-    top = (resized.height - resolution) // 2
-    cropped = resized.crop((left, top, left + resolution, top + resolution))
-    return torch.from_numpy(np.asarray(cropped, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-
-
 def write_preferences(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
     """Write pairs (dicts with the five schema columns; PIL images or bytes for jpg_*) as Parquet."""
     import pyarrow.parquet as pq

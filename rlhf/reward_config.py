@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from canvas.core.errors import CanvasError
 
@@ -10,6 +11,9 @@ from canvas.core.errors import CanvasError
 @dataclass
 class RewardConfig:
     """Train a Bradley-Terry head on frozen CLIP features from preference pairs (PickScore-style)."""
+
+    # Old knob names that still work (flag and YAML key, with a warning): `canvas.core.config_parser`.
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"checkpointing_epochs": "checkpointing_steps"}
 
     # -- data ------------------------------------------------------------------------------------------
     preferences: str = field(
@@ -36,7 +40,9 @@ class RewardConfig:
         default=256, metadata={"help": "width of the head's hidden layer (0 = linear head)"}
     )
     # -- optimisation ----------------------------------------------------------------------------------
-    num_epochs: int = field(default=100, metadata={"help": "passes over the training pairs"})
+    num_epochs: int = field(
+        default=100, metadata={"help": "passes over the training pairs", "aliases": ["--epochs"]}
+    )
     batch_size: int = field(default=64, metadata={"help": "pairs per optimizer step"})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
@@ -44,19 +50,30 @@ class RewardConfig:
     embed_batch_size: int = field(default=32, metadata={"help": "images per CLIP forward when embedding"})
     device: str = field(default="cpu", metadata={"help": "torch device for CLIP and the head"})
     # -- logging and checkpoints -----------------------------------------------------------------------
-    checkpointing_epochs: int = field(
+    checkpointing_steps: int = field(
         default=25,
-        metadata={"help": "save the head to OUTPUT/checkpoints/checkpoint-EPOCH every N epochs (0 = never)"},
+        metadata={
+            "help": "save a checkpoint (OUTPUT/checkpoints/checkpoint-EPOCH) every N epochs, the reward "
+            "trainer's step (0 = never)"
+        },
     )
     checkpoints_total_limit: int | None = field(
         default=2, metadata={"help": "keep at most this many checkpoints"}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--resume"],
+            "help": "'latest' (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
+            "folder: continue that run exactly",
+        },
     )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
             "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
             "the model...) is refused; with this flag those files are removed first (other files are "
-            "kept)."
+            "kept). Ignored when resuming."
         },
     )
     tensorboard: bool = field(

@@ -3,6 +3,9 @@
 CLIP is frozen, so every image and caption is embedded once; the head then trains on the cached
 features (seconds, even for thousands of pairs). Ties train as 0.5 targets. Held-out pairs give the
 pairwise accuracy (ties excluded: neither answer is right) and the log-loss (ties included).
+
+Checkpoints (every `checkpointing_steps` epochs) hold the model, optimizer, RNG and batch-order state, so
+`resume_from_checkpoint` continues a run exactly as `TrainerBase` does for the other trainers.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from canvas.rlhf.checkpointing import start_run, write_run_config
-from canvas.rlhf.preferences import PreferenceData, decode_pair, image_to_tensor, load_preferences
+from canvas.rlhf.diffusion_model import image_to_tensor
+from canvas.rlhf.preferences import PreferenceData, decode_pair, load_preferences
 from canvas.rlhf.reward_config import RewardConfig
-from canvas.rlhf.reward_model import CLIPRewardModel
-from canvas.rlhf.tracking import RunLogger
+from canvas.rlhf.reward_model import WEIGHTS_FILE, CLIPRewardModel
+from canvas.rlhf.trainer_base import TrainerBase
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,17 @@ class PairFeatures:
         return len(self.target)
 
 
-class RewardTrainer:
+def _save_model(model: CLIPRewardModel, folder: Path) -> None:
+    model.save_pretrained(folder)
+
+
+def _load_model(model: CLIPRewardModel, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+
+
+class RewardTrainer(TrainerBase):
     """Example:
     >>> RewardTrainer(RewardConfig(preferences="prefs.parquet", output_dir="rm")).train()
     >>> reward = CLIPRewardModel.from_pretrained("rm")      # or canvas.rlhf.rewards.load_reward("rm")
@@ -66,14 +79,13 @@ class RewardTrainer:
 
     def __init__(self, config: RewardConfig) -> None:
         self.config = config
-        self.output_dir = Path(config.output_dir)
         # -- data: validated up front so that a bad row fails before any model loads ----------------------
         data = load_preferences(config.preferences, split=config.split)
         self.train_data, self.heldout_data = data.split(config.heldout_fraction, config.seed)
         if len(self.train_data) == 0 or len(self.heldout_data) == 0:
             raise_few(len(data))
         # -- the folder: a previous run's files are refused (or cleared with overwrite_output_dir) -------
-        start_run(self.output_dir, config, None, config.overwrite_output_dir, can_resume=False)
+        self._claim_output_dir()
         # -- model ----------------------------------------------------------------------------------------
         torch.manual_seed(config.seed)
         self.model = CLIPRewardModel(config.clip_model, config.clip_pretrained, config.hidden_dim)
@@ -125,11 +137,21 @@ class RewardTrainer:
         optimizer = torch.optim.AdamW(
             self.model.head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
-        write_run_config(self.output_dir, cfg)
-        logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard)
         order_gen = torch.Generator().manual_seed(cfg.seed)
-        step = 0
-        for epoch in tqdm(range(1, cfg.num_epochs + 1), desc="reward epochs", unit="epoch"):
+        start_epoch, step = 0, 0
+        resumed = self._resume(self.model, optimizer, _load_model)
+        if resumed is not None:
+            state, tensors = resumed
+            start_epoch, step = int(state["step"]), int(state["optimizer_steps"])
+            order_gen.set_state(tensors["order_gen"])
+            log.info("resumed from %s (epoch %d)", self.resume_checkpoint, start_epoch)
+        logger = self._open_logger(step if resumed is not None else None)
+        if start_epoch >= cfg.num_epochs:  # resumed at the end: nothing left to train
+            train_metrics, heldout = self.evaluate(train_f), self.evaluate(heldout_f)
+        epochs = range(start_epoch + 1, cfg.num_epochs + 1)
+        for epoch in tqdm(
+            epochs, desc="reward epochs", unit="epoch", initial=start_epoch, total=cfg.num_epochs
+        ):
             self.model.train()
             losses = []
             for idx in torch.randperm(len(train_f), generator=order_gen).split(cfg.batch_size):
@@ -155,8 +177,11 @@ class RewardTrainer:
                     "heldout/log_loss": heldout["log_loss"],
                 },
             )
-            if cfg.checkpointing_epochs and epoch % cfg.checkpointing_epochs == 0 and epoch < cfg.num_epochs:
-                self._save_checkpoint(epoch)
+            if cfg.checkpointing_steps and epoch % cfg.checkpointing_steps == 0 and epoch < cfg.num_epochs:
+                self._save_checkpoint(
+                    epoch, self.model, optimizer, extra_state={"optimizer_steps": step},
+                    tensors={"order_gen": order_gen.get_state()}, save_model=_save_model,
+                )  # fmt: skip
         self.model.save_pretrained(self.output_dir)
         summary = {
             "heldout_accuracy": heldout["accuracy"],
@@ -174,17 +199,6 @@ class RewardTrainer:
         logger.close()
         log.info("held-out accuracy %.3f, log-loss %.3f", heldout["accuracy"], heldout["log_loss"])
         return summary
-
-    def _save_checkpoint(self, epoch: int) -> None:
-        import shutil
-
-        from canvas.rlhf.checkpointing import PREFIX, checkpoint_root, list_checkpoints
-
-        self.model.save_pretrained(checkpoint_root(self.output_dir) / f"{PREFIX}{epoch}")
-        limit = self.config.checkpoints_total_limit
-        if limit:
-            for old in list_checkpoints(self.output_dir)[:-limit]:
-                shutil.rmtree(old)
 
 
 def raise_few(n: int) -> None:

@@ -27,7 +27,8 @@ class SFTConfig(LoraTrainingConfig):
     caption_column: str = field(default="caption", metadata={"help": "column holding the caption"})
     image_column: str = field(default="image", metadata={"help": "column holding the encoded image bytes"})
     output_dir: str = field(
-        default="sft-output", metadata={"help": "where the LoRA, metrics and checkpoints go"}
+        default="sft-output",
+        metadata={"help": "where the LoRA, metrics and checkpoints go", "aliases": ["--output"]},
     )
     heldout_fraction: float = field(
         default=0.1, metadata={"help": "fraction of rows held out for the denoising loss (seeded split)"}

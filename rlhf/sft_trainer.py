@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.diffusion_model import image_to_tensor, load_diffusion_model
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled
 from canvas.rlhf.lora_step_loop import LoraStepLoop
@@ -87,21 +87,13 @@ def parquet_files(data: str | Path) -> list[Path]:
     raise CanvasError(f"no Parquet data at {data!r} (give a .parquet file, a subset or a curated folder)")
 
 
-def image_to_tensor(data: bytes, resolution: int) -> torch.Tensor:
-    """Decode, resize the shorter side to `resolution`, centre-crop: `(3, R, R)` float in [0, 1]."""
-    from PIL import Image
-
+def decode_image(data: bytes, resolution: int) -> torch.Tensor:
+    """Decode encoded image bytes and `image_to_tensor` them: `(3, R, R)` float in [0, 1]."""
     from canvas.core.images import open_lazily
 
     with open_lazily(data) as img:  # ValueError above the pixel limit: that row is skipped
         img = img.convert("RGB")
-    scale = resolution / min(img.size)
-    img = img.resize(
-        (max(resolution, round(img.width * scale)), max(resolution, round(img.height * scale))), Image.BICUBIC
-    )
-    left, top = (img.width - resolution) // 2, (img.height - resolution) // 2
-    img = img.crop((left, top, left + resolution, top + resolution))
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return image_to_tensor(img, resolution)
 
 
 def check_columns(
@@ -131,7 +123,7 @@ def load_image_caption_rows(
             table[caption_column].to_pylist(), table[image_column].to_pylist(), strict=True
         ):
             try:
-                images.append(image_to_tensor(blob, resolution))
+                images.append(decode_image(blob, resolution))
             except (OSError, ValueError, TypeError) as exc:
                 rejected += 1
                 log.warning("skipping a row of %s: undecodable image (%s)", path.name, exc)
@@ -155,40 +147,30 @@ class SFTTrainer(LoraStepLoop):
         from accelerate.utils import set_seed
         from diffusers import DDPMScheduler
 
-        from canvas.core.presets.loading import load_pipeline
-
         self.config = cfg = config
-        self.output_dir = Path(cfg.output_dir)
         self.accelerator = acc = create_accelerator(
             mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
         )
         set_seed(cfg.seed)
 
-        # -- models: frozen VAE / text encoders in the mixed-precision dtype, LoRA in fp32 -----------------
-        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            acc.mixed_precision, torch.float32
-        )
         check_columns(cfg.data, cfg.caption_column, cfg.image_column)  # fail before any model loads
         self._claim_output_dir()
-        self.pipe = pipe = load_pipeline(cfg.pretrained)
-        self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
-        unet = pipe.unet
-        self.resolution = cfg.resolution or unet.config.sample_size * pipe.vae_scale_factor
+        # -- models: frozen VAE / text encoders / UNet in the mixed-precision dtype, LoRA in fp32 ----------
+        self.model = load_diffusion_model(cfg.pretrained, acc.device, acc.mixed_precision, cfg.resolution)
+        self.pipe, self.weight_dtype, self.resolution = (
+            self.model.pipe,
+            self.model.weight_dtype,
+            self.model.resolution,
+        )
 
         # -- data: decoded and encoded once (the encoders are frozen) ---------------------------------------
         data = load_image_caption_rows(cfg.data, self.resolution, cfg.caption_column, cfg.image_column)
         self.rows_rejected = data.rejected
         self.train_data, self.heldout_data = data.split(cfg.heldout_fraction, cfg.seed)
-        pipe.vae.to(acc.device, dtype=torch.float32).requires_grad_(False)  # fp16 VAEs overflow: fp32
-        for encoder in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)):
-            if encoder is not None:
-                encoder.to(acc.device, dtype=self.weight_dtype).requires_grad_(False)
         self.train_enc = self._encode(self.train_data)
         self.heldout_enc = self._encode(self.heldout_data) if len(self.heldout_data) else None
-
-        unet.to(acc.device, dtype=self.weight_dtype)
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        self._prepare_lora_training(unet)
+        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        self._prepare_lora_training(self.pipe.unet)
 
     @torch.no_grad()
     def _encode(self, data: ImageCaptionData, batch: int = 32) -> dict[str, Any]:
@@ -199,12 +181,9 @@ class SFTTrainer(LoraStepLoop):
             dist = vae.encode(data.images[lo : lo + batch].to(dev) * 2 - 1).latent_dist
             means.append(dist.mean * vae.config.scaling_factor)
             stds.append(dist.std * vae.config.scaling_factor)
-            captions = data.captions[lo : lo + batch]
-            if self.is_sdxl:
-                e, _, p, _ = self.pipe.encode_prompt(captions, device=dev, do_classifier_free_guidance=False)
+            e, p = self.model.encode_prompts(data.captions[lo : lo + batch])
+            if p is not None:  # SDXL
                 pooled.append(p.to(self.weight_dtype))
-            else:
-                e, _ = self.pipe.encode_prompt(captions, dev, 1, False)
             embeds.append(e.to(self.weight_dtype))
         out: dict[str, Any] = {"mean": torch.cat(means), "std": torch.cat(stds), "embeds": torch.cat(embeds)}
         if pooled:
@@ -237,13 +216,7 @@ class SFTTrainer(LoraStepLoop):
         target = (
             sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
         )
-        added = None
-        if self.is_sdxl:
-            r = self.resolution  # SDXL conditions on (original size, crop top-left, target size)
-            time_ids = torch.tensor([[r, r, 0, 0, r, r]], device=dev, dtype=self.weight_dtype).repeat(
-                len(idx), 1
-            )
-            added = {"text_embeds": enc["pooled"][idx], "time_ids": time_ids}
+        added = self.model.added_cond(enc["pooled"][idx] if "pooled" in enc else None)
         with self.accelerator.autocast():
             pred = self.unet(
                 noisy, t, encoder_hidden_states=enc["embeds"][idx], added_cond_kwargs=added
@@ -280,7 +253,7 @@ class SFTTrainer(LoraStepLoop):
     def train(self) -> dict[str, Any]:
         cfg, acc = self.config, self.accelerator
         main = acc.is_main_process
-        logger = self._open_logger()
+        logger = self._open_step_logger()
         # The base model's held-out loss: the bar the fine-tuned LoRA has to clear (zero LoRA = base).
         with adapters_disabled(acc.unwrap_model(self.unet)):
             base = self.evaluate()

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from canvas.core.atomic import write_json_atomic, write_text_atomic
+
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -32,7 +34,7 @@ class RunLogger:
                 for line in self.path.read_text().splitlines()
                 if line and json.loads(line)["step"] <= resume_from_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -49,9 +51,9 @@ class RunLogger:
                     self._tb.add_scalar(key, value, step)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
-        path = self.output_dir / SUMMARY_FILE
-        path.write_text(json.dumps({k: _plain(v) for k, v in summary.items()}, indent=2))
-        return path
+        return write_json_atomic(
+            self.output_dir / SUMMARY_FILE, {k: _plain(v) for k, v in summary.items()}, indent=2
+        )
 
     def close(self) -> None:
         if self._tb is not None:

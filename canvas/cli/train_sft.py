@@ -21,8 +21,6 @@ def run(argv: list[str]) -> int:
     from canvas.core.errors import CanvasError
     from canvas.rlhf.sft_config import SFTConfig
 
-    # `--output DIR` is the short form the other canvas commands use; the dataclass field is output_dir.
-    argv = ["--output_dir" if a == "--output" else a.replace("--output=", "--output_dir=", 1) for a in argv]
     config = parse_config_command(SFTConfig, argv, "canvas train sft", HELP)
     from canvas.rlhf.sft_trainer import SFTTrainer  # after parsing: --help and mistakes need no torch
 

@@ -3,6 +3,8 @@ its fields, and flags given on the command line override the file (trl's TrlPars
 semantics), checked before any work starts.
 
 Each field becomes `--field_name` (also spelt `--field-name`, plus any `metadata["aliases"]`) with the field's type and `metadata["help"]`;
+a config class's `DEPRECATED_KEYS = {"old_name": "new_name"}` keeps old names working, as a `--old_name` flag
+and as a YAML key, each with a one-line deprecation warning;
 `metadata["required"] = True` makes it required (from a flag or the file). A bool field is `--flag`,
 `--flag true|false` or `--no_flag`; a list field takes several values; a `Literal` field its choices.
 Every mistake (unknown key or flag, with a suggestion; wrong type; broken YAML; a value the config's own
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -24,6 +27,24 @@ from typing import Any, TypeVar
 from canvas.core.errors import CanvasError
 
 C = TypeVar("C")
+log = logging.getLogger(__name__)
+
+
+def deprecated_keys(config_cls: type) -> dict[str, str]:
+    """`{old field name: new field name}` of a config class (its `DEPRECATED_KEYS`, if any)."""
+    return dict(getattr(config_cls, "DEPRECATED_KEYS", {}))
+
+
+class _DeprecatedFlag(argparse.Action):
+    """Stores the value under the new field's name, after a one-line deprecation warning."""
+
+    def __init__(self, *args: Any, new_name: str = "", **kwargs: Any) -> None:
+        self.new_name = new_name
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        log.warning("%s is deprecated: use --%s instead", option_string, self.new_name)
+        setattr(namespace, self.dest, self.const if values is None else values)
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -41,17 +62,6 @@ def _to_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-class _TupleAction(argparse.Action):
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, tuple(values))
-
-
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()
 ) -> None:
@@ -59,38 +69,61 @@ def add_config_arguments(
     raise_on_error(parser)
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value (flags override it)")
     hints = typing.get_type_hints(config_cls)
+    renamed: dict[str, list[str]] = {}
+    for old, new in deprecated_keys(config_cls).items():
+        renamed.setdefault(new, []).append(old)
+    taken = {a for f in dataclasses.fields(config_cls) for a in f.metadata.get("aliases", [])}
     for f in dataclasses.fields(config_cls):
         if f.name in skip or not f.init:
             continue
         kind = _unwrap_optional(hints[f.name])
         names = [f"--{f.name}", *(a for a in f.metadata.get("aliases", []) if a != f"--{f.name}")]
+        # old names (`DEPRECATED_KEYS`) still parse, with a warning; hidden from --help
+        old_flags = [f"--{old}" for old in renamed.get(f.name, []) if f"--{old}" not in taken]
+        if old_flags:
+            parser.add_argument(
+                *old_flags, dest=f.name, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                action=_DeprecatedFlag, new_name=f.name, **_value_kwargs(f.name, kind, with_action=False),
+            )  # fmt: skip
         help_text = f.metadata.get("help", "")
+        if old_flags:
+            help_text += f" (formerly {', '.join(old_flags)})"
         if f.metadata.get("required"):
             help_text += " (required)"
         elif f.default is not dataclasses.MISSING and f.default not in (None, ""):
             help_text += f" (default: {f.default})"
         # SUPPRESS: only flags the user gave land in the namespace, so the file's values are not overridden
         # by defaults and the dataclass keeps the one definition of each default.
-        spec: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "metavar": f.name.upper()}
+        common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        parser.add_argument(*names, **_value_kwargs(f.name, kind), **common)
+        if "_" in f.name:  # --field-name works too, without doubling every line of --help
+            hidden = {**common, "help": argparse.SUPPRESS}
+            parser.add_argument(f"--{f.name.replace('_', '-')}", **_value_kwargs(f.name, kind), **hidden)
         if kind is bool:
-            spec.update(nargs="?", const=True, type=_to_bool, metavar="true|false")
             negated = dict.fromkeys([f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}"])
             parser.add_argument(
                 *negated, dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
-        elif typing.get_origin(kind) is typing.Literal:
-            choices = typing.get_args(kind)
-            spec.update(choices=choices, type=type(choices[0]))
-        elif typing.get_origin(kind) in (list, tuple):  # list[X] and tuple[X, ...]: several values
-            inner = (typing.get_args(kind) or (str,))[0]
-            spec.update(
-                nargs="+", type=inner, action=_TupleAction if typing.get_origin(kind) is tuple else "store"
-            )
-        else:
-            spec.update(type=kind if callable(kind) else str)
-        parser.add_argument(*names, help=help_text, **spec)
-        if "_" in f.name:  # --field-name works too, without doubling every line of --help
-            parser.add_argument(f"--{f.name.replace('_', '-')}", help=argparse.SUPPRESS, **spec)
+
+
+class _TupleAction(argparse.Action):
+    def __call__(
+        self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
+        setattr(namespace, self.dest, tuple(values))
+
+
+def _value_kwargs(name: str, kind: Any, with_action: bool = True) -> dict[str, Any]:
+    """argparse's type / nargs / choices / metavar (/ action) for a field of type `kind`."""
+    if kind is bool:
+        return {"nargs": "?", "const": True, "type": _to_bool, "metavar": "true|false"}
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Literal:
+        return {"choices": args, "type": type(args[0]), "metavar": name.upper()}
+    if origin in (list, tuple):  # list[X] and tuple[X, ...]: several values
+        several = {"nargs": "+", "type": args[0] if args else str, "metavar": name.upper()}
+        return {**several, "action": _TupleAction} if origin is tuple and with_action else several
+    return {"type": kind if callable(kind) else str, "metavar": name.upper()}
 
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -218,8 +251,15 @@ def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
         )
     hints = typing.get_type_hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    renamed = deprecated_keys(config_cls)
     out = {}
     for key, value in data.items():
+        if key in renamed and key not in fields:
+            new = renamed[key]
+            if new in data:
+                raise CanvasError(f"{path}: both {key!r} and {new!r} are set; keep only {new!r}")
+            log.warning("%s: key %r is deprecated: use %r instead", path, key, new)
+            key = new
         if key not in fields:
             raise CanvasError(f"{path}: unknown key {key!r}{_did_you_mean(str(key), list(fields))}")
         try:

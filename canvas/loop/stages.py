@@ -151,7 +151,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
                 sample_batch_size=cfg.ddpo_sample_batch,
                 sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
                 train_batch_size=min(4, cfg.ddpo_sample_batch),
-                train_learning_rate=3e-3,
+                learning_rate=3e-3,
                 train_clip_range=1e-2,
                 sample_grid_freq=max(cfg.ddpo_epochs // 2, 1),
                 seed=cfg.seed,

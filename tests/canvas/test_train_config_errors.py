@@ -13,7 +13,7 @@ from canvas.cli import main
 TRAINERS = {
     "dpo": ("--preferences", "learning_rate"),
     "sft": ("--data", "learning_rate"),
-    "ddpo": ("--prompts", "train_learning_rate"),
+    "ddpo": ("--prompts", "learning_rate"),
     "reward": ("--preferences", "learning_rate"),
 }
 
@@ -51,9 +51,6 @@ def test_hostile_config_is_one_line_and_writes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data_flag, lr = TRAINERS[command]
-    if command == "ddpo" and case == "unknown flag":
-        message = "(did you mean '--train_learning_rate'?)"
-        flags = ["--train_lerning_rate", "1"]
     argv = ["train", command, data_flag, str(tmp_path / "no-such-data"), "--output", str(tmp_path / "out")]
     if yaml_text is not None:
         config = tmp_path / "config.yaml"

@@ -81,6 +81,15 @@ def oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_preferences(path, brightness_oracle_records(320, seed=0, tie_every=16))
 
 
+@pytest.fixture(scope="session")
+def small_oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 oracle pairs (every 8th a tie): for runs that test plumbing, not learning."""
+    from canvas.rlhf.preferences import write_preferences
+
+    path = tmp_path_factory.mktemp("prefs") / "small.parquet"
+    return write_preferences(path, brightness_oracle_records(40, seed=1, tie_every=8))
+
+
 def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120, seed: int = 0) -> Path:
     """The tiny preset, briefly pretrained on photo crops: a base model that has preferences to shift.
 
@@ -93,7 +102,7 @@ def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120
 
     from canvas.core.presets.loading import load_pipeline
     from canvas.core.presets.photo import pretrain_on_pixels
-    from canvas.rlhf.preferences import image_to_tensor
+    from canvas.rlhf.diffusion_model import image_to_tensor
 
     pipe = load_pipeline("tiny")
     records = brightness_oracle_records(128, seed=seed + 100)

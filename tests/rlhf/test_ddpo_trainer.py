@@ -22,10 +22,10 @@ def small_config(output: Path, **overrides) -> DDPOConfig:
     """Every code path on: guidance in sampling and training, per-prompt tracking that switches on, inner
     epochs, half the timesteps, accumulation over two batches; a few seconds an epoch on CPU."""
     settings = dict(
-        output_dir=str(output), mixed_precision="no", seed=3, num_epochs=2, save_freq=1, num_checkpoint_limit=1,
+        output_dir=str(output), mixed_precision="no", seed=3, num_epochs=2, checkpointing_steps=1, checkpoints_total_limit=1,
         sample_num_steps=4, sample_batch_size=2, sample_num_batches_per_epoch=2, train_batch_size=1,
         train_gradient_accumulation_steps=2, train_num_inner_epochs=2, train_timestep_fraction=0.5,
-        train_learning_rate=3e-3, train_clip_range=1e-2, per_prompt_stat_tracking_buffer_size=4,
+        learning_rate=3e-3, train_clip_range=1e-2, per_prompt_stat_tracking_buffer_size=4,
         per_prompt_stat_tracking_min_count=2, sample_grid_freq=2, sample_grid_size=4, eval_num_samples=2,
     )  # fmt: skip
     return DDPOConfig(**{**settings, **overrides})
@@ -70,7 +70,7 @@ def test_resume_repeats_the_uninterrupted_run_bitwise_and_writes_every_output(
 
     resumed = tmp_path / "resumed"
     DDPOTrainer(small_config(resumed, num_epochs=1), prompts=PROMPTS).train()
-    DDPOTrainer(small_config(resumed, resume_from="latest"), prompts=PROMPTS).train()
+    DDPOTrainer(small_config(resumed, resume_from_checkpoint="latest"), prompts=PROMPTS).train()
 
     lora_a, lora_b = _lora(straight), _lora(resumed)
     assert lora_a.keys() == lora_b.keys() and all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
@@ -140,7 +140,7 @@ def test_broken_reward_stops_with_the_epoch(tmp_path: Path, tiny_presets, kind: 
 def test_diverging_training_stops_with_the_step_number(tmp_path: Path, tiny_presets) -> None:
     # A learning rate this large overflows the LoRA after the first optimizer step.
     trainer = DDPOTrainer(
-        small_config(tmp_path, train_learning_rate=1e30, train_num_inner_epochs=1), prompts=PROMPTS
+        small_config(tmp_path, learning_rate=1e30, train_num_inner_epochs=1), prompts=PROMPTS
     )
     with pytest.raises(CanvasError, match=r"non-finite loss at epoch 1, optimizer step 2 \(timestep \d+\)"):
         trainer.train()

@@ -58,7 +58,9 @@ def test_resume_latest_continues_the_same_loss_trajectory(
     DiffusionDPOTrainer(_config(oracle_preferences, tmp_path / "full", **kw)).train()
     # "Interrupted" after step 2: a run that stopped there, then `--resume latest` to step 4.
     DiffusionDPOTrainer(_config(oracle_preferences, tmp_path / "cut", max_steps=2, **kw)).train()
-    DiffusionDPOTrainer(_config(oracle_preferences, tmp_path / "cut", resume="latest", **kw)).train()
+    DiffusionDPOTrainer(
+        _config(oracle_preferences, tmp_path / "cut", resume_from_checkpoint="latest", **kw)
+    ).train()
     full, resumed = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert resumed == full  # every logged number, bit for bit

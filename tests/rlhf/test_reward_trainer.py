@@ -81,3 +81,19 @@ def test_canvas_score_ranks_image_files(trained_reward: Path, tmp_path: Path, ca
     assert scores[1] > scores[0]
     assert main(["score", "--reward", "brightness", "--images", str(paths[0])]) == 0
     assert capsys.readouterr().out.startswith("0.")
+
+
+def test_resume_repeats_the_uninterrupted_run_bitwise(small_oracle_preferences: Path, tmp_path: Path) -> None:
+    """`--resume latest` (the shared skeleton): model, optimizer, RNG and batch order continue exactly."""
+    prefs = str(small_oracle_preferences)
+    args = ["train", "reward", "--preferences", prefs, "--seed", "1", "--batch_size", "8"]
+    args += ["--checkpointing_steps", "2", "--no_tensorboard"]
+    assert main([*args, "--output", str(tmp_path / "full"), "--epochs", "5"]) == 0
+    # "Interrupted" after epoch 3 (checkpoint-2 and a metrics line beyond it) ...
+    assert main([*args, "--output", str(tmp_path / "cut"), "--epochs", "3"]) == 0
+    # ... then resumed to epoch 5 from checkpoint-2
+    assert main([*args, "--output", str(tmp_path / "cut"), "--epochs", "5", "--resume", "latest"]) == 0
+    full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    assert cut == full and [m["epoch"] for m in cut] == [1, 2, 3, 4, 5]
+    for name in ("model.safetensors", "checkpoints/checkpoint-4/model.safetensors"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()

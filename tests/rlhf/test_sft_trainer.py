@@ -85,7 +85,7 @@ def test_resume_latest_continues_the_same_trajectory(red_parquet: Path, tmp_path
     kw = dict(max_steps=4, checkpointing_steps=2, train_batch_size=4, eval_noise_draws=1, snr_gamma=5.0)
     SFTTrainer(_config(red_parquet, tmp_path / "full", **kw)).train()
     SFTTrainer(_config(red_parquet, tmp_path / "cut", **{**kw, "max_steps": 2})).train()
-    SFTTrainer(_config(red_parquet, tmp_path / "cut", **kw, resume="latest")).train()
+    SFTTrainer(_config(red_parquet, tmp_path / "cut", **kw, resume_from_checkpoint="latest")).train()
 
     full, cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
     assert [m["step"] for m in cut] == [1, 2, 3, 4]

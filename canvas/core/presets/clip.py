@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from canvas.core.atomic import atomic_path
 from canvas.core.errors import CanvasError
 from canvas.core.paths import build_once, preset_dir
 from canvas.core.presets.registry import PRESET_ROOT, SEED, TINY_CLIP_NAME, TINY_PRETRAINED
@@ -42,9 +43,8 @@ def build_tiny_clip(out_dir: Path, seed: int = SEED) -> Path:
         torch.manual_seed(seed)
         model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)  # atomic: a killed build never leaves a half-written weights file
+    with atomic_path(path) as tmp:  # a killed build never leaves a half-written weights file
+        save_file(state, str(tmp))
     return path
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from canvas.core.atomic import replace_path
 from canvas.core.presets.registry import SEED
 
 # Number of BPE merges open_clip (and OpenAI CLIP) use: 49152 - 256 - 2.
@@ -99,9 +100,7 @@ def save_atomically(pipe: Any, tmp: Path, out_dir: Path) -> Path:
     """
     pipe.save_pretrained(tmp, safe_serialization=True)
     shutil.rmtree(tmp / "_bpe", ignore_errors=True)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
-    return out_dir
+    return replace_path(tmp, out_dir)
 
 
 def build_tiny_sd(out_dir: Path, seed: int = SEED, unet_norm_groups: int = 32) -> Path:
