@@ -3,8 +3,9 @@
 beta, defined once: the loss is `-logsigmoid(-beta / 2 * (model_diff - ref_diff))` where
 `diff = mse(winner) - mse(loser)` and each mse is the squared error of the noise (or v) prediction
 averaged over the latent's elements (Wallace et al. 2023, eq. 14 with the per-element mean). For this
-form the paper uses beta = 5000 for SD 1.5 (diffusers' SDXL recipe: 2500). Larger beta = a sharper
-preference signal, smaller = stay closer to the reference model.
+form beta = 5000, as the original Salesforce code and diffusers' SDXL DPO script use it (both with the 0.5
+factor). diffusers' SD 1.5 DPO script has no 0.5 factor: its beta 2500 equals our 5000. Larger beta = a
+sharper preference signal, smaller = stay closer to the reference model.
 """
 
 from __future__ import annotations

@@ -55,11 +55,14 @@ def register_dpo_loss(name: str, loss: DPOLoss) -> None:
 
 
 def implicit_accuracy(model_diff: torch.Tensor, ref_diff: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Share of clear pairs where the policy favours the winner more than the reference does."""
+    """Share of clear pairs where the policy favours the winner more than the reference does; an exact tie
+    (model_diff == ref_diff, e.g. at step 1 while LoRA B is still zero) counts half, as the reference
+    scripts (diffusers' and Salesforce's) count it."""
     strict = target > 0.5
     if not bool(strict.any()):
         return torch.tensor(math.nan)
-    return ((model_diff - ref_diff)[strict] < 0).float().mean()
+    margin = (model_diff - ref_diff)[strict]
+    return ((margin < 0).float() + 0.5 * (margin == 0).float()).mean()
 
 
 class DiffusionDPOTrainer(LoraStepLoop):

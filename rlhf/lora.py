@@ -69,7 +69,12 @@ def save_unet_lora(unet: Any, out_dir: str | Path, pipeline_cls: Any = None) -> 
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in unet_lora_state_dict(unet).items()
     }
-    cls.save_lora_weights(out_dir, unet_lora_layers=state, safe_serialization=True)
+    # The adapter's config travels in the file: without it stock `load_lora_weights` assumes alpha = rank
+    # and loads a LoRA trained with another alpha at the wrong strength.
+    metadata = unet.peft_config["default"].to_dict() if hasattr(unet, "peft_config") else None
+    cls.save_lora_weights(
+        out_dir, unet_lora_layers=state, safe_serialization=True, unet_lora_adapter_metadata=metadata
+    )
     return out_dir / LORA_WEIGHTS_FILE
 
 

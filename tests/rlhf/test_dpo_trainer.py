@@ -26,7 +26,9 @@ def test_loss_is_the_papers_formula_and_treats_ties_symmetrically() -> None:
     tie = sigmoid_dpo_loss(model_diff, ref_diff, 5000.0, torch.full((3,), 0.5))
     mirrored = sigmoid_dpo_loss(-model_diff, -ref_diff, 5000.0, torch.full((3,), 0.5))
     torch.testing.assert_close(tie, mirrored)  # a tie pulls towards neither image
-    assert implicit_accuracy(model_diff, ref_diff, torch.tensor([1.0, 1.0, 0.5])).item() == 0.5
+    # pair 0 favours the winner (1), pair 1 is an exact tie (0.5, as the reference scripts count it), pair 2
+    # is a labelled tie and not counted
+    assert implicit_accuracy(model_diff, ref_diff, torch.tensor([1.0, 1.0, 0.5])).item() == 0.75
     assert DPO_LOSSES["sigmoid"] is sigmoid_dpo_loss
 
 
