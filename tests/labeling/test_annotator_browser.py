@@ -69,8 +69,10 @@ def _loaded_image_sizes(page: Any) -> list[list[int]]:
 def _answer(page: Any, choice: str) -> int:
     """Press the choice's hotkey, check it is the one selected, submit with Ctrl+Enter; the annotation id."""
     page.keyboard.press(HOTKEYS[choice])
-    checked = page.locator("input[type=radio]").evaluate_all("els => els.map(e => e.checked)")
-    assert checked == [c == choice for c in CHOICES], f"key {HOTKEYS[choice]} selected {checked}"
+    radios = page.locator("input[type=radio]")  # one per Choice, in CHOICES order
+    expect(radios).to_have_count(len(CHOICES))
+    for i, c in enumerate(CHOICES):  # polled, so the UI may take its time to react to the key
+        expect(radios.nth(i)).to_be_checked(checked=c == choice)
     with page.expect_response(
         lambda r: r.request.method == "POST" and re.search(r"/api/tasks/\d+/annotations", r.url)
     ) as saved:
