@@ -1,8 +1,11 @@
-"""One real Label Studio server per test session (stopped by PID), and one set of generated candidates."""
+"""One real Label Studio server per test session (stopped by PID), one set of generated candidates, and a
+headless Chromium page (Playwright on Debian's `chromium`) that is photographed when its test fails."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +45,41 @@ def candidates(tmp_path_factory: pytest.TempPathFactory, tiny_presets: dict) -> 
     out = tmp_path_factory.mktemp("candidates")
     run_generation(PROMPTS, out, pretrained="tiny", images_per_prompt=2, steps=3, seed=11, threads=1)
     return out
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    """A fresh headless Chromium page: Debian's browser, never one Playwright downloads."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from canvas.core.browser import chromium_path
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)  # 2 shared cores: a task can take seconds to load
+            expect.set_options(timeout=30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On a failure in a test that drives `browser_page`, keep what the page showed: a screenshot and its
+    HTML in the test's tmp_path, named in the failure report."""
+    outcome = yield
+    report = outcome.get_result()
+    funcargs = getattr(item, "funcargs", {})
+    page = funcargs.get("browser_page")
+    if report.when != "call" or not report.failed or page is None:
+        return
+    shot = funcargs["tmp_path"] / "failure-screenshot.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+        shot.with_suffix(".html").write_text(page.content())
+        where = f"{shot} (and {shot.with_suffix('.html').name}); page URL {page.url}"
+    except Exception as exc:  # a crashed browser must not hide the test's own failure
+        where = f"no screenshot: {type(exc).__name__}: {exc}"
+    report.sections.append(("labeling page screenshot", where))
