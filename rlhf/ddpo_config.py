@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from canvas.core.errors import CanvasError
 from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
+from canvas.rlhf.run_knobs import overwrite_output_dir_field, resume_from_checkpoint_field, tensorboard_field
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
@@ -88,22 +89,8 @@ class DDPOConfig:
         default=5,
         metadata={"help": "Checkpoints kept (oldest removed first). Default: both's num_checkpoint_limit."},
     )
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--resume"],
-            "help": "`latest` (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
-            "folder: continue that run exactly. Default: start fresh (trl/ddpo-pytorch: resume_from).",
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
-            "the model...) is refused; with this flag those files are removed first (other files are "
-            "kept). Ignored when resuming. (transformers' name; not in trl/ddpo-pytorch.)",
-        },
-    )
+    resume_from_checkpoint: str | None = resume_from_checkpoint_field()
+    overwrite_output_dir: bool = overwrite_output_dir_field()
     mixed_precision: str = field(
         default="fp16",
         metadata={
@@ -228,9 +215,7 @@ class DDPOConfig:
         default=10, metadata={"help": "Epochs between sample-grid PNGs (samples/epoch-N.png); 0 = never."}
     )
     sample_grid_size: int = field(default=8, metadata={"help": "Images in each sample grid."})
-    tensorboard: bool = field(
-        default=True, metadata={"help": "Mirror metrics to TensorBoard (OUTPUT/tensorboard)."}
-    )
+    tensorboard: bool = tensorboard_field()
     eval_num_samples: int = field(
         default=8,
         metadata={

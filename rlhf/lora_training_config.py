@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.run_knobs import overwrite_output_dir_field, resume_from_checkpoint_field, tensorboard_field
 
 # The attention projections of every diffusers UNet (SD 1.5 and SDXL alike). Here, not in rlhf/lora.py,
 # so that the configs (and `canvas train ... --help`) import no torch.
@@ -68,25 +69,9 @@ class LoraTrainingConfig:
     checkpoints_total_limit: int | None = field(
         default=3, metadata={"help": "keep at most this many checkpoints"}
     )
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--resume"],
-            "help": "'latest' (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
-            "folder: continue that run exactly",
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
-            "the model...) is refused; with this flag those files are removed first (other files are "
-            "kept). Ignored when resuming."
-        },
-    )
-    tensorboard: bool = field(
-        default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
-    )
+    resume_from_checkpoint: str | None = resume_from_checkpoint_field()
+    overwrite_output_dir: bool = overwrite_output_dir_field()
+    tensorboard: bool = tensorboard_field()
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.train_batch_size < 1 or self.gradient_accumulation_steps < 1:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from canvas.core.errors import CanvasError
+from canvas.rlhf.run_knobs import overwrite_output_dir_field, resume_from_checkpoint_field, tensorboard_field
 
 
 @dataclass
@@ -60,25 +61,9 @@ class RewardConfig:
     checkpoints_total_limit: int | None = field(
         default=2, metadata={"help": "keep at most this many checkpoints"}
     )
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--resume"],
-            "help": "'latest' (newest checkpoint in output_dir; starts fresh if there is none) or a checkpoint "
-            "folder: continue that run exactly",
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "A fresh run into a folder holding a previous run's files (checkpoints/, metrics.jsonl, "
-            "the model...) is refused; with this flag those files are removed first (other files are "
-            "kept). Ignored when resuming."
-        },
-    )
-    tensorboard: bool = field(
-        default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"}
-    )
+    resume_from_checkpoint: str | None = resume_from_checkpoint_field()
+    overwrite_output_dir: bool = overwrite_output_dir_field()
+    tensorboard: bool = tensorboard_field()
 
     def __post_init__(self) -> None:
         if not 0 < self.heldout_fraction < 1:
