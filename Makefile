@@ -41,10 +41,11 @@ browser:
 # module proxy into the ignored .cache/bin/ (~2.5 CPU-minutes once; Beam would otherwise download it from
 # GitHub releases, which these machines cannot reach). Rebuilt when apache-beam changes.
 PRISM := .cache/bin/prism
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 prism: $(PRISM)  ## build Beam's Prism runner into .cache/bin/prism
 $(PRISM): $(VENV)/.installed
 	mkdir -p $(dir $@)
-	GOBIN=$(abspath $(dir $@)) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$$($(PY) -c 'import apache_beam; print(apache_beam.__version__)')
+	GOBIN=$(abspath $(dir $@)) $(GO) install github.com/apache/beam/sdks/v2/go/cmd/prism@v$$($(PY) -c 'import apache_beam; print(apache_beam.__version__)')
 	touch $@
 
 test:  ## run the test suite (starts its own Label Studio server on 127.0.0.1)
