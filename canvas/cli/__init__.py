@@ -35,15 +35,7 @@ GROUP_MODULES = (
 
 
 def _group_modules() -> list:
-    modules = []
-    for name in GROUP_MODULES:
-        qualified = f"canvas.cli.{name}"
-        try:
-            modules.append(importlib.import_module(qualified))
-        except ModuleNotFoundError as exc:
-            if exc.name != qualified:
-                raise
-    return modules
+    return [importlib.import_module(f"canvas.cli.{name}") for name in GROUP_MODULES]
 
 
 def build_parser() -> argparse.ArgumentParser:
