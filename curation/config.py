@@ -179,8 +179,12 @@ def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     return value
 
 
-def load_config(path: str | Path | None = None) -> CurationConfig:
-    """Read a YAML config (any subset of the sections in `default_config.yaml`); unresolved."""
+def load_config(path: str | Path | None = None, ignore: tuple[str, ...] = ()) -> CurationConfig:
+    """Read a YAML config (any subset of the sections in `default_config.yaml`); unresolved.
+
+    `ignore`: top-level keys that belong to the command rather than the stages (`canvas curate`'s
+    `input`, `output`, ... may sit in the same file).
+    """
     import yaml
 
     if path is None:
@@ -194,6 +198,8 @@ def load_config(path: str | Path | None = None) -> CurationConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise CanvasError(f"config file {path} is not valid YAML{where}") from exc
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in ignore}
     return _build(CurationConfig, data or {}, "")
 
 

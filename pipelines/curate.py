@@ -8,6 +8,7 @@ leaves nothing that looks complete, and a rerun starts clean.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
 from canvas.curation.report import render_html, summarize
+from canvas.pipelines.curate_config import CurateConfig
 from canvas.pipelines.curate_io import (
     ReadImageText,
     WriteSortedParquet,
@@ -50,6 +52,9 @@ from canvas.pipelines.curate_stages import (
 from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
 __all__ = ["Curate", "run_curation"]
+
+# `canvas curate`'s own keys, which may sit in the same YAML as the stage sections
+COMMAND_KEYS = tuple(f.name for f in dataclasses.fields(CurateConfig))
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +251,7 @@ def run_curation(
     if not inputs:
         raise CanvasError("no --input given")
     launcher = BeamLauncher("curate", pipeline_args or [])
-    config = resolve(load_config(config_path), clip_model)
+    config = resolve(load_config(config_path, ignore=COMMAND_KEYS), clip_model)
     files = expand_inputs([str(i) for i in inputs])
     _check_inputs(files)
     embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 
-from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
+from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.pipelines.curate_config import CurateConfig
 
 EPILOG = """\
 Any other flag is a Beam pipeline option, e.g. --runner=FlinkRunner, --direct_num_workers=2,
 --direct_running_mode=multi_processing. Outputs: OUTPUT/curated/*.parquet, OUTPUT/rejected/*.parquet,
-OUTPUT/report.json, OUTPUT/report.html. The default config (every threshold, documented):
-curation/default_config.yaml; print it with --print-config."""
+OUTPUT/report.json, OUTPUT/report.html. --config FILE.yaml holds the stage sections of
+curation/default_config.yaml (every threshold, documented; print it with --print-config) and, at its top
+level, any of the flags above (input, output, clip_model, ...); flags override the file."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,31 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        metavar="PATH_OR_GLOB",
-        help="Parquet (key, caption, image|jpg) or WebDataset .tar",
-    )
-    parser.add_argument(
-        "--output",
-        metavar="DIR",
-        help="output folder, written atomically; an existing one must be empty or a previous curate output",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an --output folder that is not a previous curate output (never one holding an input)",
-    )
-    parser.add_argument("--config", metavar="FILE.yaml", help="curation config (any subset of the default)")
-    parser.add_argument(
-        "--clip-model", default=TINY_CLIP_NAME, help=f"open_clip model name (default {TINY_CLIP_NAME})"
-    )
-    parser.add_argument(
-        "--clip-pretrained",
-        default=TINY_PRETRAINED,
-        help=f"open_clip pretrained tag or weights path (default {TINY_PRETRAINED}; none = random weights, for benchmarks)",
-    )
+    add_config_arguments(parser, CurateConfig)
     parser.add_argument(
         "--print-config", action="store_true", help="print the documented default config and exit"
     )
@@ -63,7 +42,6 @@ class _DropBeamImportNoise(logging.Filter):
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from canvas.core.errors import CanvasError
 
     logging.getLogger().addFilter(_DropBeamImportNoise())
     if args.print_config:
@@ -71,21 +49,22 @@ def _curate(args: argparse.Namespace) -> int:
 
         print(DEFAULT_CONFIG_PATH.read_text(), end="")
         return 0
-    if not args.input or not args.output:
-        raise CanvasError("canvas curate needs --input PATH... and --output DIR")
+    from canvas.curation.config import CurationConfig
     from canvas.pipelines.curate import run_curation
 
+    stage_sections = tuple(f.name for f in dataclasses.fields(CurationConfig))
+    c = config_from_args(CurateConfig, args, sections=stage_sections)
     report = run_curation(
-        args.input,
-        args.output,
+        c.input,
+        c.output,
         config_path=args.config,
-        clip_model=args.clip_model,
-        clip_pretrained=args.clip_pretrained,
+        clip_model=c.clip_model,
+        clip_pretrained=c.clip_pretrained,
         pipeline_args=list(args.extra_args),
-        overwrite=args.overwrite,
+        overwrite=c.overwrite,
     )
     summary = {k: report[k] for k in ("input_count", "kept_count", "rejected_count")}
     summary["rejected_by_stage"] = {k: v for k, v in report["rejected_by_stage"].items() if v}
     print(json.dumps(summary))
-    print(f"wrote {args.output}/curated, rejected, report.json, report.html")
+    print(f"wrote {c.output}/curated, rejected, report.json, report.html")
     return 0

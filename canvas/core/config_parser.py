@@ -126,10 +126,13 @@ def _value_kwargs(name: str, kind: Any, with_action: bool = True) -> dict[str, A
     return {"type": kind if callable(kind) else str, "metavar": name.upper()}
 
 
-def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
-    """`config_cls` from `--config`'s file (if given), then the flags given, then `overrides`."""
+def config_from_args(
+    config_cls: type[C], args: argparse.Namespace, sections: tuple[str, ...] = (), **overrides: Any
+) -> C:
+    """`config_cls` from `--config`'s file (if given; `sections` as in `load_config_file`), then the flags
+    given, then `overrides`."""
     path = getattr(args, "config", None)
-    values = load_config_file(config_cls, path) if path else {}
+    values = load_config_file(config_cls, path, sections) if path else {}
     names = [f.name for f in dataclasses.fields(config_cls) if f.init]
     values.update({name: getattr(args, name) for name in names if hasattr(args, name)})
     values.update(overrides)
@@ -225,8 +228,11 @@ def _did_you_mean(word: str, names: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
-    """The YAML mapping at `path` as `{field: value}` checked against `config_cls`'s fields and types."""
+def load_config_file(config_cls: type, path: str | Path, sections: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping at `path` as `{field: value}` checked against `config_cls`'s fields and types.
+
+    `sections`: top-level keys another loader reads from the same file (curate's stage sections); skipped.
+    """
     import yaml
 
     path = Path(path)
@@ -254,6 +260,8 @@ def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
     renamed = deprecated_keys(config_cls)
     out = {}
     for key, value in data.items():
+        if key in sections:
+            continue
         if key in renamed and key not in fields:
             new = renamed[key]
             if new in data:
