@@ -163,3 +163,18 @@ def test_processes_starting_together_build_a_preset_once(tmp_path: Path) -> None
         worker.join(30)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     assert log.read_text() == "built\n" and marker.read_text() == "done"
+
+
+def test_a_preset_builds_whole_on_any_rank_of_a_distributed_launch(tmp_path: Path, monkeypatch) -> None:
+    """Under torchrun the first process to take the build lock builds the preset, and that may be rank 1;
+    transformers 5 writes model weights only on rank 0 of an initialized process group, so a rank-1 build
+    left the text encoder without weights and `train ddpo --pretrained tiny-photo` failed half the time."""
+    import torch.distributed
+
+    from canvas.core.presets.loading import load_pipeline
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 1)
+    pipe = load_pipeline("tiny", root=tmp_path)
+    assert (tmp_path / "presets" / "tiny" / "sd15" / "text_encoder" / "model.safetensors").is_file()
+    assert type(pipe).__name__ == "StableDiffusionPipeline"

@@ -33,8 +33,23 @@ def resolve_pretrained(pretrained: str, root: Path | None = None) -> str:
     if preset is None:
         return pretrained
     path = preset_dir(PRESET_ROOT, root) / preset.folder
-    build_once(path / "model_index.json", lambda: BUILDERS[pretrained](path))
+    build_once(path / "model_index.json", lambda: _build(pretrained, path))
     return str(path)
+
+
+def _build(name: str, path: Path) -> None:
+    """Build a preset here, or in a fresh interpreter when this process is part of a torch.distributed group:
+    transformers 5 writes model weights only on rank 0 of an initialized group, and the process that wins
+    the build lock under torchrun may be rank 1 (it then left a text encoder without weights)."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", __name__, name, str(path)], check=True)
+    else:
+        BUILDERS[name](path)
 
 
 def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, **kwargs: Any) -> Any:
@@ -63,3 +78,9 @@ def init_preset(preset: str = TINY_PRETRAINED, root: Path | None = None) -> dict
         "clip": build_tiny_clip(base / "clip"),
         PIPELINE_PRESETS[preset].folder: BUILDERS[preset](base / PIPELINE_PRESETS[preset].folder),
     }
+
+
+if __name__ == "__main__":  # `python -m canvas.core.presets.loading NAME FOLDER`: what `_build` runs
+    import sys
+
+    BUILDERS[sys.argv[1]](Path(sys.argv[2]))
