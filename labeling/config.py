@@ -96,6 +96,22 @@ class ServerConfig:
 
 
 @dataclass
+class ServerDirConfig:
+    """Options of `canvas label server stop|status`: which local server."""
+
+    data_dir: Path | None = field(
+        default=None, metadata={"help": "server data dir (default: $CANVAS_HOME/labelstudio)"}
+    )
+
+
+@dataclass
+class ServerStartConfig(ServerDirConfig):
+    """Options of `canvas label server start`."""
+
+    port: int | None = field(default=None, metadata={"help": "port (default: a free one); refused if taken"})
+
+
+@dataclass
 class AnnotatorAddConfig(ServerConfig):
     """Options of `canvas label annotators add`."""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from canvas.cli._common import add_group
+from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.core.setup_config import SampleDataConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "matplotlib) with hand-written captions, plus planted exact duplicates, near duplicates and broken "
         "records. Columns: key, caption, image. A FILE.truth.json beside it says what each key is.",
     )
-    sample.add_argument("--output", type=Path, required=True, help="output .parquet file")
+    add_config_arguments(sample, SampleDataConfig)
     sample.set_defaults(func=_sample)
 
 
 def _sample(args: argparse.Namespace) -> int:
     from canvas.core.sample_data import write_sample
 
-    summary = write_sample(args.output)
-    print(f"wrote {summary['rows']} rows to {args.output} ({summary['by_kind']})")
+    config = config_from_args(SampleDataConfig, args)
+    summary = write_sample(config.output)
+    print(f"wrote {summary['rows']} rows to {config.output} ({summary['by_kind']})")
     return 0

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from canvas.cli._common import add_group
 from canvas.core.config_parser import add_config_arguments, config_from_args
-from canvas.labeling.config import AnnotatorAddConfig, PullConfig, PushConfig, ServerConfig, StatusConfig
+from canvas.labeling.config import (
+    AnnotatorAddConfig,
+    PullConfig,
+    PushConfig,
+    ServerConfig,
+    ServerDirConfig,
+    ServerStartConfig,
+    StatusConfig,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start Label Studio from .venv-labelstudio on 127.0.0.1, SQLite in the data dir. The API "
         "token is $LABEL_STUDIO_API_KEY or generated into DATA_DIR/api-token (mode 0600); never printed.",
     )
-    start.add_argument("--port", type=int, default=None, help="port (default: a free one); refused if taken")
+    add_config_arguments(start, ServerStartConfig)
+    start.set_defaults(func=_server, action="start")
     for name, parser_help in [("stop", "stop the server (by its PID)"), ("status", "is it running, where")]:
-        server.add_parser(name, help=parser_help, description=parser_help)
-    for name, parser in server.choices.items():
-        parser.add_argument(
-            "--data-dir", type=Path, default=None, help="server data dir (default: $CANVAS_HOME/labelstudio)"
-        )
+        parser = server.add_parser(name, help=parser_help, description=parser_help)
+        add_config_arguments(parser, ServerDirConfig)
         parser.set_defaults(func=_server, action=name)
 
     push = group.add_parser(
@@ -75,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _server(args: argparse.Namespace) -> int:
     from canvas.labeling.server import LabelStudioServer
 
-    server = LabelStudioServer(args.data_dir, port=getattr(args, "port", None))
+    config = config_from_args(ServerStartConfig if args.action == "start" else ServerDirConfig, args)
+    server = LabelStudioServer(config.data_dir, port=getattr(config, "port", None))
     if args.action == "start":
         print(server.start().describe())
     elif args.action == "stop":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from canvas.cli._common import add_group
-from canvas.core.presets.registry import PIPELINE_PRESETS
+from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.core.setup_config import ModelsInitConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,23 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build every model of a preset with a fixed seed and save it (safetensors). "
         "Default location: $CANVAS_HOME/presets/PRESET (CANVAS_HOME defaults to ~/.cache/canvas-rlhf).",
     )
-    init.add_argument(
-        "--preset",
-        default="tiny",
-        choices=list(PIPELINE_PRESETS),
-        help="pipeline preset to build beside the tiny CLIP (default: tiny); "
-        + "; ".join(f"{p.name}: {p.description}" for p in PIPELINE_PRESETS.values()),
-    )
-    init.add_argument("--dir", type=Path, default=None, help="root folder instead of $CANVAS_HOME")
+    add_config_arguments(init, ModelsInitConfig)
     init.set_defaults(func=_init)
 
 
 def _init(args: argparse.Namespace) -> int:
     from canvas.core.presets.loading import init_preset
 
+    config = config_from_args(ModelsInitConfig, args)
     start = time.perf_counter()
-    paths = init_preset(args.preset, args.dir)
+    paths = init_preset(config.preset, config.dir)
     for name, path in paths.items():
         print(f"{name}: {path}")
-    print(f"built preset {args.preset!r} in {time.perf_counter() - start:.1f} s")
+    print(f"built preset {config.preset!r} in {time.perf_counter() - start:.1f} s")
     return 0

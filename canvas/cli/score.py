@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.rlhf.score_config import ScoreConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     help = "score images with a reward model folder or a built-in reward"
     parser = sub.add_parser("score", help=help, description=help)
-    parser.add_argument(
-        "--reward",
-        required=True,
-        help="reward-model folder (canvas train reward) or brightness, jpeg_compressibility, ...",
-    )
-    # plain paths: `open_image_file` checks each and says what is wrong in one line
-    parser.add_argument("--images", required=True, nargs="+", type=Path, help="image files")
-    parser.add_argument("--prompt", default="", help="the prompt the images were made for (one for all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    add_config_arguments(parser, ScoreConfig)
     parser.set_defaults(func=_score)
 
 
@@ -29,16 +23,17 @@ def _score(args: argparse.Namespace) -> int:
     from canvas.core.images import check_image_path, open_image_file
     from canvas.rlhf.rewards import load_reward, score_checked
 
-    for path in args.images:  # a missing or oversized file is reported before the reward loads
+    config = config_from_args(ScoreConfig, args)
+    for path in config.images:  # a missing or oversized file is reported before the reward loads
         check_image_path(path)
-    reward = load_reward(args.reward)
+    reward = load_reward(config.reward)
     scores = []
-    for path in args.images:
+    for path in config.images:
         image = open_image_file(path)  # curation's pixel limit, checked from the header first
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        scores.append(float(score_checked(reward, tensor, [args.prompt])[0]))
-    for path, score in zip(args.images, scores, strict=True):
-        if args.json:
+        scores.append(float(score_checked(reward, tensor, [config.prompt])[0]))
+    for path, score in zip(config.images, scores, strict=True):
+        if config.json:
             print(json.dumps({"image": str(path), "score": score}))
         else:
             print(f"{score:.6g}\t{path}")

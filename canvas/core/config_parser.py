@@ -6,7 +6,9 @@ Each field becomes `--field_name` (also spelt `--field-name`, plus any `metadata
 a config class's `DEPRECATED_KEYS = {"old_name": "new_name"}` keeps old names working, as a `--old_name` flag
 and as a YAML key, each with a one-line deprecation warning;
 `metadata["required"] = True` makes it required (from a flag or the file). A bool field is `--flag`,
-`--flag true|false` or `--no_flag`; a list field takes several values; a `Literal` field its choices.
+`--flag true|false` or `--no_flag`; a list field takes several values (with `metadata["action"] = "append"`
+the flag may also repeat, `--text A --text B`, argparse's append); a `Literal` field its choices. An alias
+may be a short flag (`"aliases": ["-k"]`).
 Every mistake (unknown key or flag, with a suggestion; wrong type; broken YAML; a value the config's own
 `__post_init__` refuses) is a `CanvasError`: one line, exit 2. Plain argparse, so `--help` imports
 nothing heavy.
@@ -95,10 +97,15 @@ def add_config_arguments(
         # SUPPRESS: only flags the user gave land in the namespace, so the file's values are not overridden
         # by defaults and the dataclass keeps the one definition of each default.
         common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        parser.add_argument(*names, **_value_kwargs(f.name, kind), **common)
+        value_kwargs = _value_kwargs(f.name, kind)
+        if f.metadata.get("action") == "append":  # repeated flags add up: --text A --text B (or --text A B)
+            value_kwargs["action"] = "extend"
+        if f.metadata.get("choices"):  # choices known only at run time (a registry), not as a Literal
+            value_kwargs["choices"] = list(f.metadata["choices"])
+        parser.add_argument(*names, **value_kwargs, **common)
         if "_" in f.name:  # --field-name works too, without doubling every line of --help
             hidden = {**common, "help": argparse.SUPPRESS}
-            parser.add_argument(f"--{f.name.replace('_', '-')}", **_value_kwargs(f.name, kind), **hidden)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", **value_kwargs, **hidden)
         if kind is bool:
             negated = dict.fromkeys([f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}"])
             parser.add_argument(
