@@ -28,6 +28,7 @@ from canvas.curation.filters import (
 )
 from canvas.curation.language import detector
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
+from canvas.curation.near_dedup_bands import UnionFind, band_keys, bucket_links
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
@@ -210,11 +211,49 @@ class _ApplyDecisionFn(beam.DoFn):
             yield _rejected(_with_thumbnail(rej, record, self.thumbnail_px))
 
 
-class NearDedup(beam.PTransform):
-    """pHash near-duplicates, searched over the whole data set at once with a FAISS binary index.
+class _ComponentsFn(beam.CombineFn):
+    """(uid, root) links -> connected components, merged per worker first (combiner lifting).
 
-    Only (key, hash, size, source) travel to the one worker that searches; the decisions are joined back
-    to the records by their source (unique per input row).
+    Only records that have a near duplicate reach it, as uid strings, never the records themselves.
+    """
+
+    def create_accumulator(self) -> UnionFind:
+        return UnionFind()
+
+    def add_input(self, acc: UnionFind, link: tuple[str, str]) -> UnionFind:
+        acc.union(*link)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[UnionFind]) -> UnionFind:
+        accs = list(accs)
+        for other in accs[1:]:
+            accs[0].merge(other)
+        return accs[0]
+
+    def extract_output(self, acc: UnionFind) -> list[tuple[str, str]]:
+        links = acc.links()
+        return links + sorted({(root, root) for _, root in links})
+
+
+def _links(bucket: tuple[tuple[int, int], Iterable[tuple[int, str]]], radius: int) -> list[tuple[str, str]]:
+    members = list(bucket[1])
+    Metrics.distribution("curate", "near_dedup_bucket_size").update(len(members))
+    return bucket_links(members, radius, band=bucket[0][0])
+
+
+def _component_decisions(
+    element: tuple[str, Iterable[HashItem]], config: NearDedupConfig
+) -> Iterator[tuple[str, tuple[str, int, str]]]:
+    items = sorted(element[1], key=lambda it: it.uid)
+    yield from _near_decisions(items, config)
+
+
+class NearDedup(beam.PTransform):
+    """pHash near-duplicates by banded LSH buckets (`curation/near_dedup_bands.py`): no worker holds all.
+
+    Hashes -> (band, value) buckets -> exact within-radius links per bucket -> connected components
+    (a combiner over the uids that have a near duplicate) -> today's keep rule per component. Decisions
+    join back to the records by their source (unique per input row).
     """
 
     def __init__(self, config: NearDedupConfig, thumbnail_px: int) -> None:
@@ -225,20 +264,35 @@ class NearDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if not self.config.enabled:
             return _passthrough(records, "NearDedup")
+        radius = self.config.hamming_radius
+        items = records | "Hashes" >> beam.Map(_hash_item)
+        members = (
+            items
+            | "Bands"
+            >> beam.FlatMap(lambda it: [(k, (it.phash, it.uid)) for k in band_keys(it.phash, radius)])
+            | "GroupBands" >> beam.GroupByKey()
+            | "Links" >> beam.FlatMap(_links, radius=radius)
+            | "Components" >> beam.CombineGlobally(_ComponentsFn())
+            | "Members" >> beam.FlatMap(lambda links: links)
+        )
         decisions = (
-            records
-            | "Hashes" >> beam.Map(_hash_item)
-            | "AllHashes" >> beam.combiners.ToList()
-            | "SearchFaiss" >> beam.FlatMap(_near_decisions, config=self.config)
+            {"item": items | "ByUid" >> beam.Map(lambda it: (it.uid, it)), "root": members}
+            | "JoinComponents" >> beam.CoGroupByKey()
+            | "ByComponent"
+            >> beam.FlatMap(
+                lambda kv: [(kv[1]["root"][0], it) for it in kv[1]["item"]] if kv[1]["root"] else []
+            )
+            | "GroupComponents" >> beam.GroupByKey()
+            | "Resolve" >> beam.FlatMap(_component_decisions, config=self.config)
         )
         keyed = records | "BySource" >> beam.Map(lambda r: (r.source, r))
         out = (
             {"record": keyed, "decision": decisions}
             | "Join" >> beam.CoGroupByKey()
             | "Apply"
-            >> beam.ParDo(
-                _ApplyDecisionFn(stage.NEAR_DEDUP, self.config.hamming_radius, self.thumbnail_px)
-            ).with_outputs(REJECTED, main=KEPT)
+            >> beam.ParDo(_ApplyDecisionFn(stage.NEAR_DEDUP, radius, self.thumbnail_px)).with_outputs(
+                REJECTED, main=KEPT
+            )
         )
         return _outputs(out[KEPT], out[REJECTED])
 
