@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
@@ -20,11 +21,14 @@ from canvas.curation.config import ClipScoreConfig
 from canvas.curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
 from canvas.curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
 from canvas.curation.filters import (
+    SCORE_BINS,
     BasicFilterConfig,
     basic_filter_rejection,
     clip_score_rejection,
     nsfw_rejection,
-    percentile_threshold,
+    percentile_bin,
+    score_bin,
+    threshold_in_bin,
 )
 from canvas.curation.language import detector
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
@@ -349,6 +353,23 @@ class _ThresholdFn(beam.DoFn):
         yield record if rej is None else _rejected(rej)
 
 
+class _BinCountsFn(beam.CombineFn):
+    """Score bin indices -> counts per bin (SCORE_BINS + 1 for NaN); partial sums per worker."""
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(SCORE_BINS + 1, dtype=np.int64)
+
+    def add_input(self, acc: np.ndarray, b: int) -> np.ndarray:
+        acc[b] += 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[np.ndarray]) -> np.ndarray:
+        return np.sum(list(accs), axis=0)
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
 class ClipScoreFilter(beam.PTransform):
     """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores).
 
@@ -366,11 +387,20 @@ class ClipScoreFilter(beam.PTransform):
             return {**_passthrough(records, "ClipScore"), THRESHOLD: no_threshold}
         if cfg.mode == "percentile":
             top = cfg.keep_top_percent
+            # Exact and distributed: a histogram combiner finds the bin holding the percentile, then
+            # only the scores of that one 0.001-wide bin travel to one worker to pick the exact value.
+            scores = records | "Scores" >> beam.Map(lambda r: float(r.clip_score))
+            target = beam.pvalue.AsSingleton(
+                scores
+                | "Bins" >> beam.Map(score_bin)
+                | "Histogram" >> beam.CombineGlobally(_BinCountsFn())
+                | "TargetBin" >> beam.Map(percentile_bin, keep_top_percent=top)
+            )
             threshold = (
-                records
-                | "Scores" >> beam.Map(lambda r: r.clip_score)
-                | "AllScores" >> beam.combiners.ToList()
-                | "Percentile" >> beam.Map(percentile_threshold, keep_top_percent=top)
+                scores
+                | "InTargetBin" >> beam.Filter(lambda s, t: t is not None and score_bin(s) == t[0], t=target)
+                | "BinScores" >> beam.combiners.ToList()
+                | "Percentile" >> beam.Map(threshold_in_bin, target=target)
             )
         else:
             threshold = records.pipeline | "Threshold" >> beam.Create([cfg.threshold])

@@ -317,3 +317,23 @@ def test_near_dedup_stage_equals_the_global_search_without_gathering_all_hashes(
     result.wait_until_finish()
     sizes = result.metrics().query(MetricsFilter().with_name("near_dedup_bucket_size"))["distributions"]
     assert sizes and max(s.committed.max for s in sizes) < len(records) // 4  # no worker saw every hash
+
+
+def test_clip_score_percentile_threshold_equals_the_sorted_one() -> None:
+    from canvas.curation.filters import percentile_threshold
+    from canvas.pipelines.curate_stages import THRESHOLD
+
+    rng = np.random.default_rng(6)
+    scores = np.concatenate([np.round(rng.normal(0.3, 0.02, 300), 3), 0.31 + rng.random(100) * 1e-4])
+    base = _record("base", _png(0), 0)
+    records = [
+        dataclasses.replace(base, key=f"k{i:04d}", source=f"t#{i}", clip_score=float(s))
+        for i, s in enumerate(scores)
+    ]
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create(records)
+            | ClipScoreFilter(ClipScoreConfig(mode="percentile", keep_top_percent=30))
+        )
+        assert_that(out[THRESHOLD], equal_to([percentile_threshold(scores, 30)]), label="threshold")
