@@ -34,6 +34,7 @@ from canvas.curation.language import detector
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
 from canvas.curation.near_dedup_bands import UnionFind, band_keys, bucket_links
 from canvas.curation.nsfw import NsfwConfig
+from canvas.curation.pool import metadata_record
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
@@ -74,7 +75,12 @@ class _DecodeFn(beam.DoFn):
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
-        out = decode(raw, self.config)
+        # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
+        out = (
+            metadata_record(raw)
+            if raw.image is None and raw.embedding is not None
+            else decode(raw, self.config)
+        )
         yield _rejected(out) if isinstance(out, Rejection) else out
 
 
@@ -140,10 +146,11 @@ class _KeepOneFn(beam.DoFn):
 class ExactDedup(beam.PTransform):
     """Unique keys (earliest input row wins), then one record per picture (identical bytes or pixels)."""
 
-    def __init__(self, config: ExactDedupConfig, thumbnail_px: int) -> None:
+    def __init__(self, config: ExactDedupConfig, thumbnail_px: int, pixels: bool = True) -> None:
         super().__init__()
         self.config = config
         self.thumbnail_px = thumbnail_px
+        self.pixels = pixels  # False: records without images (a pool), unique keys only
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if not self.config.enabled:
@@ -159,6 +166,10 @@ class ExactDedup(beam.PTransform):
             )
             records = by_key[KEPT]
             rejected.append(by_key[REJECTED])
+        if not self.pixels:
+            if not rejected:
+                return _passthrough(records, "ExactDedupPixels")
+            return _outputs(records, rejected[0])
         by_pixels = (
             records
             | "ByPixels" >> beam.Map(lambda r: (r.pixel_sha256, r))
