@@ -74,7 +74,7 @@ def dedup_cluster(
         return []
     order = rank_cluster(keys, centroid_sims, clip_scores, policy, qualities)
     ranked = np.asarray(embeddings, dtype=np.float32)[order]
-    best, _ = max_sim_to_earlier(ranked, max_block_bytes)
+    best = max_sim_to_earlier(ranked, max_block_bytes)
     removed = best >= np.float32(1.0 - eps)
     rows = np.flatnonzero(removed)
     if len(rows) == 0:

@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
+SMALL = 512  # clusters up to this size: one n x n product, like the reference, no blocks
 
-def max_sim_to_earlier(
-    embeddings: np.ndarray, max_block_bytes: int = 256 * 1024 * 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """For rows in priority order: the highest cosine to any earlier row, and which row it is.
 
-    Row 0 gets (-inf, -1). `embeddings` are unit vectors (n, d), so the dot product is the cosine.
+@lru_cache(maxsize=64)
+def _lower_mask(n: int) -> np.ndarray:
+    """(n, n) bool, True on and below the diagonal: what is not an earlier row of a column. Cached: the
+    same cluster sizes recur, and building it is a large share of a small cluster's work."""
+    mask = np.tri(n, dtype=bool)
+    mask.setflags(write=False)
+    return mask
+
+
+def max_sim_to_earlier(embeddings: np.ndarray, max_block_bytes: int = 256 * 1024 * 1024) -> np.ndarray:
+    """For rows in priority order: the highest cosine to any earlier row (row 0: -inf).
+
+    `embeddings` are unit vectors (n, d), so the dot product is the cosine. This is SemDeDup's core (one
+    product, upper triangle, column max), with the lower triangle set to -inf in place through a cached
+    mask instead of a fresh triu copy; larger clusters go in column blocks so memory stays O(n * block).
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(x)
+    if n <= SMALL and 4 * n * n <= max_block_bytes:
+        if n == 0:
+            return np.empty(0, dtype=np.float32)
+        sims = x @ x.T
+        np.putmask(sims, _lower_mask(n), -np.inf)
+        return sims.max(axis=0)
     best = np.full(n, -np.inf, dtype=np.float32)
-    arg = np.full(n, -1, dtype=np.int64)
     # Column blocks of at most 512: each block multiplies only the rows above it, so the work is about
     # half of the full n x n product (plus n x 512); memory is capped by max_block_bytes.
-    block = max(1, min(n, 512, max_block_bytes // max(4 * n, 1)))
+    block = max(1, min(n, SMALL, max_block_bytes // max(4 * n, 1)))
     for start in range(1, n, block):
         stop = min(n, start + block)
         sims = x[:stop] @ x[start:stop].T  # (stop, block): only earlier rows matter for each column
-        rows = np.arange(stop)[:, None]
-        cols = np.arange(start, stop)[None, :]
-        sims[rows >= cols] = -np.inf
-        arg[start:stop] = sims.argmax(axis=0)
-        best[start:stop] = sims[arg[start:stop], np.arange(stop - start)]
-    return best, arg
+        # rows >= start + c are not earlier than column c: the lower-left triangle of the block's tail
+        tail = sims[start:stop]
+        np.putmask(tail, _lower_mask(stop - start), -np.inf)
+        best[start:stop] = sims.max(axis=0)
+    return best
 
 
 def most_similar_kept(
