@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from canvas.curation.best_copy import CopyQuality, why_kept
-from canvas.curation.semdedup.pairwise import max_sim_to_earlier, most_similar_kept
+from canvas.curation.semdedup.pairwise import (
+    is_small,
+    kept_in_upper,
+    max_sim_to_earlier,
+    most_similar_kept,
+    upper_sims,
+)
 from canvas.curation.semdedup.ranking import rank_cluster
 
 
@@ -74,12 +80,17 @@ def dedup_cluster(
         return []
     order = rank_cluster(keys, centroid_sims, clip_scores, policy, qualities)
     ranked = np.asarray(embeddings, dtype=np.float32)[order]
-    best = max_sim_to_earlier(ranked, max_block_bytes)
+    # A small cluster (the usual case) is one product, reused for duplicate_of; a large one goes in blocks.
+    small = is_small(len(ranked), max_block_bytes)
+    matrix, best = upper_sims(ranked) if small else (None, max_sim_to_earlier(ranked, max_block_bytes))
     removed = best >= np.float32(1.0 - eps)
     rows = np.flatnonzero(removed)
     if len(rows) == 0:
         return []
-    kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
+    if small:
+        kept_rows, sims = kept_in_upper(matrix, ~removed, rows)
+    else:
+        kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
     why = {
         "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
         "semdedup_easy": "more like its cluster centroid (semdedup_easy)",

@@ -18,6 +18,30 @@ def _lower_mask(n: int) -> np.ndarray:
     return mask
 
 
+def is_small(n: int, max_block_bytes: int) -> bool:
+    """Whether a cluster's whole n x n product is computed at once (and kept for `kept_in_upper`)."""
+    return n <= SMALL and 4 * n * n <= max_block_bytes
+
+
+def upper_sims(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x @ x.T with -inf on and below the diagonal, each column's max = the best earlier row's cosine)."""
+    if len(x) == 0:
+        return np.empty((0, 0), dtype=np.float32), np.empty(0, dtype=np.float32)
+    sims = x @ x.T
+    np.putmask(sims, _lower_mask(len(x)), -np.inf)
+    return sims, sims.max(axis=0)
+
+
+def kept_in_upper(sims: np.ndarray, kept: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`most_similar_kept` from `upper_sims`' matrix, without a second product: the cosine of rows r and
+    j is sims[min(r, j), max(r, j)] (the upper triangle holds every pair once)."""
+    kept_idx = np.flatnonzero(kept)
+    r, k = rows[:, None], kept_idx[None, :]
+    vals = np.where(k < r, sims[k, r], sims[r, k])
+    best = vals.argmax(axis=1)  # ties: the first (highest-priority) kept row, as most_similar_kept
+    return kept_idx[best], vals[np.arange(len(rows)), best]
+
+
 def max_sim_to_earlier(embeddings: np.ndarray, max_block_bytes: int = 256 * 1024 * 1024) -> np.ndarray:
     """For rows in priority order: the highest cosine to any earlier row (row 0: -inf).
 
@@ -27,12 +51,8 @@ def max_sim_to_earlier(embeddings: np.ndarray, max_block_bytes: int = 256 * 1024
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(x)
-    if n <= SMALL and 4 * n * n <= max_block_bytes:
-        if n == 0:
-            return np.empty(0, dtype=np.float32)
-        sims = x @ x.T
-        np.putmask(sims, _lower_mask(n), -np.inf)
-        return sims.max(axis=0)
+    if is_small(n, max_block_bytes):
+        return upper_sims(x)[1]
     best = np.full(n, -np.inf, dtype=np.float32)
     # Column blocks of at most 512: each block multiplies only the rows above it, so the work is about
     # half of the full n x n product (plus n x 512); memory is capped by max_block_bytes.

@@ -65,3 +65,15 @@ def test_kmeans_is_deterministic_and_assigns_to_nearest() -> None:
     ids, sims = assign_clusters(x, c1)
     np.testing.assert_array_equal(ids, (x @ c1.T).argmax(axis=1))
     np.testing.assert_allclose(sims, (x @ c1.T).max(axis=1), rtol=1e-5)
+
+
+def test_small_cluster_duplicate_of_from_the_one_product_equals_the_blocked_path() -> None:
+    # Small clusters reuse their one n x n product for duplicate_of; the blocked path (a tiny memory cap)
+    # computes it with a second product. Same removals, same survivors named, same cosines.
+    keys, x = _planted(n=300, n_dups=60, noise=0.02, seed=3)
+    n = len(keys)
+    small = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key")
+    blocked = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key", max_block_bytes=4 * n * 5)
+    assert [(d.key, d.duplicate_of) for d in small] == [(d.key, d.duplicate_of) for d in blocked]
+    np.testing.assert_allclose([d.cosine for d in small], [d.cosine for d in blocked], atol=1e-6)
+    assert len(small) == 60
