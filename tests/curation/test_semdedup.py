@@ -73,7 +73,9 @@ def test_small_cluster_duplicate_of_from_the_one_product_equals_the_blocked_path
     keys, x = _planted(n=300, n_dups=60, noise=0.02, seed=3)
     n = len(keys)
     small = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key")
-    blocked = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key", max_block_bytes=4 * n * 5)
+    blocked = dedup_cluster(
+        keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key", max_block_bytes=4 * n * 5
+    )
     assert [(d.key, d.duplicate_of) for d in small] == [(d.key, d.duplicate_of) for d in blocked]
     np.testing.assert_allclose([d.cosine for d in small], [d.cosine for d in blocked], atol=1e-6)
     assert len(small) == 60
