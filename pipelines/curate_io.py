@@ -36,7 +36,9 @@ def record_row(r: Record) -> dict:
         "clip_score": r.clip_score,
         "nsfw_score": r.nsfw_score,
         "cluster_id": r.cluster_id,
-        "embedding": None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tolist(),
+        # a float32 array, not a list: a list of Python floats takes 16 KB per 512-d row while the rows
+        # wait to be grouped into shards (pyarrow converts either the same way)
+        "embedding": None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32),
         "source": r.source,
     }
 

@@ -70,16 +70,52 @@ def max_sim_to_earlier(embeddings: np.ndarray, max_block_bytes: int = 256 * 1024
 def most_similar_kept(
     embeddings: np.ndarray, kept: np.ndarray, rows: np.ndarray, max_block_bytes: int = 256 * 1024 * 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each of `rows`: the kept row with the highest cosine, and that cosine (in row blocks)."""
+    """For each of `rows`: the kept row with the highest cosine, and that cosine (in row blocks).
+
+    Products against every row, removed ones masked to -inf: no copy of the kept rows (the removed rows
+    are few, so the extra columns cost less than copying n x d)."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    kept_x = x[np.flatnonzero(kept)]
-    kept_idx = np.flatnonzero(kept)
+    gone = ~np.asarray(kept, dtype=bool)
     out_idx = np.empty(len(rows), dtype=np.int64)
     out_sim = np.empty(len(rows), dtype=np.float32)
-    block = max(1, max_block_bytes // max(4 * len(kept_idx), 1))
+    block = max(1, max_block_bytes // max(4 * len(x), 1))
     for start in range(0, len(rows), block):
-        sims = x[rows[start : start + block]] @ kept_x.T
-        best = sims.argmax(axis=1)
-        out_idx[start : start + block] = kept_idx[best]
+        sims = x[rows[start : start + block]] @ x.T
+        sims[:, gone] = -np.inf
+        best = sims.argmax(axis=1)  # ties: the first kept row in priority order, as before
+        out_idx[start : start + block] = best
         out_sim[start : start + block] = sims[np.arange(len(best)), best]
     return out_idx, out_sim
+
+
+PREFIX_SHARE = 8  # the prefilter's product uses 1/8 of the dimensions
+BOUND_SLACK = 1e-4  # float32 rounding of the bound's parts is ~1e-6: a wide margin, still exact
+
+
+def removed_by_bound(x: np.ndarray, threshold: float) -> np.ndarray | None:
+    """Which rows have an earlier row with cosine >= threshold, from a product over 1/8 of the dimensions.
+
+    Exact, not approximate: for unit vectors split into a prefix P and the rest Q,
+    a.b = aP.bP + aQ.bQ <= aP.bP + |aQ||bQ| (Cauchy-Schwarz). Pairs whose bound is below the threshold
+    cannot be duplicates; the few that pass are checked with their true cosine. None when too many pairs
+    pass (a loose eps): the caller then computes the whole product.
+    """
+    n, d = x.shape
+    p = max(1, d // PREFIX_SHARE)
+    if n < 2 or p >= d:
+        return None
+    # One product gives the bound: [aP, |aQ|] . [bP, |bQ|] = aP.bP + |aQ||bQ|.
+    tail = x[:, p:]
+    short = np.empty((n, p + 1), dtype=np.float32)
+    short[:, :p] = x[:, :p]
+    short[:, p] = np.sqrt(np.einsum("ij,ij->i", tail, tail))
+    i, j = np.nonzero(short @ short.T >= np.float32(threshold - BOUND_SLACK))
+    earlier = i < j  # the diagonal and the mirror image pass too: keep earlier row i < column j
+    i, j = i[earlier], j[earlier]
+    if len(i) > n * n // 16:
+        return None
+    removed = np.zeros(n, dtype=bool)
+    if len(i):
+        exact = np.einsum("ij,ij->i", x[i], x[j])
+        removed[j[exact >= np.float32(threshold)]] = True
+    return removed

@@ -79,3 +79,19 @@ def test_small_cluster_duplicate_of_from_the_one_product_equals_the_blocked_path
     assert [(d.key, d.duplicate_of) for d in small] == [(d.key, d.duplicate_of) for d in blocked]
     np.testing.assert_allclose([d.cosine for d in small], [d.cosine for d in blocked], atol=1e-6)
     assert len(small) == 60
+
+
+def test_bound_prefilter_removes_exactly_what_the_full_product_removes() -> None:
+    from canvas.curation.semdedup.pairwise import removed_by_bound, upper_sims
+
+    rng = np.random.default_rng(7)
+    topic = _unit(rng.normal(size=(1, 512)))
+    base = _unit(topic + 0.06 * rng.normal(size=(400, 512)))  # cosine ~0.6 to each other, like a cluster
+    copies = _unit(base[:80] + rng.uniform(0.002, 0.01, (80, 1)) * rng.normal(size=(80, 512)))
+    x = np.vstack([base, copies])[rng.permutation(480)]
+    _, best = upper_sims(x)
+    for eps in (0.001, 0.005, 0.01, 0.02):
+        removed = removed_by_bound(x, 1.0 - eps)
+        assert removed is not None
+        assert (removed == (best >= np.float32(1.0 - eps))).all()
+    assert removed_by_bound(x, 0.0) is None  # a loose threshold: every pair passes, the full product runs
