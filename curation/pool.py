@@ -27,7 +27,7 @@ from canvas.curation.sources import IMAGE_COLUMNS, original_size
 EMBEDDINGS = ("b32", "l14")  # the CLIP models DataComp ships: ViT-B/32 and ViT-L/14
 CLIP_MODEL_OF = {"b32": "ViT-B-32", "l14": "ViT-L-14"}  # the open_clip name whose score rule applies
 UID_DTYPE = np.dtype("u8,u8")
-_UID = re.compile(r"[0-9a-f]{32}")
+_UID = re.compile(r"[0-9a-fA-F]{32}")
 POOL_COLUMNS = ("uid", "text")
 
 
@@ -70,7 +70,9 @@ def read_pool_shard(
     parquet: BinaryIO, npz: BinaryIO, path: str, index: int, which: str
 ) -> Iterator[RawRecord]:
     """One shard -> RawRecords without images, carrying the chosen model's image and text embeddings."""
-    table = pq.read_table(parquet)
+    meta = pq.ParquetFile(parquet)
+    wanted = ("uid", "text", "original_width", "original_height")
+    table = meta.read(columns=[c for c in wanted if c in meta.schema_arrow.names])  # not url etc.
     with np.load(npz) as arrays:
         img = np.asarray(arrays[f"{which}_img"], dtype=np.float32)
         txt = np.asarray(arrays[f"{which}_txt"], dtype=np.float32)
@@ -78,17 +80,10 @@ def read_pool_shard(
         raise CanvasError(
             f"{embeddings_path(path)}: {len(img)} embedding rows for {table.num_rows} Parquet rows"
         )
-    names = table.column_names
-    column = {
-        c: table.column(c).to_pylist()
-        for c in ("uid", "text", "original_width", "original_height")
-        if c in names
-    }
+    missing = [None] * table.num_rows
+    column = {c: table.column(c).to_pylist() if c in table.column_names else missing for c in wanted}
     for row in range(table.num_rows):
-        size = original_size(
-            column.get("original_width", [None] * (row + 1))[row],
-            column.get("original_height", [None] * (row + 1))[row],
-        )
+        size = original_size(column["original_width"][row], column["original_height"][row])
         yield RawRecord(
             key=str(column["uid"][row]),
             caption=column["text"][row],
@@ -108,7 +103,7 @@ def metadata_record(raw: RawRecord) -> Record | Rejection:
         return Rejection(key=raw.key, stage=DECODE, reason=why, source=raw.source)
 
     if not _UID.fullmatch(raw.key or ""):
-        return reject(f"uid {raw.key!r} is not 32 lowercase hex digits (DataComp's uid)")
+        return reject(f"uid {raw.key!r} is not 32 hex digits (DataComp's uid)")
     img, txt = raw.embedding, raw.text_embedding
     norms = (float(np.linalg.norm(img)), float(np.linalg.norm(txt)))
     if not all(np.isfinite(norms)) or min(norms) == 0.0:
