@@ -34,6 +34,7 @@ from canvas.pipelines.curate_io import (
     rejection_row,
 )
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
+from canvas.pipelines.curate_near_dedup import NearDedup
 from canvas.pipelines.curate_report import ReportStats, attach_group_pictures
 from canvas.pipelines.curate_semdedup import SemanticDedup
 from canvas.pipelines.curate_stages import (
@@ -45,7 +46,6 @@ from canvas.pipelines.curate_stages import (
     ClipScoreFilter,
     Decode,
     ExactDedup,
-    NearDedup,
     NsfwFilter,
 )
 from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text

@@ -20,6 +20,7 @@ from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.semdedup import SemDedupConfig
 from canvas.pipelines.curate_io import _ReadShard
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
+from canvas.pipelines.curate_near_dedup import NearDedup
 from canvas.pipelines.curate_semdedup import SemanticDedup
 from canvas.pipelines.curate_stages import (
     KEPT,
@@ -29,7 +30,6 @@ from canvas.pipelines.curate_stages import (
     ClipScoreFilter,
     Decode,
     ExactDedup,
-    NearDedup,
     _deterministic_batches,
     _with_thumbnail,
 )
@@ -284,7 +284,7 @@ def test_near_dedup_stage_equals_the_global_search_without_gathering_all_hashes(
     from apache_beam.metrics.metric import MetricsFilter
 
     from canvas.curation.near_dedup import find_near_duplicates
-    from canvas.pipelines.curate_stages import _hash_item
+    from canvas.pipelines.curate_near_dedup import _hash_item
 
     rng = np.random.default_rng(5)
     base = _record("base", _png(0), 0)
