@@ -281,6 +281,8 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(f"config: exact_dedup.keep must be one of {', '.join(EXACT_KEEP_POLICIES)}")
     if cfg.near_dedup.keep not in NEAR_KEEP_POLICIES:
         raise CanvasError(f"config: near_dedup.keep must be one of {', '.join(NEAR_KEEP_POLICIES)}")
+    if cfg.clip.precomputed not in ("auto", "b32", "l14"):
+        raise CanvasError(f"config: clip.precomputed must be auto, b32 or l14, got {cfg.clip.precomputed!r}")
     if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):
         raise CanvasError(
             "config: clip.enabled is false, so clip_score.mode must be off and semdedup.enabled false"

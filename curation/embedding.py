@@ -27,6 +27,13 @@ class ClipConfig:
     threads: int = field(
         default=0, metadata={"help": "torch threads per worker process; 0 = its share of the machine's cores"}
     )
+    precomputed: str = field(
+        default="auto",
+        metadata={
+            "help": "use a DataComp pool's .npz embeddings instead of embedding: b32 | l14 | auto (b32 when "
+            "the input is a pool without images, else embed with the model)"
+        },
+    )
 
 
 @dataclass(frozen=True)

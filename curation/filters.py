@@ -91,6 +91,40 @@ def percentile_threshold(scores: np.ndarray | list[float], keep_top_percent: flo
     return float(scores[scores.size - min(keep, scores.size)])
 
 
+SCORE_BINS = 2000  # fixed bins over [-1, 1] for the distributed percentile (0.001 wide)
+
+
+def score_bin(score: float, bins: int = SCORE_BINS) -> int:
+    """The fixed bin of a cosine score; out-of-range scores go to the end bins, NaN after all (as np.sort)."""
+    if math.isnan(score):
+        return bins
+    return min(max(int((score + 1.0) / 2.0 * bins), 0), bins - 1)
+
+
+def percentile_bin(counts: np.ndarray | list[int], keep_top_percent: float) -> tuple[int, int] | None:
+    """From bin counts: (the bin holding `percentile_threshold`'s order statistic, its rank in that bin).
+
+    With this and the scores of that one bin, `threshold_in_bin` returns exactly what
+    `percentile_threshold` returns on all scores: bins are ordered, so the k-th smallest score is the
+    (k - scores in lower bins)-th smallest of its bin. None when there are no scores.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    keep = max(1, math.ceil(n * keep_top_percent / 100.0 - 1e-9))
+    rank = n - min(keep, n)
+    cumulative = np.cumsum(counts)
+    b = int(np.searchsorted(cumulative, rank, side="right"))
+    return b, rank - (int(cumulative[b - 1]) if b else 0)
+
+
+def threshold_in_bin(values: list[float], target: tuple[int, int] | None) -> float:
+    if target is None:
+        return float("-inf")
+    return float(np.sort(np.asarray(values, dtype=np.float64))[target[1]])
+
+
 def clip_score_rejection(record: Record, threshold: float) -> Rejection | None:
     assert record.clip_score is not None
     if record.clip_score >= threshold:

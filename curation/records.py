@@ -39,6 +39,9 @@ class RawRecord:
     # The size before img2dataset/DataComp resized it on download (their `original_width/height`).
     original_width: int | None = None
     original_height: int | None = None
+    # A pool row without an image (DataComp metadata + .npz): its precomputed CLIP embeddings.
+    embedding: np.ndarray | None = field(default=None, compare=False)
+    text_embedding: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

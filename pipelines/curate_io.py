@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from canvas.core.errors import CanvasError
 from canvas.core.formats.curated import REJECTED_SCHEMA, ROW_GROUP_ROWS, shard_name, shard_of
+from canvas.curation.pool import embeddings_path, read_pool_shard
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.sources import read_file
 
@@ -35,7 +36,9 @@ def record_row(r: Record) -> dict:
         "clip_score": r.clip_score,
         "nsfw_score": r.nsfw_score,
         "cluster_id": r.cluster_id,
-        "embedding": None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tolist(),
+        # a float32 array, not a list: a list of Python floats takes 16 KB per 512-d row while the rows
+        # wait to be grouped into shards (pyarrow converts either the same way)
+        "embedding": None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32),
         "source": r.source,
     }
 
@@ -65,8 +68,19 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 class _ReadShard(beam.DoFn):
+    def __init__(self, precomputed: str | None = None) -> None:
+        self.precomputed = precomputed  # a DataComp pool: read SHARD.parquet + SHARD.npz, no images
+
     def process(self, element: tuple[int, str]) -> Iterator[RawRecord]:
         index, path = element
+        if self.precomputed:
+            raw = CompressionTypes.UNCOMPRESSED
+            with (
+                FileSystems.open(path, compression_type=raw) as meta,
+                FileSystems.open(embeddings_path(path), compression_type=raw) as npz,
+            ):
+                yield from read_pool_shard(meta, npz, path, index, self.precomputed)
+            return
         # The raw bytes: tarfile decompresses .tar.gz itself, so damage inside the stream is a rejection
         # (read_file), while a failing read of the file is an I/O error the runner retries.
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -76,16 +90,17 @@ class _ReadShard(beam.DoFn):
 class ReadImageText(beam.PTransform):
     """File paths -> `RawRecord`s. Shards are spread over workers; rows keep their (file, row) position."""
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], precomputed: str | None = None) -> None:
         super().__init__()
         self.files = files
+        self.precomputed = precomputed
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
             | "Files" >> beam.Create(list(enumerate(self.files)))
             | "Spread" >> beam.Reshuffle()
-            | "ReadShards" >> beam.ParDo(_ReadShard())
+            | "ReadShards" >> beam.ParDo(_ReadShard(self.precomputed))
         )
 
 

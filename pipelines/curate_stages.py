@@ -11,24 +11,26 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from canvas.curation import records as stage
-from canvas.curation.best_copy import copy_quality
 from canvas.curation.config import ClipScoreConfig
 from canvas.curation.decode import DecodeConfig, allow_in_pillow, decode, open_rgb, thumbnail
 from canvas.curation.exact_dedup import ExactDedupConfig, dedup_same_key, dedup_same_pixels
 from canvas.curation.filters import (
+    SCORE_BINS,
     BasicFilterConfig,
     basic_filter_rejection,
     clip_score_rejection,
     nsfw_rejection,
-    percentile_threshold,
+    percentile_bin,
+    score_bin,
+    threshold_in_bin,
 )
 from canvas.curation.language import detector
-from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
 from canvas.curation.nsfw import NsfwConfig
+from canvas.curation.pool import metadata_record
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
@@ -69,7 +71,12 @@ class _DecodeFn(beam.DoFn):
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
-        out = decode(raw, self.config)
+        # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
+        out = (
+            metadata_record(raw)
+            if raw.image is None and raw.embedding is not None
+            else decode(raw, self.config)
+        )
         yield _rejected(out) if isinstance(out, Rejection) else out
 
 
@@ -135,10 +142,11 @@ class _KeepOneFn(beam.DoFn):
 class ExactDedup(beam.PTransform):
     """Unique keys (earliest input row wins), then one record per picture (identical bytes or pixels)."""
 
-    def __init__(self, config: ExactDedupConfig, thumbnail_px: int) -> None:
+    def __init__(self, config: ExactDedupConfig, thumbnail_px: int, pixels: bool = True) -> None:
         super().__init__()
         self.config = config
         self.thumbnail_px = thumbnail_px
+        self.pixels = pixels  # False: records without images (a pool), unique keys only
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if not self.config.enabled:
@@ -154,6 +162,10 @@ class ExactDedup(beam.PTransform):
             )
             records = by_key[KEPT]
             rejected.append(by_key[REJECTED])
+        if not self.pixels:
+            if not rejected:
+                return _passthrough(records, "ExactDedupPixels")
+            return _outputs(records, rejected[0])
         by_pixels = (
             records
             | "ByPixels" >> beam.Map(lambda r: (r.pixel_sha256, r))
@@ -165,82 +177,6 @@ class ExactDedup(beam.PTransform):
         )
         rejected.append(by_pixels[REJECTED])
         return _outputs(by_pixels[KEPT], tuple(rejected) | "MergeRejects" >> beam.Flatten())
-
-
-# 4. Perceptual near dedup -----------------------------------------------------------------------------
-
-
-def _near_decisions(
-    items: list[HashItem], config: NearDedupConfig
-) -> Iterator[tuple[str, tuple[str, int, str]]]:
-    for d in find_near_duplicates(items, config.hamming_radius, config.keep, config.query_batch):
-        yield d.uid, (d.kept, d.distance, d.why)
-
-
-def _hash_item(r: Record) -> HashItem:
-    # No CLIP score yet: near dedup runs before the CLIP stage.
-    return HashItem(r.key, r.phash, r.width * r.height, r.source, copy_quality(r, with_clip_score=False))
-
-
-class _ApplyDecisionFn(beam.DoFn):
-    """Joins a record with the dedup decision about it (if any): kept, or rejected naming the survivor."""
-
-    def __init__(self, stage_name: str, radius: int, thumbnail_px: int) -> None:
-        self.stage_name = stage_name
-        self.radius = radius
-        self.thumbnail_px = thumbnail_px
-
-    def process(self, element: tuple[str, dict[str, list]]) -> Iterator:
-        _, joined = element
-        for record in joined["record"]:
-            decisions = joined["decision"]
-            if not decisions:
-                yield record
-                continue
-            kept, distance, why = decisions[0]
-            rej = Rejection(
-                key=record.key,
-                stage=self.stage_name,
-                reason=f"near duplicate of {kept}: pHash Hamming distance {distance} <= {self.radius}; "
-                f"kept {kept}: {why}",
-                source=record.source,
-                duplicate_of=kept,
-                score=float(distance),
-            )
-            yield _rejected(_with_thumbnail(rej, record, self.thumbnail_px))
-
-
-class NearDedup(beam.PTransform):
-    """pHash near-duplicates, searched over the whole data set at once with a FAISS binary index.
-
-    Only (key, hash, size, source) travel to the one worker that searches; the decisions are joined back
-    to the records by their source (unique per input row).
-    """
-
-    def __init__(self, config: NearDedupConfig, thumbnail_px: int) -> None:
-        super().__init__()
-        self.config = config
-        self.thumbnail_px = thumbnail_px
-
-    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
-        if not self.config.enabled:
-            return _passthrough(records, "NearDedup")
-        decisions = (
-            records
-            | "Hashes" >> beam.Map(_hash_item)
-            | "AllHashes" >> beam.combiners.ToList()
-            | "SearchFaiss" >> beam.FlatMap(_near_decisions, config=self.config)
-        )
-        keyed = records | "BySource" >> beam.Map(lambda r: (r.source, r))
-        out = (
-            {"record": keyed, "decision": decisions}
-            | "Join" >> beam.CoGroupByKey()
-            | "Apply"
-            >> beam.ParDo(
-                _ApplyDecisionFn(stage.NEAR_DEDUP, self.config.hamming_radius, self.thumbnail_px)
-            ).with_outputs(REJECTED, main=KEPT)
-        )
-        return _outputs(out[KEPT], out[REJECTED])
 
 
 # 5-7. CLIP embedding + score filter, NSFW ------------------------------------------------------------
@@ -302,6 +238,23 @@ class _ThresholdFn(beam.DoFn):
         yield record if rej is None else _rejected(rej)
 
 
+class _BinCountsFn(beam.CombineFn):
+    """Score bin indices -> counts per bin (SCORE_BINS + 1 for NaN); partial sums per worker."""
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(SCORE_BINS + 1, dtype=np.int64)
+
+    def add_input(self, acc: np.ndarray, b: int) -> np.ndarray:
+        acc[b] += 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[np.ndarray]) -> np.ndarray:
+        return np.sum(list(accs), axis=0)
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
 class ClipScoreFilter(beam.PTransform):
     """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores).
 
@@ -319,11 +272,20 @@ class ClipScoreFilter(beam.PTransform):
             return {**_passthrough(records, "ClipScore"), THRESHOLD: no_threshold}
         if cfg.mode == "percentile":
             top = cfg.keep_top_percent
+            # Exact and distributed: a histogram combiner finds the bin holding the percentile, then
+            # only the scores of that one 0.001-wide bin travel to one worker to pick the exact value.
+            scores = records | "Scores" >> beam.Map(lambda r: float(r.clip_score))
+            target = beam.pvalue.AsSingleton(
+                scores
+                | "Bins" >> beam.Map(score_bin)
+                | "Histogram" >> beam.CombineGlobally(_BinCountsFn())
+                | "TargetBin" >> beam.Map(percentile_bin, keep_top_percent=top)
+            )
             threshold = (
-                records
-                | "Scores" >> beam.Map(lambda r: r.clip_score)
-                | "AllScores" >> beam.combiners.ToList()
-                | "Percentile" >> beam.Map(percentile_threshold, keep_top_percent=top)
+                scores
+                | "InTargetBin" >> beam.Filter(lambda s, t: t is not None and score_bin(s) == t[0], t=target)
+                | "BinScores" >> beam.combiners.ToList()
+                | "Percentile" >> beam.Map(threshold_in_bin, target=target)
             )
         else:
             threshold = records.pipeline | "Threshold" >> beam.Create([cfg.threshold])

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from canvas.curation.best_copy import CopyQuality, why_kept
-from canvas.curation.semdedup.pairwise import max_sim_to_earlier, most_similar_kept
+from canvas.curation.semdedup.pairwise import (
+    is_small,
+    kept_in_upper,
+    max_sim_to_earlier,
+    most_similar_kept,
+    removed_by_bound,
+    upper_sims,
+)
 from canvas.curation.semdedup.ranking import rank_cluster
 
 
@@ -74,12 +81,22 @@ def dedup_cluster(
         return []
     order = rank_cluster(keys, centroid_sims, clip_scores, policy, qualities)
     ranked = np.asarray(embeddings, dtype=np.float32)[order]
-    best, _ = max_sim_to_earlier(ranked, max_block_bytes)
-    removed = best >= np.float32(1.0 - eps)
+    # A cluster whose n x n fits max_block_bytes: an exact Cauchy-Schwarz bound from 1/8 of the dimensions
+    # rules out almost every pair, the rest are checked exactly. When the bound passes too many pairs (a
+    # loose eps): one full product for <= 512 rows (reused for duplicate_of), else column blocks.
+    small = is_small(len(ranked), max_block_bytes)
+    fits = 4 * len(ranked) ** 2 <= max_block_bytes  # the bound's n x n matrix
+    matrix, removed = None, removed_by_bound(ranked, 1.0 - eps) if fits else None
+    if removed is None:
+        matrix, best = upper_sims(ranked) if small else (None, max_sim_to_earlier(ranked, max_block_bytes))
+        removed = best >= np.float32(1.0 - eps)
     rows = np.flatnonzero(removed)
     if len(rows) == 0:
         return []
-    kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
+    if matrix is not None:
+        kept_rows, sims = kept_in_upper(matrix, ~removed, rows)
+    else:
+        kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
     why = {
         "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
         "semdedup_easy": "more like its cluster centroid (semdedup_easy)",

@@ -85,3 +85,25 @@ def test_caption_characters_are_counted_on_the_raw_text() -> None:
     assert reason("a b c") == "caption has 5 characters < 6"
     assert reason("a b ") == "caption has 2 word(s) < 3"
     assert reason("   ") == "no caption"
+
+
+def test_binned_percentile_equals_the_sorted_percentile_exactly() -> None:
+    # The distributed CLIP-score percentile (bin counts, then the scores of one bin) must give the very
+    # threshold the single-worker sort gives: ties, clumps inside one bin, out-of-range values, n = 1.
+    from canvas.curation.filters import percentile_bin, percentile_threshold, score_bin, threshold_in_bin
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(0.25, 0.05, 5000),
+        np.round(rng.normal(0.3, 0.01, 3000), 3),  # many ties
+        0.3 + rng.random(2000) * 1e-4,  # everything inside one 0.001 bin
+        np.array([1.0000001, -1.2, 0.5, 0.5, 0.2]),
+        np.array([0.42]),
+    ]
+    for scores in cases:
+        for top in (0.01, 1, 30, 50, 99.9, 100):
+            counts = np.bincount([score_bin(s) for s in scores], minlength=2001)
+            target = percentile_bin(counts, top)
+            in_bin = [float(s) for s in scores if score_bin(s) == target[0]]
+            assert threshold_in_bin(in_bin, target) == percentile_threshold(scores, top)
+    assert threshold_in_bin([], percentile_bin(np.zeros(2001, dtype=int), 30)) == float("-inf")

@@ -19,9 +19,9 @@ def test_blocked_pairwise_equals_full_matrix() -> None:
     full = x @ x.T
     expected = np.array([full[:j, j].max() if j else -np.inf for j in range(300)], dtype=np.float32)
     for block_bytes in (4 * 300 * 1, 4 * 300 * 7, 1 << 30):  # 1 column, 7 columns, everything at once
-        best, arg = max_sim_to_earlier(x, max_block_bytes=block_bytes)
+        best = max_sim_to_earlier(x, max_block_bytes=block_bytes)
         np.testing.assert_allclose(best[1:], expected[1:], rtol=1e-5)
-        assert all(arg[j] < j for j in range(1, 300))
+        assert best[0] == -np.inf
 
 
 def _planted(n: int = 200, d: int = 32, n_dups: int = 40, noise: float = 0.01, seed: int = 0):
@@ -65,3 +65,33 @@ def test_kmeans_is_deterministic_and_assigns_to_nearest() -> None:
     ids, sims = assign_clusters(x, c1)
     np.testing.assert_array_equal(ids, (x @ c1.T).argmax(axis=1))
     np.testing.assert_allclose(sims, (x @ c1.T).max(axis=1), rtol=1e-5)
+
+
+def test_small_cluster_duplicate_of_from_the_one_product_equals_the_blocked_path() -> None:
+    # Small clusters reuse their one n x n product for duplicate_of; the blocked path (a tiny memory cap)
+    # computes it with a second product. Same removals, same survivors named, same cosines.
+    keys, x = _planted(n=300, n_dups=60, noise=0.02, seed=3)
+    n = len(keys)
+    small = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key")
+    blocked = dedup_cluster(
+        keys, x, np.zeros(n), np.zeros(n), 0.01, "smallest_key", max_block_bytes=4 * n * 5
+    )
+    assert [(d.key, d.duplicate_of) for d in small] == [(d.key, d.duplicate_of) for d in blocked]
+    np.testing.assert_allclose([d.cosine for d in small], [d.cosine for d in blocked], atol=1e-6)
+    assert len(small) == 60
+
+
+def test_bound_prefilter_removes_exactly_what_the_full_product_removes() -> None:
+    from canvas.curation.semdedup.pairwise import removed_by_bound, upper_sims
+
+    rng = np.random.default_rng(7)
+    topic = _unit(rng.normal(size=(1, 512)))
+    base = _unit(topic + 0.06 * rng.normal(size=(400, 512)))  # cosine ~0.6 to each other, like a cluster
+    copies = _unit(base[:80] + rng.uniform(0.002, 0.01, (80, 1)) * rng.normal(size=(80, 512)))
+    x = np.vstack([base, copies])[rng.permutation(480)]
+    _, best = upper_sims(x)
+    for eps in (0.001, 0.005, 0.01, 0.02):
+        removed = removed_by_bound(x, 1.0 - eps)
+        assert removed is not None
+        assert (removed == (best >= np.float32(1.0 - eps))).all()
+    assert removed_by_bound(x, 0.0) is None  # a loose threshold: every pair passes, the full product runs

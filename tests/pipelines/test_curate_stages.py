@@ -20,6 +20,7 @@ from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.semdedup import SemDedupConfig
 from canvas.pipelines.curate_io import _ReadShard
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
+from canvas.pipelines.curate_near_dedup import NearDedup
 from canvas.pipelines.curate_semdedup import SemanticDedup
 from canvas.pipelines.curate_stages import (
     KEPT,
@@ -29,7 +30,6 @@ from canvas.pipelines.curate_stages import (
     ClipScoreFilter,
     Decode,
     ExactDedup,
-    NearDedup,
     _deterministic_batches,
     _with_thumbnail,
 )
@@ -278,3 +278,62 @@ def test_model_stages_open_records_that_another_process_decoded_under_a_higher_l
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1_000)
     rejection = Rejection(key="k0", stage="near_dedup", reason="dup", source="t#0")
     assert _with_thumbnail(rejection, records[0], 32).thumbnail is not None
+
+
+def test_near_dedup_stage_equals_the_global_search_without_gathering_all_hashes() -> None:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from canvas.curation.near_dedup import find_near_duplicates
+    from canvas.pipelines.curate_near_dedup import _hash_item
+
+    rng = np.random.default_rng(5)
+    base = _record("base", _png(0), 0)
+    hashes = [int(v) for v in rng.integers(0, 2**63, 300, dtype=np.uint64)]
+    for j in range(60):  # copies 0..10 bits away: some within the radius 8, some not
+        h = hashes[j]
+        for bit in rng.choice(64, int(rng.integers(0, 11)), replace=False):
+            h ^= 1 << int(bit)
+        hashes.append(h)
+    records = [
+        dataclasses.replace(
+            base, key=f"k{i:04d}", source=f"t#{i}", ordinal=(0, i), phash=h, width=100 + i % 7
+        )
+        for i, h in enumerate(hashes)
+    ]
+    expected = find_near_duplicates([_hash_item(r) for r in records], 8)
+    assert len(expected) > 20
+    gone = {d.uid: d.kept for d in expected}
+    p = TestPipeline()
+    out = p | beam.Create(records) | NearDedup(NearDedupConfig(), thumbnail_px=16)
+    assert_that(
+        _keys(out[KEPT], "K"), equal_to([r.key for r in records if r.source not in gone]), label="kept"
+    )
+    assert_that(
+        out[REJECTED] | beam.Map(lambda r: (r.source, r.duplicate_of)),
+        equal_to(sorted(gone.items())),
+        label="rej",
+    )
+    result = p.run()
+    result.wait_until_finish()
+    sizes = result.metrics().query(MetricsFilter().with_name("near_dedup_bucket_size"))["distributions"]
+    assert sizes and max(s.committed.max for s in sizes) < len(records) // 4  # no worker saw every hash
+
+
+def test_clip_score_percentile_threshold_equals_the_sorted_one() -> None:
+    from canvas.curation.filters import percentile_threshold
+    from canvas.pipelines.curate_stages import THRESHOLD
+
+    rng = np.random.default_rng(6)
+    scores = np.concatenate([np.round(rng.normal(0.3, 0.02, 300), 3), 0.31 + rng.random(100) * 1e-4])
+    base = _record("base", _png(0), 0)
+    records = [
+        dataclasses.replace(base, key=f"k{i:04d}", source=f"t#{i}", clip_score=float(s))
+        for i, s in enumerate(scores)
+    ]
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create(records)
+            | ClipScoreFilter(ClipScoreConfig(mode="percentile", keep_top_percent=30))
+        )
+        assert_that(out[THRESHOLD], equal_to([percentile_threshold(scores, 30)]), label="threshold")

@@ -1,0 +1,76 @@
+"""DataComp-style pools (metadata Parquet + .npz embeddings, no images) through `canvas curate`."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from canvas.core.errors import CanvasError
+from canvas.curation.pool import UID_DTYPE, submission_array
+from canvas.pipelines.curate import run_curation
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _make_pool(out: Path, n: int, shards: int = 2) -> dict[str, int]:
+    spec = importlib.util.spec_from_file_location("make_pool", ROOT / "bench" / "make_pool.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_pool(out, n, shards=shards, seed=1)
+
+
+def test_submission_array_is_datacomps_sorted_u8_pairs() -> None:
+    uids = ["ffffffffffffffff0000000000000001", "00000000000000010000000000000002"]
+    arr = submission_array(uids)
+    assert arr.dtype == np.dtype("u8,u8") == UID_DTYPE
+    assert arr.tolist() == [(1, 2), (2**64 - 1, 1)]
+
+
+def test_pool_without_images_is_curated_from_its_embeddings(tmp_path: Path) -> None:
+    counts = _make_pool(tmp_path / "pool", 400)
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "out")
+    assert report["invariant_holds"] and report["input_count"] == 400
+    assert report["precomputed_embeddings"] == "b32" and report["clip_model"] == "ViT-B-32"
+    assert "near_dedup" in report["skipped_stages"] and "nsfw" in report["skipped_stages"]
+    curated = pq.read_table(tmp_path / "out" / "curated").to_pylist()
+    rejected = pq.read_table(tmp_path / "out" / "rejected").to_pylist()
+    stages = {r["stage"] for r in rejected}
+    assert stages <= {"semantic_dedup", "clip_score", "basic_filter"}  # no image stage rejected anything
+    truth = {r["uid"]: r for r in pq.read_table(tmp_path / "pool_truth.parquet").to_pylist()}
+    removed_copies = [r for r in rejected if r["stage"] == "semantic_dedup"]
+    assert all(truth[r["key"]]["group"] == truth[r["duplicate_of"]]["group"] for r in removed_copies)
+    kept_groups = [truth[r["key"]]["group"] for r in curated]
+    assert len(kept_groups) == len(set(kept_groups))  # one survivor per planted group at most
+    assert len(removed_copies) >= 0.95 * (400 - counts["original"]) - sum(
+        1 for r in rejected if r["stage"] != "semantic_dedup"
+    )
+    uids = np.load(tmp_path / "out" / "uids.npy")
+    assert uids.dtype == np.dtype("u8,u8") and (np.sort(uids) == uids).all()
+    assert uids.tolist() == submission_array([r["key"] for r in curated]).tolist()
+
+
+def test_pool_shard_with_misaligned_embeddings_is_one_line(tmp_path: Path) -> None:
+    _make_pool(tmp_path / "pool", 40, shards=1)
+    shard = tmp_path / "pool" / "shard_00000.npz"
+    arrays = dict(np.load(shard))
+    np.savez(shard, **{k: v[:-1] for k, v in arrays.items()})
+    with pytest.raises(CanvasError, match=r"`b32_img` has shape \(39, 512\), expected \(40, dim\)"):
+        run_curation([str(tmp_path / "pool")], tmp_path / "out")
+    cli = [
+        sys.executable,
+        "-m",
+        "canvas",
+        "curate",
+        "--input",
+        str(tmp_path / "pool"),
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(cli, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "canvas: error:" in done.stderr
