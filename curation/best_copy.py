@@ -14,7 +14,8 @@ of a PNG) ties with its source on every rule but the key; measured in docs/bench
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from canvas.curation.records import Record
 
@@ -58,6 +59,7 @@ class CopyQuality:
     encoding: str
     bytes_per_pixel: float  # encoded bytes / decoded pixels
     clip_score: float | None = None
+    pixel_sha256: str = ""  # of the decoded pixels: equal for the same picture in another encoding
 
     @property
     def pixels(self) -> int:
@@ -86,6 +88,31 @@ class CopyQuality:
         )
 
 
+def best_first(qualities: Sequence[CopyQuality]) -> list[int]:
+    """Indices of `qualities` in keep order (the best copy first).
+
+    Copies with identical decoded pixels are one picture in several encodings: a lossless re-save of a
+    JPEG's pixels is no better than the JPEG (the same pixels lose the same amount in any format), so within
+    such a class every copy ranks with the class's best encoding and the key decides, as exact dedup does.
+    """
+    best: dict[str, CopyQuality] = {}
+    for q in qualities:
+        if q.pixel_sha256:
+            held = best.get(q.pixel_sha256)
+            if held is None or (not q.lossless, -q.lossy_bytes_per_pixel) < (
+                not held.lossless,
+                -held.lossy_bytes_per_pixel,
+            ):
+                best[q.pixel_sha256] = q
+
+    def key(i: int) -> tuple:
+        q = qualities[i]
+        enc = best.get(q.pixel_sha256, q) if q.pixel_sha256 else q
+        return replace(q, encoding=enc.encoding, bytes_per_pixel=enc.bytes_per_pixel).rank()
+
+    return sorted(range(len(qualities)), key=key)
+
+
 def copy_quality(record: Record, with_clip_score: bool = True) -> CopyQuality:
     """A record's quality; original size from the row's metadata when it has one."""
     has_original = bool(record.original_width) and bool(record.original_height)
@@ -99,6 +126,7 @@ def copy_quality(record: Record, with_clip_score: bool = True) -> CopyQuality:
         encoding=encoding_of(record.image),
         bytes_per_pixel=len(record.image) / max(1, record.width * record.height),
         clip_score=record.clip_score if with_clip_score else None,
+        pixel_sha256=record.pixel_sha256,
     )
 
 
@@ -106,6 +134,8 @@ def why_kept(kept: CopyQuality, removed: CopyQuality) -> str:
     """Why `kept` won over `removed`: the first rule of the order that tells them apart."""
     if kept.pixels != removed.pixels:
         return f"more pixels {kept.width}x{kept.height} vs {removed.width}x{removed.height}"
+    if kept.pixel_sha256 and kept.pixel_sha256 == removed.pixel_sha256:
+        return "identical pixels (another encoding of the same picture): smaller key"
     if kept.lossless != removed.lossless:
         return f"lossless {kept.encoding} vs lossy {removed.encoding}"
     if kept.lossy_bytes_per_pixel != removed.lossy_bytes_per_pixel:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from canvas.curation.best_copy import CopyQuality, why_kept
+from canvas.curation.best_copy import CopyQuality, best_first, why_kept
 from canvas.curation.hashing import phash_to_bytes
 
 # best: most original pixels, least lossy encoding, CLIP score, key (curation/best_copy.py).
@@ -79,7 +79,7 @@ def _why(policy: str, kept: HashItem, removed: HashItem) -> str:
 
 def priority(items: list[HashItem], policy: str) -> list[int]:
     if policy == "best":
-        return sorted(range(len(items)), key=lambda i: _quality(items[i]).rank())
+        return best_first([_quality(item) for item in items])
     if policy == "largest":
         return sorted(range(len(items)), key=lambda i: (-items[i].pixels, items[i].key, items[i].uid))
     if policy == "smallest_key":

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from canvas.curation.best_copy import CopyQuality
+from canvas.curation.best_copy import CopyQuality, best_first
 
 # best: the best copy (most original pixels, least lossy encoding, CLIP score, key: curation/best_copy.py).
 # semdedup_hard: SemDeDup's default: keep the item least similar to its centroid (the least prototypical).
@@ -30,7 +30,7 @@ def rank_cluster(
     if policy == "best":
         if qualities is None or len(qualities) != len(keys):
             raise ValueError("keep policy best needs one CopyQuality per item")
-        return np.asarray(sorted(range(len(keys)), key=lambda i: qualities[i].rank()), dtype=np.int64)
+        return np.asarray(best_first(qualities), dtype=np.int64)
     by_key = np.argsort(np.asarray(keys, dtype=object), kind="stable")
     if policy == "smallest_key":
         return by_key
