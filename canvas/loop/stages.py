@@ -199,30 +199,21 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
 
 def _reward_vs_oracle(candidates: Path, reward_dir: Path, oracle: str) -> dict[str, Any]:
     """How often the learned reward orders each candidate pair as the annotators' true oracle does."""
-    import io
-
-    import numpy as np
     import pyarrow.parquet as pq
-    import torch
-    from PIL import Image
 
-    from canvas.rlhf.rewards import load_reward, score_checked
+    from canvas.rlhf.rewards import EncodedImageScorer
 
     rows = pq.read_table(candidates, columns=["prompt", "image_0", "image_1"]).to_pylist()
-    learned, truth = load_reward(str(reward_dir)), load_reward(oracle)
-
-    def tensor(images: list[bytes]) -> torch.Tensor:
-        arrays = [
-            np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float32) / 255 for b in images
-        ]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-
+    learned, truth = EncodedImageScorer(str(reward_dir)), EncodedImageScorer(oracle)
     prompts = [r["prompt"] for r in rows]
-    a, b = tensor([r["image_0"] for r in rows]), tensor([r["image_1"] for r in rows])
-    learned_order = score_checked(learned, a, prompts) > score_checked(learned, b, prompts)
-    true_order = score_checked(truth, a, prompts) > score_checked(truth, b, prompts)
+    left, right = [r["image_0"] for r in rows], [r["image_1"] for r in rows]
+
+    def order(scorer: EncodedImageScorer) -> list[bool]:
+        return [a > b for a, b in zip(scorer(left, prompts), scorer(right, prompts), strict=True)]
+
+    agree = [x == y for x, y in zip(order(learned), order(truth), strict=True)]
     return {
-        "oracle_agreement_all_pairs": float((learned_order == true_order).float().mean()),
+        "oracle_agreement_all_pairs": sum(agree) / len(agree),
         "oracle": oracle,
     }
 
