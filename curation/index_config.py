@@ -9,12 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from canvas.core.config_parser import must_exist
 from canvas.core.errors import CanvasError
-
-
-def _must_exist(flag: str, path: Path | None) -> None:
-    if path is not None and not Path(path).expanduser().exists():
-        raise CanvasError(f"{flag} {path}: no such file or directory")
 
 
 @dataclass
@@ -31,7 +27,7 @@ class IndexBuildConfig:
     seed: int = field(default=0, metadata={"help": "seed of the training sample and k-means"})
 
     def __post_init__(self) -> None:
-        _must_exist("--curated", self.curated)
+        must_exist("--curated", self.curated)
 
 
 @dataclass
@@ -59,7 +55,7 @@ class IndexQueryConfig:
             raise CanvasError("give exactly one of --text and --image")
         if self.k is not None and self.k < 1:
             raise CanvasError(f"-k must be at least 1, got {self.k}")
-        _must_exist("--index", self.index)
+        must_exist("--index", self.index)
 
     @property
     def limit(self) -> int | None:
@@ -94,5 +90,5 @@ class SubsetConfig:
     def __post_init__(self) -> None:
         if (self.k is None) == (self.min_score is None):
             raise CanvasError("give exactly one of -k N and --min-score S")
-        _must_exist("--curated", self.curated)
-        _must_exist("--index", self.index)
+        must_exist("--curated", self.curated)
+        must_exist("--index", self.index)

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from canvas.core.config_parser import add_config_arguments, config_from_args
+from canvas.core.config_parser import add_config_arguments, config_from_args, must_exist
 from canvas.rlhf.eval_config import EvalConfig
 
 
@@ -21,11 +21,8 @@ def _eval(args: argparse.Namespace) -> int:
     from canvas.rlhf.evaluation import GRID_FILE, SUMMARY_FILE, evaluate
 
     config = config_from_args(EvalConfig, args)
-    for what in ("lora", "prompts"):
-        if not Path(getattr(config, what)).exists():
-            from canvas.core.errors import CanvasError
-
-            raise CanvasError(f"--{what} {getattr(config, what)}: no such file or directory")
+    must_exist("--lora", config.lora)
+    must_exist("--prompts", config.prompts)
     summary = evaluate(**asdict(config))
     low, high = summary["win_rate_ci95"]
     print(

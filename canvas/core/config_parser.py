@@ -133,6 +133,12 @@ def _value_kwargs(name: str, kind: Any, with_action: bool = True) -> dict[str, A
     return {"type": kind if callable(kind) else str, "metavar": name.upper()}
 
 
+def must_exist(flag: str, path: str | Path | None) -> None:
+    """CanvasError (one line naming the flag) unless `path` exists; None passes (an unset optional path)."""
+    if path is not None and not Path(path).expanduser().exists():
+        raise CanvasError(f"{flag} {path}: no such file or directory")
+
+
 def config_from_args(
     config_cls: type[C], args: argparse.Namespace, sections: tuple[str, ...] = (), **overrides: Any
 ) -> C:
