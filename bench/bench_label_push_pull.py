@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.local_files import local_file_url, project_images_dir
 from canvas.labeling.pull import pull_preferences
-from canvas.labeling.push import local_file_url, project_images_dir, push_candidates
+from canvas.labeling.push import push_candidates
 from canvas.labeling.schema import LABEL_CONFIG, choice_result
 from canvas.labeling.server import LabelStudioServer
 

@@ -1,46 +1,28 @@
 """Push candidate pairs (`candidates.parquet`) to a Label Studio project, idempotently by pair_id.
 
-Images are written as files under the server's local-files root when push can write there (our own
-server, or `--files-root`), and a local-files import storage on that folder makes them reachable (the
-storage is never synced: the tasks reference the files). Against any other server (e.g. on another
-host) they go through Label Studio's own upload API instead (`labeling/upload.py`).
-
-A candidates file is untrusted input (it may come from shared storage). The whole file is checked before
-anything happens on the server or the disk: an unreadable file or a wrong column is one error; a bad
-row (unsafe or duplicate pair_id, missing prompt, missing or undecodable image) is a rejection with a
-reason, so rows = pushed + rejected. Image files are named after the pair_id only when it is a plain
-name (letters, digits, `.`, `_`, `-`); each path is resolved and checked to lie under the project's
-image folder before it is written, and the write does not follow symlinks.
+The candidates are checked first (`labeling/candidates.py`). Images are written as files under the
+server's local-files root when push can write there (our own server, or `--files-root`;
+`labeling/local_files.py`). Against any other server (e.g. on another host) they go through Label
+Studio's own upload API instead (`labeling/upload.py`). Then the tasks the project lacks are imported.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
-import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from canvas.core.atomic import write_text_atomic
 from canvas.core.errors import CanvasError
-from canvas.core.formats.candidates import IMAGE_COLUMNS, read_candidates_table
+from canvas.labeling.candidates import read_candidates, read_gold, summarize_rejections, write_rejected
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
-from canvas.labeling.schema import CHOICES, LABEL_CONFIG, ImageScorer, choice_result
+from canvas.labeling.local_files import local_file_url, plan_image_paths, project_images_dir, write_images
+from canvas.labeling.schema import LABEL_CONFIG, ImageScorer, choice_result
 
 logger = logging.getLogger(__name__)
-
-IMAGES_SUBDIR = "canvas-pairs"
-# A pair_id names its image files, so it must be a plain file name: no separators, no leading dot.
-SAFE_PAIR_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
-IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}  # what a browser shows in the labeling page
-MAX_PIXELS = 64_000_000
 
 
 @dataclass
@@ -65,157 +47,6 @@ class PushResult:
         if self.uploaded is not None:
             text += f"; images through the upload API: {self.uploaded} files uploaded, the rest already there"
         return text + "".join(f"\nrejected: {line}" for line in summarize_rejections(self.rejected))
-
-
-def summarize_rejections(rejected: list[dict[str, Any]]) -> list[str]:
-    """One line per reason: how many rows, and a few of their pair_ids (repr, so odd bytes show)."""
-    by_reason: dict[str, list[str]] = {}
-    for record in rejected:
-        by_reason.setdefault(record["reason"], []).append(repr(record["pair_id"])[:60])
-    return [f"{len(ids)} x {reason} (e.g. {', '.join(ids[:3])})" for reason, ids in sorted(by_reason.items())]
-
-
-@dataclass
-class Candidates:
-    """The rows that can be pushed (first row per pair_id) and the rejected ones, with reasons."""
-
-    rows: list[dict[str, Any]]
-    rejected: list[dict[str, Any]]
-    total: int
-    path: Path
-
-
-def read_candidates(path: Path) -> Candidates:
-    """Read and check a candidates Parquet (a folder means `folder/candidates.parquet`).
-
-    Raises CanvasError (one line) for a file that cannot be used at all; bad rows are rejections.
-    """
-    table, path = read_candidates_table(path)
-    good: dict[str, dict[str, Any]] = {}
-    rejected: list[dict[str, Any]] = []
-    for index, row in enumerate(table.to_pylist()):
-        if row["pair_id"] is not None:
-            row["pair_id"] = str(row["pair_id"])
-        reason = _row_problem(row) or (
-            "duplicate pair_id (an earlier row with it is kept)" if row["pair_id"] in good else None
-        )
-        if reason:
-            rejected.append({"row": index, "pair_id": row["pair_id"], "reason": reason})
-        else:
-            good[row["pair_id"]] = row | {"_row": index}
-    return Candidates(list(good.values()), rejected, table.num_rows, path)
-
-
-def _row_problem(row: dict[str, Any]) -> str | None:
-    """Why this row cannot be pushed, or None."""
-    pair_id = row["pair_id"]
-    if pair_id is None:
-        return "pair_id is missing"
-    if not SAFE_PAIR_ID.fullmatch(pair_id):
-        # It names the image files: anything but a plain name (../, /abs, NUL, newline) is refused.
-        return (
-            "pair_id is not a plain name (letters, digits, '.', '_', '-'; at most 128; not starting with '.')"
-        )
-    if row["prompt"] is None:
-        return "prompt is missing"
-    for column in IMAGE_COLUMNS:
-        problem = _image_problem(row[column])
-        if problem:
-            return f"{column} {problem}"
-    return None
-
-
-def _image_problem(data: bytes | None) -> str | None:
-    """Why these bytes are not an image a browser can show (checked without decoding the pixels)."""
-    from PIL import Image
-
-    if data is None:
-        return "is missing"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                return f"is {image.format}, not one of {sorted(IMAGE_FORMATS)}"
-            if image.width * image.height > MAX_PIXELS:
-                return f"is {image.width}x{image.height}, over {MAX_PIXELS // 1_000_000} Mpx"
-            image.verify()
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
-        return f"is not a readable image ({type(exc).__name__})"
-    return None
-
-
-def read_gold(path: Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    try:
-        gold = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise CanvasError(f"cannot read gold file {path}: {exc}") from exc
-    if not isinstance(gold, dict):
-        raise CanvasError(f'gold file {path} must be a JSON object {{pair_id: "left"|"right"|"tie"}}')
-    bad = {k: v for k, v in gold.items() if v not in CHOICES}
-    if bad:
-        raise CanvasError(
-            f"gold file {path}: answers must be one of {CHOICES}; bad: {dict(list(bad.items())[:3])}"
-        )
-    return {str(k): str(v) for k, v in gold.items()}
-
-
-def project_images_dir(files_root: Path, project: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", project).strip("-") or "project"
-    return files_root / IMAGES_SUBDIR / slug
-
-
-def local_file_url(files_root: Path, path: Path) -> str:
-    """The URL Label Studio serves `path` at; an error for a path (resolved) outside the root."""
-    root, full = Path(files_root).resolve(), Path(path).resolve()
-    if not full.is_relative_to(root):
-        raise CanvasError(f"{path} is not under the local-files root {files_root}")
-    return f"/data/local-files/?d={quote(full.relative_to(root).as_posix())}"
-
-
-def plan_image_paths(
-    rows: list[dict[str, Any]], folder: Path, root: Path
-) -> tuple[dict[str, tuple[Path, Path]], list[dict[str, Any]]]:
-    """Where each pair's two images go, every path resolved and checked to lie in `folder` under `root`.
-
-    Runs before anything is written. A path that resolves elsewhere (an existing symlink) is a rejection.
-    """
-    folder = folder.resolve()
-    if not folder.is_relative_to(root.resolve()):
-        raise CanvasError(f"the image folder {folder} is not under the local-files root {root}")
-    paths: dict[str, tuple[Path, Path]] = {}
-    rejected: list[dict[str, Any]] = []
-    for row in rows:
-        pair = tuple((folder / f"{row['pair_id']}_{i}.png").resolve() for i in (0, 1))
-        if all(p.parent == folder for p in pair):
-            paths[row["pair_id"]] = pair  # type: ignore[assignment]
-        else:
-            reason = "image path leaves the project's image folder (an existing symlink?)"
-            rejected.append({"row": row["_row"], "pair_id": row["pair_id"], "reason": reason})
-    return paths, rejected
-
-
-def _write_images(rows: list[dict[str, Any]], paths: dict[str, tuple[Path, Path]]) -> None:
-    """Write each new pair's two images at its checked path.
-
-    Only pairs not yet imported come here, and the import follows the writes, so a push killed midway
-    rewrites its files on the next run: a plain write suffices (one syscall set per file matters at 20k
-    files). O_NOFOLLOW: a symlink planted after the check is not followed.
-    """
-    for row in rows:
-        for path, data in zip(paths[row["pair_id"]], (row["image_0"], row["image_1"]), strict=True):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-
-
-def write_rejected(path: Path | None, rejected: list[dict[str, Any]]) -> None:
-    """The rejected rows as JSON lines (row, pair_id, reason), written whole or not at all."""
-    if path is None:
-        return
-    write_text_atomic(
-        path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejected, key=lambda r: r["row"]))
-    )
 
 
 def _predictions(rows: list[dict[str, Any]], scorer: ImageScorer) -> dict[str, dict[str, Any]]:
@@ -347,14 +178,14 @@ def push_candidates(
     # The next batch's images are written while the server imports this one (file writes and HTTP
     # both wait on the OS, so one helper thread overlaps them).
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = writer.submit(_write_images, batches[0], paths) if batches and uploader is None else None
+        pending = writer.submit(write_images, batches[0], paths) if batches and uploader is None else None
         for index, batch in enumerate(batches):
             if uploader is not None:
                 urls = uploader.place(batch)
             else:
                 pending.result()
                 if index + 1 < len(batches):
-                    pending = writer.submit(_write_images, batches[index + 1], paths)
+                    pending = writer.submit(write_images, batches[index + 1], paths)
                 urls = {
                     r["pair_id"]: tuple(local_file_url(root, p) for p in paths[r["pair_id"]]) for r in batch
                 }

@@ -19,7 +19,7 @@ from PIL import Image
 
 from canvas.cli import main
 from canvas.labeling.client import LabelStudioClient
-from canvas.labeling.push import IMAGES_SUBDIR, project_images_dir
+from canvas.labeling.local_files import IMAGES_SUBDIR, project_images_dir
 from canvas.labeling.server import LabelStudioServer
 
 pytestmark = pytest.mark.labelstudio

@@ -1,0 +1,72 @@
+"""Files on the Label Studio server: uploads through its import API, their listing, and fetching any file
+it serves (uploaded or local-files) with the token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from canvas.labeling.client.base import ClientBase
+
+
+class FilesMixin(ClientBase):
+    """The file calls of `LabelStudioClient`."""
+
+    def file_uploads(self, project_id: int, ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Files uploaded to the project with this token (all, or these ids): id, `file` (its storage name,
+        e.g. `upload/3/1a2b3c4d-x.png`), size in bytes."""
+        found = self._call(
+            "list uploaded files",
+            self.sdk.files.list,
+            id=project_id,
+            all_=ids is None,
+            ids=None if ids is None else json.dumps(list(ids)),
+            kind="bulk",
+            request_options=self._opts("bulk"),
+        )
+        return [{"id": int(f.id), "file": str(f.file), "size": f.size} for f in found]
+
+    def upload_files(self, project_id: int, files: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Upload files to the server's own storage, creating no task (`commit_to_project=false`).
+
+        They are served at `/data/upload/<project>/<8 hex>-<name>` to logged-in users and to the token;
+        `file_uploads` finds them by name. Label Studio takes at most 100 files per request.
+        """
+
+        def post() -> httpx.Response:
+            response = httpx.post(
+                f"{self.url}/api/projects/{project_id}/import",
+                params={"commit_to_project": "false"},
+                files=[(name, (name, data)) for name, data in files],  # distinct field names: all are kept
+                headers={"Authorization": f"Token {self.token}"},
+                timeout=self._timeout("bulk"),
+            )
+            if response.status_code >= 400:
+                from label_studio_sdk.core.api_error import ApiError
+
+                raise ApiError(status_code=response.status_code, body=response.text[:300])
+            return response
+
+        response = self._call(f"upload {len(files)} files", post, idempotent=False, kind="bulk")
+        return [int(i) for i in response.json().get("file_upload_ids", [])]  # in the order sent
+
+    def fetch_file(self, path: str) -> bytes:
+        """A file the server serves (e.g. `/data/local-files/?d=...`), with the token."""
+
+        def get() -> bytes:
+            response = httpx.get(
+                f"{self.url}{path}",
+                headers={"Authorization": f"Token {self.token}"},
+                timeout=self._timeout("bulk"),
+            )
+            if response.status_code == 401:
+                from label_studio_sdk.core.api_error import ApiError
+
+                raise ApiError(status_code=401, body=None)
+            response.raise_for_status()
+            return response.content
+
+        return self._call(f"fetch {path}", get, kind="bulk")
