@@ -5,7 +5,8 @@ mixins of `ClientBase`; `canvas.labeling.client.LabelStudioClient` puts them tog
 
 Connection failures are retried with exponential backoff, then raise one `CanvasError` naming the URL.
 A rejected token raises a `CanvasError` that says so (the token itself is masked). Requests that write
-(POST) are retried only when the connection was never made, so a retry cannot duplicate a write.
+(POST) are retried only when the connection was never made, so a retry cannot duplicate a write (except
+file uploads, which are safe to repeat). Reads are also retried on 502/503/504.
 
 Every request has a connect timeout and a read timeout sized to the call (`Timeouts`): seconds for
 small calls, minutes only for the export. A read timeout is not retried (a server that accepted the
@@ -146,8 +147,9 @@ class ClientBase:
                     logger.warning("%s: HTTP %s, retrying in %.2f s", what, exc.status_code, delay)
                 else:
                     body = json.dumps(exc.body)[:300] if exc.body is not None else ""
+                    tries = f" after {attempt} tries" if attempt > 1 else ""
                     raise CanvasError(
-                        f"Label Studio at {self.url}: {what} failed (HTTP {exc.status_code}) {body}"
+                        f"Label Studio at {self.url}: {what} failed (HTTP {exc.status_code}{tries}) {body}".rstrip()
                     ) from exc
             time.sleep(delay)
             delay *= 2

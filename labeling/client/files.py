@@ -36,37 +36,22 @@ class FilesMixin(ClientBase):
         `file_uploads` finds them by name. Label Studio takes at most 100 files per request.
         """
 
+        # Safe to repeat (a 5xx, a dropped connection): a file stored twice is harmless, since the tasks are
+        # imported only after the upload and `Uploader` keeps the first stored copy of each name.
         def post() -> httpx.Response:
-            response = httpx.post(
-                f"{self.url}/api/projects/{project_id}/import",
+            return self._http(
+                "POST",
+                f"/api/projects/{project_id}/import",
+                kind="bulk",
                 params={"commit_to_project": "false"},
                 files=[(name, (name, data)) for name, data in files],  # distinct field names: all are kept
-                headers={"Authorization": f"Token {self.token}"},
-                timeout=self._timeout("bulk"),
             )
-            if response.status_code >= 400:
-                from label_studio_sdk.core.api_error import ApiError
 
-                raise ApiError(status_code=response.status_code, body=response.text[:300])
-            return response
-
-        response = self._call(f"upload {len(files)} files", post, idempotent=False, kind="bulk")
+        response = self._call(f"upload {len(files)} files", post, kind="bulk")
         return [int(i) for i in response.json().get("file_upload_ids", [])]  # in the order sent
 
     def fetch_file(self, path: str) -> bytes:
         """A file the server serves (e.g. `/data/local-files/?d=...`), with the token."""
 
-        def get() -> bytes:
-            response = httpx.get(
-                f"{self.url}{path}",
-                headers={"Authorization": f"Token {self.token}"},
-                timeout=self._timeout("bulk"),
-            )
-            if response.status_code == 401:
-                from label_studio_sdk.core.api_error import ApiError
-
-                raise ApiError(status_code=401, body=None)
-            response.raise_for_status()
-            return response.content
-
-        return self._call(f"fetch {path}", get, kind="bulk")
+        # `kind` twice: `_call` takes one for its messages, `_http` one for the request's timeout.
+        return self._call(f"fetch {path}", lambda: self._http("GET", path, kind="bulk"), kind="bulk").content
