@@ -37,7 +37,7 @@ class FilesMixin(ClientBase):
         """
 
         # Safe to repeat (a 5xx, a dropped connection): a file stored twice is harmless, since the tasks are
-        # imported only after the upload and `Uploader` keeps the first stored copy of each name.
+        # imported only after the upload and `Uploader` points them at one stored copy of each name.
         def post() -> httpx.Response:
             return self._http(
                 "POST",
