@@ -12,7 +12,9 @@ Baselines, same server, same run:
   the same images (8 threads, as pull uses).
 Images are small random PNGs (the benchmark measures labeling I/O, not generation).
 
-Usage: .venv/bin/python bench/bench_label_remote.py [--pairs 10000] [--rounds 1]
+Usage: .venv/bin/python bench/bench_label_remote.py [--pairs 10000] [--rounds 1] [--pull-pairs N]
+       .venv/bin/python bench/bench_label_remote.py --upload-sweep 1000   # files per upload request: is
+       the cost per request or per file? (bare uploads of N files at 10, 50 and 100 a request, interleaved)
 """
 
 from __future__ import annotations
@@ -39,12 +41,17 @@ from canvas.labeling.server import LabelStudioServer  # noqa: E402
 from canvas.labeling.upload import FILES_PER_REQUEST, IMAGES_CONFIG  # noqa: E402
 
 
-def raw_upload(client: LabelStudioClient, title: str, files: list[tuple[str, bytes]]) -> list[str]:
+def raw_upload(
+    client: LabelStudioClient,
+    title: str,
+    files: list[tuple[str, bytes]],
+    per_request: int = FILES_PER_REQUEST,
+) -> list[str]:
     """The bare upload: the same files, the same request size, into a one-image project; their URLs."""
     project = client.create_project(title, IMAGES_CONFIG, 1)
     ids: list[int] = []
-    for start in range(0, len(files), FILES_PER_REQUEST):
-        ids += client.upload_files(project, files[start : start + FILES_PER_REQUEST])
+    for start in range(0, len(files), per_request):
+        ids += client.upload_files(project, files[start : start + per_request])
     by_id = {f["id"]: f["file"] for f in client.file_uploads(project)}
     return ["/data/" + by_id[i] for i in ids]
 
@@ -72,12 +79,46 @@ class Timed:
         return ", ".join(parts) + f", the rest {total - sum(self.seconds.values()):.1f} s"
 
 
+def upload_sweep(files_count: int, rounds: int) -> None:
+    """Bare uploads of the same files at 10, 50 and 100 files a request (Label Studio's most), interleaved."""
+    sizes = (10, 50, FILES_PER_REQUEST)
+    seconds: dict[int, list[float]] = {k: [] for k in sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LabelStudioServer(Path(tmp) / "ls")
+        server.start()
+        try:
+            client = LabelStudioClient(server.url, server.token)
+            write_candidates(Path(tmp) / "c", files_count // 2)
+            rows = pq.read_table(Path(tmp) / "c" / "candidates.parquet").to_pylist()
+            files = [(f"{r['pair_id']}_{i}.png", r[f"image_{i}"]) for r in rows for i in (0, 1)]
+            for r in range(rounds):
+                for k in sizes:
+                    _, s = timed(raw_upload, client, f"sweep {k} {r}", files, k)
+                    seconds[k].append(s)
+        finally:
+            server.stop()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"{os.cpu_count()} cores, load average {load}; bare upload of {len(files)} files, medians of {rounds}"
+    )
+    base = statistics.median(seconds[FILES_PER_REQUEST])
+    for k in sizes:
+        med = statistics.median(seconds[k])
+        print(f"{k:3d} files a request: {med:.2f} s = {1000 * med / len(files):.1f} ms/file "
+              f"(rounds {_fmt(seconds[k])}); ratio to {FILES_PER_REQUEST} a request {med / base:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1, help="rounds per measurement; medians are printed")
     parser.add_argument("--pull-pairs", type=int, default=None, help="annotated pairs to pull (default half)")
+    parser.add_argument(
+        "--upload-sweep", type=int, default=0, help="only the files-per-request sweep, N files"
+    )
     args = parser.parse_args()
+    if args.upload_sweep:
+        return upload_sweep(args.upload_sweep, args.rounds)
     n = args.pairs
     m: dict[str, list[float]] = {k: [] for k in ("upload", "import", "push", "export", "fetch", "pull")}
 
