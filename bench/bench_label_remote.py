@@ -74,8 +74,10 @@ class Timed:
 
         return timed_call
 
-    def describe(self, total: float) -> str:
+    def describe(self, total: float, threaded: bool = False) -> str:
         parts = [f"{name} {s:.1f} s" for name, s in self.seconds.items()]
+        if threaded:  # summed over threads: more than the wall time, so no "rest"
+            return ", ".join(parts) + " (summed over threads)"
         return ", ".join(parts) + f", the rest {total - sum(self.seconds.values()):.1f} s"
 
 
@@ -202,7 +204,7 @@ def main() -> None:
                     pull_preferences, "bench remote pull", tmp / f"pulled{r}", client=puller
                 )
                 # fetch_file runs in 8 threads: its sum is thread-seconds, not wall time.
-                print(f"round {r}: pull {seconds:.1f} s: {pull_parts.describe(seconds)} (fetch summed over 8 threads)", flush=True)  # fmt: skip
+                print(f"round {r}: pull {seconds:.1f} s: {pull_parts.describe(seconds, threaded=True)}", flush=True)  # fmt: skip
                 assert pulled.kept == total, (pulled, total)
                 m["pull"].append(seconds)
         finally:
