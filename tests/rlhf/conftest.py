@@ -100,6 +100,12 @@ def small_oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def oracle_records():
+    """`brightness_oracle_records`, for tests that build pairs of their own (conftest is not importable)."""
+    return brightness_oracle_records
+
+
+@pytest.fixture(scope="session")
 def noisy_photo_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 oracle pairs with label noise: every 10th label flipped (20), every 16th a tie (12)."""
     from canvas.rlhf.preferences import write_preferences

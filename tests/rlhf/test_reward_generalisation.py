@@ -1,4 +1,5 @@
-"""The reward model saved is the epoch with the best held-out log-loss, not the last (over-fit) one."""
+"""A reward model that generalises: trained on noisy real-photo pairs it ranks clean pairs it never saw,
+and the model saved is the epoch with the best held-out log-loss, not the last (over-fit) one."""
 
 from __future__ import annotations
 
@@ -71,3 +72,63 @@ def test_early_stopping_stops_patience_epochs_after_the_best(
     assert _heldout_log_loss(out, noisy_photo_preferences) == pytest.approx(
         summary["heldout_log_loss"], abs=1e-4
     )
+
+
+def clean_pair_accuracy(model_dir: Path, records: list[dict], folder: Path, capsys) -> float:
+    """Pairwise accuracy of `canvas score` on `records` (clean labels): each image written as a PNG file,
+    scored with its caption as the prompt (one `canvas score` call per caption)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    capsys.readouterr()  # drop what training printed
+    by_caption: dict[str, list[Path]] = {}
+    for i, r in enumerate(records):
+        for side in ("jpg_0", "jpg_1"):
+            path = folder / f"{i:03d}_{side}.png"
+            r[side].save(path)
+            by_caption.setdefault(r["caption"], []).append(path)
+    scores: dict[str, float] = {}
+    for caption, paths in by_caption.items():
+        args = [
+            "score",
+            "--reward",
+            str(model_dir),
+            "--prompt",
+            caption,
+            "--json",
+            "--images",
+            *map(str, paths),
+        ]
+        assert main(args) == 0
+        for line in capsys.readouterr().out.splitlines():
+            row = json.loads(line)
+            scores[Path(row["image"]).name] = row["score"]
+    right = [
+        (scores[f"{i:03d}_jpg_0.png"] > scores[f"{i:03d}_jpg_1.png"]) == (r["label_0"] == 1.0)
+        for i, r in enumerate(records)
+    ]
+    return sum(right) / len(right)
+
+
+def test_noisy_photo_pairs_train_a_reward_that_ranks_clean_pairs(
+    noisy_photo_preferences: Path, oracle_records, tmp_path: Path, capsys, tiny_presets
+) -> None:
+    """`canvas train reward` (default knobs) on 200 brighter-wins pairs of real photo crops with 20 labels
+    flipped and 12 ties, then `canvas score` on 80 fresh clean pairs (other crops and gains, seed 1000):
+    pairwise accuracy >= 0.85.
+
+    Measured (data seed = training seed = s, clean pairs from seed 1000 + s; 2026-12-02, 2 shared cores,
+    load ~3): clean accuracy 0.950 / 0.963 / 0.950 for s = 0 / 1 / 2 (selected epoch 1 / 4 / 1, early stop
+    at 11 / 14 / 11; held-out log-loss 0.51 / 0.43 / 0.62, ECE 0.09 / 0.18 / 0.19), training 45-49 s
+    under that load. The bar is the issue's 0.85: 0.10 below the worst seed, about 4 standard errors
+    of an accuracy near 0.95 on 80 pairs, so a new seed or CPU should not fail it by chance.
+    """
+    out = tmp_path / "rm"
+    summary = _train(noisy_photo_preferences, out)
+    clean = oracle_records(80, seed=1000)
+    accuracy = clean_pair_accuracy(out, clean, tmp_path / "clean", capsys)
+    assert accuracy >= 0.85, (accuracy, {k: v for k, v in summary.items() if k != "config"})
+    # calibration is reported: on the held-out split, with the reliability diagram beside the model
+    assert summary["heldout_log_loss"] < 0.69  # better than a coin
+    assert 0 <= summary["heldout_ece"] <= 1 and 0 <= summary["heldout_brier"] <= 0.25
+    assert sum(b["count"] for b in summary["reliability"]) == summary["heldout_pairs"] == 40
+    assert len(summary["reliability"]) == summary["ece_bins"] == 10
+    assert (out / "reliability.png").read_bytes().startswith(b"\x89PNG")
