@@ -132,3 +132,17 @@ def test_noisy_photo_pairs_train_a_reward_that_ranks_clean_pairs(
     assert sum(b["count"] for b in summary["reliability"]) == summary["heldout_pairs"] == 40
     assert len(summary["reliability"]) == summary["ece_bins"] == 10
     assert (out / "reliability.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_resume_keeps_the_best_epoch_found_before_the_checkpoint(
+    noisy_photo_preferences: Path, tmp_path: Path, tiny_presets
+) -> None:
+    """The best epoch (1 here) lies before the checkpoint (3): a resumed run must still save its weights."""
+    knobs = ("--early_stopping_patience", "0", "--checkpointing_steps", "3")
+    full = _train(noisy_photo_preferences, tmp_path / "full", "--num_epochs", "6", *knobs)
+    _train(noisy_photo_preferences, tmp_path / "cut", "--num_epochs", "4", *knobs)
+    cut = _train(noisy_photo_preferences, tmp_path / "cut", "--num_epochs", "6", *knobs, "--resume", "latest")
+    assert cut["selected_epoch"] == full["selected_epoch"] < 3, (cut, full)
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (
+        tmp_path / "full" / "model.safetensors"
+    ).read_bytes()
