@@ -4,6 +4,11 @@ CLIP is frozen, so every image and caption is embedded once; the head then train
 features (seconds, even for thousands of pairs). Ties train as 0.5 targets. Held-out pairs give the
 pairwise accuracy (ties excluded: neither answer is right) and the log-loss (ties included).
 
+The held-out split is evaluated after every epoch and the weights saved are the epoch's with the lowest
+held-out log-loss (`BestEpoch`), never simply the last; `early_stopping_patience` epochs without a better
+one end training. summary.json names the selected and the last epoch and gives the selected model's
+calibration (`canvas.rlhf.reward_calibration`: Brier score, ECE, reliability bins and `reliability.png`).
+
 Checkpoints (every `checkpointing_steps` epochs) hold the model, optimizer, RNG and batch-order state, so
 `resume_from_checkpoint` continues a run exactly as `TrainerBase` does for the other trainers.
 """
