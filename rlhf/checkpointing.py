@@ -46,6 +46,7 @@ RUN_OUTPUTS = (
     "pytorch_lora_weights.safetensors",
     "samples",
     "reward_curve.png",
+    "reliability.png",
     "ddpo_config.json",
 )
 # Config fields that may change when a run is resumed: length, logging, evaluation, checkpoint cadence,
@@ -54,7 +55,7 @@ RUN_OUTPUTS = (
 RESUMABLE_FIELDS = frozenset(
     {
         "output_dir", "resume_from_checkpoint", "resume", "resume_from", "overwrite_output_dir", "max_steps",
-        "num_epochs",
+        "num_epochs", "early_stopping_patience", "early_stopping_threshold",
         "logging_steps", "tensorboard", "eval_steps", "eval_noise_draws", "eval_num_samples",
         "checkpointing_steps", "checkpoints_total_limit", "save_freq", "num_checkpoint_limit",
         "checkpointing_epochs", "sample_grid_freq", "sample_grid_size", "gradient_checkpointing",

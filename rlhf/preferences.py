@@ -41,6 +41,8 @@ class PreferencePair:
     rejected: bytes
     # Probability that `preferred` wins: 1.0 for a clear preference, 0.5 for a tie.
     target: float
+    # Whether `preferred` is image 0 (shown left): calibration reads pairs as shown, not winner-first.
+    preferred_is_left: bool = True
 
     @property
     def is_tie(self) -> bool:
@@ -64,7 +66,7 @@ class PreferenceData:
         jpg_0, jpg_1 = (_image_bytes(record[c]) for c in IMAGE_COLUMNS)
         label_0, label_1 = float(record["label_0"]), float(record["label_1"])
         if label_1 > label_0:
-            return PreferencePair(row, record["caption"], jpg_1, jpg_0, label_1)
+            return PreferencePair(row, record["caption"], jpg_1, jpg_0, label_1, preferred_is_left=False)
         return PreferencePair(row, record["caption"], jpg_0, jpg_1, label_0)
 
     @property

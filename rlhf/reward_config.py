@@ -50,6 +50,21 @@ class RewardConfig:
     seed: int = field(default=0, metadata={"help": "seed for the split, initialisation and batch order"})
     embed_batch_size: int = field(default=32, metadata={"help": "images per CLIP forward when embedding"})
     device: str = field(default="cpu", metadata={"help": "torch device for CLIP and the head"})
+    # -- model selection -------------------------------------------------------------------------------
+    # The held-out split is evaluated after every epoch; the weights saved in OUTPUT are the epoch's with
+    # the lowest held-out log-loss (transformers' load_best_model_at_end, always on), never simply the
+    # last: a head on frozen features over-fits noisy labels within a few epochs.
+    early_stopping_patience: int = field(
+        default=10,
+        metadata={
+            "help": "stop after this many epochs without a better held-out log-loss (0 = train all "
+            "num_epochs); the best epoch's weights are saved either way"
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0,
+        metadata={"help": "a held-out log-loss counts as better only if it beats the best by more than this"},
+    )
     # -- logging and checkpoints -----------------------------------------------------------------------
     checkpointing_steps: int = field(
         default=25,
@@ -72,3 +87,5 @@ class RewardConfig:
             raise CanvasError("num_epochs and batch_size must be at least 1")
         if not self.learning_rate > 0:
             raise CanvasError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.early_stopping_patience < 0 or self.early_stopping_threshold < 0:
+            raise CanvasError("early_stopping_patience and early_stopping_threshold must be >= 0")

@@ -4,6 +4,11 @@ CLIP is frozen, so every image and caption is embedded once; the head then train
 features (seconds, even for thousands of pairs). Ties train as 0.5 targets. Held-out pairs give the
 pairwise accuracy (ties excluded: neither answer is right) and the log-loss (ties included).
 
+The held-out split is evaluated after every epoch and the weights saved are the epoch's with the lowest
+held-out log-loss (`BestEpoch`), never simply the last; `early_stopping_patience` epochs without a better
+one end training. summary.json names the selected and the last epoch and gives the selected model's
+calibration (`canvas.rlhf.reward_calibration`: Brier score, ECE, reliability bins and `reliability.png`).
+
 Checkpoints (every `checkpointing_steps` epochs) hold the model, optimizer, RNG and batch-order state, so
 `resume_from_checkpoint` continues a run exactly as `TrainerBase` does for the other trainers.
 """
@@ -22,11 +27,14 @@ from tqdm.auto import tqdm
 
 from canvas.rlhf.diffusion_model import image_to_tensor
 from canvas.rlhf.preferences import PreferenceData, decode_pair, load_preferences
+from canvas.rlhf.reward_calibration import calibration, plot_reliability
 from canvas.rlhf.reward_config import RewardConfig
 from canvas.rlhf.reward_model import WEIGHTS_FILE, CLIPRewardModel
 from canvas.rlhf.trainer_base import TrainerBase
 
 log = logging.getLogger(__name__)
+
+RELIABILITY_FILE = "reliability.png"
 
 
 def bradley_terry_loss(
@@ -50,15 +58,61 @@ def pairwise_accuracy(
 
 
 class PairFeatures:
-    """Cached CLIP features of a set of pairs: preferred, rejected, caption, target."""
+    """Cached CLIP features of a set of pairs: preferred, rejected, caption, target, and whether the
+    preferred image was shown left (for calibration, which reads pairs as shown)."""
 
     def __init__(
-        self, preferred: torch.Tensor, rejected: torch.Tensor, text: torch.Tensor, target: torch.Tensor
+        self,
+        preferred: torch.Tensor,
+        rejected: torch.Tensor,
+        text: torch.Tensor,
+        target: torch.Tensor,
+        preferred_is_left: torch.Tensor | None = None,
     ):
         self.preferred, self.rejected, self.text, self.target = preferred, rejected, text, target
+        self.preferred_is_left = (
+            torch.ones(len(target), dtype=torch.bool) if preferred_is_left is None else preferred_is_left
+        )
 
     def __len__(self) -> int:
         return len(self.target)
+
+
+class BestEpoch:
+    """The epoch with the lowest held-out log-loss so far, its weights, and the epochs since it."""
+
+    def __init__(self) -> None:
+        self.epoch, self.step, self.log_loss, self.accuracy = 0, 0, math.inf, math.nan
+        self.state: dict[str, torch.Tensor] = {}
+        self.epochs_since = 0
+
+    def update(
+        self, epoch: int, step: int, heldout: dict[str, float], model: CLIPRewardModel, threshold: float
+    ) -> bool:
+        """Record `epoch` if it beats the best by more than `threshold`; True when it did."""
+        if heldout["log_loss"] < self.log_loss - threshold:
+            self.epoch, self.step, self.log_loss, self.accuracy = (
+                epoch,
+                step,
+                heldout["log_loss"],
+                heldout["accuracy"],
+            )
+            self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.epochs_since = 0
+            return True
+        self.epochs_since += 1
+        return False
+
+    def to_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        state = {"best_epoch": self.epoch, "best_step": self.step, "best_log_loss": self.log_loss,
+                 "best_accuracy": self.accuracy, "epochs_since_best": self.epochs_since}  # fmt: skip
+        return state, {f"best/{k}": v for k, v in self.state.items()}
+
+    def from_checkpoint(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.epoch, self.step = int(state["best_epoch"]), int(state["best_step"])
+        self.log_loss, self.accuracy = float(state["best_log_loss"]), float(state["best_accuracy"])
+        self.epochs_since = int(state["epochs_since_best"])
+        self.state = {k.removeprefix("best/"): v for k, v in tensors.items() if k.startswith("best/")}
 
 
 def _save_model(model: CLIPRewardModel, folder: Path) -> None:
@@ -97,7 +151,7 @@ class RewardTrainer(TrainerBase):
         size = self.model.clip.visual.preprocess_cfg["size"]
         size = size if isinstance(size, int) else size[0]
         batch = self.config.embed_batch_size
-        preferred, rejected, text, target = [], [], [], []
+        preferred, rejected, text, target, left = [], [], [], [], []
         for start in tqdm(range(0, len(data), batch), desc=desc, unit="batch", leave=False):
             pairs = [data[i] for i in range(start, min(start + batch, len(data)))]
             images = [decode_pair(data, p) for p in pairs]
@@ -107,7 +161,8 @@ class RewardTrainer(TrainerBase):
             rejected.append(self.model.image_features(lose).cpu())
             text.append(self.model.text_features([p.caption for p in pairs]).cpu())
             target.append(torch.tensor([p.target for p in pairs], dtype=torch.float32))
-        return PairFeatures(*(torch.cat(t) for t in (preferred, rejected, text, target)))
+            left.append(torch.tensor([p.preferred_is_left for p in pairs], dtype=torch.bool))
+        return PairFeatures(*(torch.cat(t) for t in (preferred, rejected, text, target, left)))
 
     def _scores(self, f: PairFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.config.device
@@ -126,6 +181,14 @@ class RewardTrainer(TrainerBase):
             "log_loss": float(bradley_terry_loss(s_w, s_l, target).mean()),
         }
 
+    @torch.no_grad()
+    def calibrate(self, f: PairFeatures) -> dict[str, Any]:
+        """`canvas.rlhf.reward_calibration.calibration` of the pairs as shown (P(left wins))."""
+        self.model.eval()
+        s_w, s_l = (s.cpu() for s in self._scores(f))
+        left = f.preferred_is_left
+        return calibration(torch.where(left, s_w - s_l, s_l - s_w), torch.where(left, f.target, 1 - f.target))
+
     def train(self) -> dict[str, Any]:
         cfg = self.config
         train_f = self.embed(self.train_data, "embedding train pairs")
@@ -138,20 +201,23 @@ class RewardTrainer(TrainerBase):
             self.model.head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
         order_gen = torch.Generator().manual_seed(cfg.seed)
-        start_epoch, step = 0, 0
+        start_epoch, step, best, last = 0, 0, BestEpoch(), None
         resumed = self._resume(self.model, optimizer, _load_model)
         if resumed is not None:
             state, tensors = resumed
             start_epoch, step = int(state["step"]), int(state["optimizer_steps"])
             order_gen.set_state(tensors["order_gen"])
+            best.from_checkpoint(state, tensors)
             log.info("resumed from %s (epoch %d)", self.resume_checkpoint, start_epoch)
         logger = self._open_logger(step if resumed is not None else None)
-        if start_epoch >= cfg.num_epochs:  # resumed at the end: nothing left to train
-            train_metrics, heldout = self.evaluate(train_f), self.evaluate(heldout_f)
+        if start_epoch >= cfg.num_epochs or _patience_spent(best, cfg):  # resumed at the end
+            last = {"epoch": start_epoch, "step": step, **self.evaluate(heldout_f)}
         epochs = range(start_epoch + 1, cfg.num_epochs + 1)
         for epoch in tqdm(
             epochs, desc="reward epochs", unit="epoch", initial=start_epoch, total=cfg.num_epochs
         ):
+            if _patience_spent(best, cfg):
+                break
             self.model.train()
             losses = []
             for idx in torch.randperm(len(train_f), generator=order_gen).split(cfg.batch_size):
@@ -167,6 +233,8 @@ class RewardTrainer(TrainerBase):
                 step += 1
             train_metrics = self.evaluate(train_f)
             heldout = self.evaluate(heldout_f)
+            last = {"epoch": epoch, "step": step, **heldout}
+            improved = best.update(epoch, step, heldout, self.model, cfg.early_stopping_threshold)
             logger.log(
                 step,
                 {
@@ -175,18 +243,47 @@ class RewardTrainer(TrainerBase):
                     "train/accuracy": train_metrics["accuracy"],
                     "heldout/accuracy": heldout["accuracy"],
                     "heldout/log_loss": heldout["log_loss"],
+                    "heldout/best_log_loss": best.log_loss,
+                    "heldout/is_best": improved,
                 },
             )
             if cfg.checkpointing_steps and epoch % cfg.checkpointing_steps == 0 and epoch < cfg.num_epochs:
+                best_state, best_tensors = best.to_checkpoint()
                 self._save_checkpoint(
-                    epoch, self.model, optimizer, extra_state={"optimizer_steps": step},
-                    tensors={"order_gen": order_gen.get_state()}, save_model=_save_model,
+                    epoch, self.model, optimizer, extra_state={"optimizer_steps": step, **best_state},
+                    tensors={"order_gen": order_gen.get_state(), **best_tensors}, save_model=_save_model,
                 )  # fmt: skip
+        stopped_early = last["epoch"] < cfg.num_epochs
+        if stopped_early:
+            log.info(
+                "early stop after epoch %d: no better held-out log-loss since epoch %d",
+                last["epoch"],
+                best.epoch,
+            )
+        # -- the saved model is the best epoch's (load_best_model_at_end), never simply the last ----------
+        if best.state:  # empty only if no epoch ever had a finite held-out log-loss: keep the last
+            self.model.load_state_dict(best.state)
+        else:
+            best.epoch, best.step = last["epoch"], last["step"]
         self.model.save_pretrained(self.output_dir)
+        selected, train_metrics = self.evaluate(heldout_f), self.evaluate(train_f)
+        calib = self.calibrate(heldout_f)
+        plot_reliability(calib["bins"], self.output_dir / RELIABILITY_FILE)
         summary = {
-            "heldout_accuracy": heldout["accuracy"],
-            "heldout_log_loss": heldout["log_loss"],
+            "heldout_accuracy": selected["accuracy"],
+            "heldout_log_loss": selected["log_loss"],
+            "heldout_brier": calib["brier"],
+            "heldout_ece": calib["ece"],
+            "ece_bins": len(calib["bins"]),
+            "reliability": calib["bins"],
             "train_accuracy": train_metrics["accuracy"],
+            "selected_epoch": best.epoch,
+            "selected_step": best.step,
+            "last_epoch": last["epoch"],
+            "last_step": last["step"],
+            "last_heldout_accuracy": last["accuracy"],
+            "last_heldout_log_loss": last["log_loss"],
+            "stopped_early": stopped_early,
             "train_pairs": len(self.train_data),
             "heldout_pairs": len(self.heldout_data),
             "train_ties": self.train_data.num_ties,
@@ -197,8 +294,16 @@ class RewardTrainer(TrainerBase):
         }
         logger.write_summary(summary)
         logger.close()
-        log.info("held-out accuracy %.3f, log-loss %.3f", heldout["accuracy"], heldout["log_loss"])
+        log.info(
+            "epoch %d selected (of %d): held-out accuracy %.3f, log-loss %.3f, ECE %.3f (last epoch: %.3f, %.3f)",
+            best.epoch, last["epoch"], selected["accuracy"], selected["log_loss"], calib["ece"],
+            last["accuracy"], last["log_loss"],
+        )  # fmt: skip
         return summary
+
+
+def _patience_spent(best: BestEpoch, cfg: RewardConfig) -> bool:
+    return bool(cfg.early_stopping_patience) and best.epochs_since >= cfg.early_stopping_patience
 
 
 def raise_few(n: int) -> None:

@@ -148,6 +148,7 @@ def reward_model(out: Path) -> tuple[str, str] | None:
         f"pairwise accuracy <b>{summary['heldout_accuracy']:.3f}</b> on {summary['heldout_pairs']} pairs "
         f"(labels are the annotators' noisy majority), log-loss {summary['heldout_log_loss']:.3f}.</p>"
     ]
+    parts.append(_reward_selection(summary))
     if "oracle_agreement_all_pairs" in stage:
         parts.append(
             f"<p>Truth check: the learned reward orders {stage['oracle_agreement_all_pairs']:.1%} of all candidate "
@@ -160,7 +161,34 @@ def reward_model(out: Path) -> tuple[str, str] | None:
             "reward-model training",
         )
     )
+    reliability = out / "reward" / "reliability.png"
+    if reliability.exists():
+        parts.append(
+            figure_html(
+                png_data_uri(reliability.read_bytes()),
+                "reliability diagram: predicted P(left wins) per bin vs how often left won (pairs per bin)",
+                width=420,
+            )
+        )
     return "Reward model", "".join(parts)
+
+
+def _reward_selection(summary: dict) -> str:
+    """Which epoch's weights were kept (lowest held-out log-loss), against the last, and the calibration."""
+    if "selected_epoch" not in summary:  # a run from before model selection
+        return ""
+    stop = "early stopping ended training" if summary.get("stopped_early") else "training ran"
+    text = (
+        f"<p>Saved weights: epoch <b>{summary['selected_epoch']}</b>, the lowest held-out log-loss; {stop} at "
+        f"epoch {summary['last_epoch']} (held-out accuracy {summary['last_heldout_accuracy']:.3f}, log-loss "
+        f"{summary['last_heldout_log_loss']:.3f}).</p>"
+    )
+    if "heldout_ece" in summary:
+        text += (
+            f"<p>Calibration on the held-out pairs: Brier score {summary['heldout_brier']:.3f}, expected "
+            f"calibration error {summary['heldout_ece']:.3f} ({summary['ece_bins']} bins).</p>"
+        )
+    return text
 
 
 def fine_tuning(out: Path) -> tuple[str, str] | None:

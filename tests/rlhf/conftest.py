@@ -29,10 +29,15 @@ def _photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
 
 
-def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every: int = 0) -> list[dict]:
+def brightness_oracle_records(
+    n_pairs: int, seed: int, size: int = 64, tie_every: int = 0, flip_every: int = 0
+) -> list[dict]:
     """Pairs of random crops of one real photo, each under a random gain; the brighter one wins.
 
-    The oracle is `canvas.rlhf.rewards.brightness` (mean pixel). Every `tie_every`-th pair is labelled a tie.
+    The oracle is `canvas.rlhf.rewards.brightness` (mean pixel). Every `tie_every`-th pair is labelled a tie;
+    every `flip_every`-th pair (counted from the 5th, so never a tie when `tie_every` is even and
+    `flip_every` is 10) gets the wrong winner: label noise. Each record's `clean` says whether its label
+    is the oracle's (ties are not clean).
     """
     rng = np.random.default_rng(seed)
     photos = {name: _photo(name) for name in PHOTOS}
@@ -52,8 +57,11 @@ def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every
             )
         bright = [np.asarray(im, np.float32).mean() for im in images]
         label_0 = 1.0 if bright[0] > bright[1] else 0.0
+        clean = True
+        if flip_every and i % flip_every == 4:
+            label_0, clean = 1 - label_0, False
         if tie_every and i % tie_every == tie_every - 1:
-            label_0 = 0.5
+            label_0, clean = 0.5, False
         records.append(
             {
                 "caption": f"a photo of a {name}",
@@ -61,6 +69,7 @@ def brightness_oracle_records(n_pairs: int, seed: int, size: int = 64, tie_every
                 "jpg_1": images[1],
                 "label_0": label_0,
                 "label_1": 1 - label_0,
+                "clean": clean,
             }
         )
     return records
@@ -88,6 +97,21 @@ def small_oracle_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("prefs") / "small.parquet"
     return write_preferences(path, brightness_oracle_records(40, seed=1, tie_every=8))
+
+
+@pytest.fixture(scope="session")
+def oracle_records():
+    """`brightness_oracle_records`, for tests that build pairs of their own (conftest is not importable)."""
+    return brightness_oracle_records
+
+
+@pytest.fixture(scope="session")
+def noisy_photo_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 oracle pairs with label noise: every 10th label flipped (20), every 16th a tie (12)."""
+    from canvas.rlhf.preferences import write_preferences
+
+    path = tmp_path_factory.mktemp("prefs") / "noisy.parquet"
+    return write_preferences(path, brightness_oracle_records(200, seed=0, tie_every=16, flip_every=10))
 
 
 def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120, seed: int = 0) -> Path:

@@ -21,6 +21,7 @@ def trained_reward(oracle_preferences: Path, tmp_path_factory: pytest.TempPathFa
         [
             "train", "reward", "--preferences", str(oracle_preferences), "--output_dir", str(out),
             "--num_epochs", "40", "--checkpointing_epochs", "10", "--seed", "0",
+            "--early_stopping_patience", "0",  # all 40 epochs: this fixture also checks checkpoint rotation
         ]
     )  # fmt: skip
     assert code == 0
