@@ -47,6 +47,10 @@ def raw_loop(path: Path, language: bool = True, crop_hashes: bool = True) -> flo
     dcfg, bcfg = DecodeConfig(), BasicFilterConfig()
     bcfg.language.enabled = language
     scales = CROP_SCALES if crop_hashes else ()
+    if language:  # load the model (once per process, as once per worker) before the clock starts
+        from canvas.curation.language import detector
+
+        detector()
     start = time.perf_counter()
     kept = 0
     for i, row in enumerate(table):
