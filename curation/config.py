@@ -153,10 +153,16 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     default = f.default
-    if f.type == "list[str]":  # the only list-valued setting kind: a YAML list of strings
+    if f.type == "list[str]":  # list-valued settings: a YAML list of strings or of numbers
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise CanvasError(f"config: `{where}` must be a list of strings, got {value!r}")
         return value
+    if f.type == "list[float]":
+        if not isinstance(value, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise CanvasError(f"config: `{where}` must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
     if isinstance(value, str) and value != "auto" and f.type != "str":
         # YAML 1.1 reads `5e-5` (no dot) as a string; accept it as the number it obviously is.
         with contextlib.suppress(ValueError):
@@ -281,6 +287,11 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(f"config: exact_dedup.keep must be one of {', '.join(EXACT_KEEP_POLICIES)}")
     if cfg.near_dedup.keep not in NEAR_KEEP_POLICIES:
         raise CanvasError(f"config: near_dedup.keep must be one of {', '.join(NEAR_KEEP_POLICIES)}")
+    bad_scale = [s for s in cfg.near_dedup.crop_scales if not 0 < s < 1]
+    if bad_scale:
+        raise CanvasError(
+            f"config: near_dedup.crop_scales must be fractions in (0, 1) (the central part kept), got {bad_scale[0]!r}"
+        )
     if cfg.clip.precomputed not in ("auto", "b32", "l14"):
         raise CanvasError(f"config: clip.precomputed must be auto, b32 or l14, got {cfg.clip.precomputed!r}")
     if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):
@@ -301,6 +312,7 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         _Bound(
             "near_dedup.hamming_radius", cfg.near_dedup.hamming_radius, 0, 64, why="bits of a 64-bit hash"
         ),
+        _Bound("near_dedup.crop_radius", cfg.near_dedup.crop_radius, 0, 64, why="bits of a 64-bit hash"),
         _Bound("basic_filter.min_side", cfg.basic_filter.min_side, 0),
         _Bound("basic_filter.min_caption_words", cfg.basic_filter.min_caption_words, 0),
         _Bound("basic_filter.min_caption_chars", cfg.basic_filter.min_caption_chars, 0),

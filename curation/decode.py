@@ -21,7 +21,7 @@ from canvas.core.images import (  # noqa: F401  (re-exported: curation's decode 
     open_rgb,
     to_rgb,
 )
-from canvas.curation.hashing import phash, sha256_bytes, sha256_pixels
+from canvas.curation.hashing import phashes, sha256_bytes, sha256_pixels
 from canvas.curation.records import DECODE, RawRecord, Record, Rejection
 
 
@@ -47,8 +47,12 @@ def thumbnail(img: Image.Image, size: int) -> bytes:
     return buf.getvalue()
 
 
-def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
-    """Validate and decode one raw record; never raises for bad data."""
+def decode(raw: RawRecord, config: DecodeConfig, crop_scales: tuple[float, ...] = ()) -> Record | Rejection:
+    """Validate and decode one raw record; never raises for bad data.
+
+    `crop_scales`: also hash the central regions near dedup matches border crops against (hashed here,
+    where the pixels are decoded anyway).
+    """
 
     def reject(reason: str) -> Rejection:
         return Rejection(key=raw.key, stage=DECODE, reason=reason, source=raw.source)
@@ -75,6 +79,7 @@ def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
         return reject(f"undecodable: {type(exc).__name__}: {exc}")
     if img.width == 0 or img.height == 0:
         return reject(f"empty image ({img.width}x{img.height})")
+    whole, regions = phashes(img, crop_scales)
     return Record(
         key=raw.key,
         caption=raw.caption,
@@ -85,7 +90,8 @@ def decode(raw: RawRecord, config: DecodeConfig) -> Record | Rejection:
         height=img.height,
         sha256=sha256_bytes(raw.image),
         pixel_sha256=sha256_pixels(img),
-        phash=phash(img),
+        phash=whole,
+        crop_phashes=regions,
         original_width=raw.original_width,
         original_height=raw.original_height,
     )

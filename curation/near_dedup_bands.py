@@ -12,6 +12,11 @@ Engine-agnostic steps (the Beam stage wires them with GroupByKeys):
 4. `near_dedup.find_near_duplicates` on each component: today's keep-priority rule. A record's fate
    depends only on the records of its component, so this equals the global search record for record.
 
+Border crops (`crop_phashes`, see `near_dedup.find_near_duplicates`): a second key space, bands numbered
+from `CROP_BAND` on, cut for `crop_radius`. A whole hash and a central-region hash within `crop_radius`
+share one of its buckets (the same pigeonhole); members there carry whether they are a region, and only
+whole-vs-region pairs of different records link (`crop_bucket_links`).
+
 Huge buckets: identical hashes collapse to one before the pairwise check (a bucket of a million equal
 hashes costs a million, not 10^12); when more than `SPLIT_ABOVE` distinct hashes share a bucket it is
 sub-split by the same pigeonhole rule on the bits not yet shared (still exact), so the pairwise check
@@ -30,6 +35,7 @@ from canvas.curation.near_dedup import HashItem, NearDecision, find_near_duplica
 SPLIT_ABOVE = 2048  # distinct hashes in a bucket before it is sub-split
 PAIR_BLOCK = 1024  # rows per block of the pairwise XOR-popcount (memory: PAIR_BLOCK x bucket size)
 MAX_SPLIT_DEPTH = 2
+CROP_BAND = 64  # crop-space band indices start here: whole-hash bands number at most 64 (0-63)
 
 
 def bands(radius: int, bits: Iterable[int] = range(64)) -> list[list[int]]:
@@ -105,6 +111,56 @@ def bucket_links(members: Iterable[tuple[int, str]], radius: int, band: int = 0)
     return forest.links()
 
 
+def crop_bucket_links(members: Iterable[tuple[int, str, bool]], crop_radius: int) -> list[tuple[str, str]]:
+    """One crop-space bucket's (hash, uid, is_region) members -> links between records whose whole hash
+    lies within `crop_radius` of another record's central-region hash."""
+    whole: dict[int, list[str]] = {}
+    region: dict[int, list[str]] = {}
+    for h, uid, is_region in members:
+        (region if is_region else whole).setdefault(int(h), []).append(uid)
+    if not whole or not region:
+        return []
+    w_values, r_values = sorted(whole), sorted(region)
+    w_arr, r_arr = np.array(w_values, dtype=np.uint64), np.array(r_values, dtype=np.uint64)
+    forest = UnionFind()
+    for start in range(0, len(w_arr), PAIR_BLOCK):
+        dist = np.bitwise_count(w_arr[start : start + PAIR_BLOCK, None] ^ r_arr[None, :])
+        for i, j in zip(*np.nonzero(dist <= crop_radius), strict=True):
+            # Records with one whole hash are linked by the whole-hash space; link each region owner to one.
+            owners = sorted(whole[w_values[start + int(i)]])
+            for uid in region[r_values[int(j)]]:
+                other = next((o for o in owners if o != uid), None)
+                if other is not None:
+                    forest.union(other, uid)
+    return forest.links()
+
+
+def crop_band_keys(item: HashItem, crop_radius: int) -> list[tuple[tuple[int, int], tuple[int, str, bool]]]:
+    """(bucket, member) pairs of one record in the crop key space: its whole hash (always: it may be a crop
+    of another record) and its region hashes (others may be crops of it)."""
+    out = []
+    hashes = [(item.phash, False)] + [(h, True) for h in item.crop_phashes]
+    for h, is_region in hashes:
+        for band, value in band_keys(h, crop_radius):
+            out.append(((CROP_BAND + band, value), (h, item.uid, is_region)))
+    return sorted(set(out))  # a region equal to the whole hash (flat images) needs its bucket once per kind
+
+
+def band_members(item: HashItem, radius: int, crop_radius: int | None) -> list[tuple[tuple[int, int], tuple]]:
+    """Every (bucket, member) of one record: whole-hash bands, then the crop space (None: crops off)."""
+    whole = [(key, (item.phash, item.uid)) for key in band_keys(item.phash, radius)]
+    return whole + (crop_band_keys(item, crop_radius) if crop_radius is not None else [])
+
+
+def links(
+    key: tuple[int, int], members: Iterable[tuple], radius: int, crop_radius: int
+) -> list[tuple[str, str]]:
+    """One bucket -> its links, in whichever key space the bucket belongs to."""
+    if key[0] >= CROP_BAND:
+        return crop_bucket_links(members, crop_radius)
+    return bucket_links(members, radius, band=key[0])
+
+
 class UnionFind:
     """Components over string ids; the root of a component is its smallest id (deterministic)."""
 
@@ -137,16 +193,20 @@ class UnionFind:
 
 
 def find_near_duplicates_banded(
-    items: list[HashItem], radius: int, policy: str = "best"
+    items: list[HashItem],
+    radius: int,
+    policy: str = "best",
+    crop_radius: int = 4,
+    crop_scales: tuple[float, ...] = (),
 ) -> list[NearDecision]:
     """The whole banded search in one process (tests, benches): equal to `find_near_duplicates`."""
-    buckets: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    buckets: dict[tuple[int, int], list[tuple]] = {}
     for it in items:
-        for key in band_keys(it.phash, radius):
-            buckets.setdefault(key, []).append((it.phash, it.uid))
+        for key, member in band_members(it, radius, crop_radius if crop_scales else None):
+            buckets.setdefault(key, []).append(member)
     forest = UnionFind()
     for key, members in buckets.items():
-        for a, b in bucket_links(members, radius, band=key[0]):
+        for a, b in links(key, members, radius, crop_radius):
             forest.union(a, b)
     components: dict[str, list[HashItem]] = {}
     by_uid = {it.uid: it for it in items}
@@ -154,5 +214,7 @@ def find_near_duplicates_banded(
         components.setdefault(root, [by_uid[root]]).append(by_uid[uid])
     decisions: list[NearDecision] = []
     for root in sorted(components):
-        decisions += find_near_duplicates(components[root], radius, policy)
+        decisions += find_near_duplicates(
+            components[root], radius, policy, crop_radius=crop_radius, crop_scales=crop_scales
+        )
     return decisions

@@ -58,6 +58,7 @@ class Record:
     sha256: str  # of the encoded bytes
     pixel_sha256: str  # of the decoded RGB pixels (and their size): same picture, other encoding
     phash: int  # 64-bit DCT perceptual hash, as an unsigned integer
+    crop_phashes: tuple[int, ...] = ()  # pHashes of central regions (near_dedup.crop_scales), for crops
     original_width: int | None = None  # the row's metadata, when it has it (see RawRecord)
     original_height: int | None = None
     clip_score: float | None = None

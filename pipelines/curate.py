@@ -89,7 +89,8 @@ class Curate(beam.PTransform):
             rejected.append(out[REJECTED])
             return out[KEPT]
 
-        records = step("Decode", Decode(cfg.decode), raw)
+        crop_scales = tuple(cfg.near_dedup.crop_scales) if cfg.near_dedup.enabled else ()
+        records = step("Decode", Decode(cfg.decode, crop_scales), raw)
         records = step("BasicFilter", BasicFilter(cfg.basic_filter), records)
         records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px, pixels=self.images), records)
         if self.images:

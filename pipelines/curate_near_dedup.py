@@ -11,21 +11,29 @@ from apache_beam.metrics import Metrics
 from canvas.curation import records as stage
 from canvas.curation.best_copy import copy_quality
 from canvas.curation.near_dedup import HashItem, NearDedupConfig, find_near_duplicates
-from canvas.curation.near_dedup_bands import UnionFind, band_keys, bucket_links
+from canvas.curation.near_dedup_bands import UnionFind, band_members, links
 from canvas.curation.records import Record, Rejection
 from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
 
 
 def _near_decisions(
     items: list[HashItem], config: NearDedupConfig
-) -> Iterator[tuple[str, tuple[str, int, str]]]:
-    for d in find_near_duplicates(items, config.hamming_radius, config.keep, config.query_batch):
-        yield d.uid, (d.kept, d.distance, d.why)
+) -> Iterator[tuple[str, tuple[str, int, str, str]]]:
+    for d in find_near_duplicates(
+        items,
+        config.hamming_radius,
+        config.keep,
+        config.query_batch,
+        crop_radius=config.crop_radius,
+        crop_scales=tuple(config.crop_scales),
+    ):
+        yield d.uid, (d.kept, d.distance, d.why, d.match)
 
 
 def _hash_item(r: Record) -> HashItem:
     # No CLIP score yet: near dedup runs before the CLIP stage.
-    return HashItem(r.key, r.phash, r.width * r.height, r.source, copy_quality(r, with_clip_score=False))
+    quality = copy_quality(r, with_clip_score=False)
+    return HashItem(r.key, r.phash, r.width * r.height, r.source, quality, r.crop_phashes)
 
 
 class _ApplyDecisionFn(beam.DoFn):
@@ -43,12 +51,11 @@ class _ApplyDecisionFn(beam.DoFn):
             if not decisions:
                 yield record
                 continue
-            kept, distance, why = decisions[0]
+            kept, distance, why, match = decisions[0]
             rej = Rejection(
                 key=record.key,
                 stage=self.stage_name,
-                reason=f"near duplicate of {kept}: pHash Hamming distance {distance} <= {self.radius}; "
-                f"kept {kept}: {why}",
+                reason=f"near duplicate of {kept}: {match}; kept {kept}: {why}",
                 source=record.source,
                 duplicate_of=kept,
                 score=float(distance),
@@ -80,10 +87,12 @@ class _ComponentsFn(beam.CombineFn):
         return links + sorted({(root, root) for _, root in links})
 
 
-def _links(bucket: tuple[tuple[int, int], Iterable[tuple[int, str]]], radius: int) -> list[tuple[str, str]]:
+def _links(
+    bucket: tuple[tuple[int, int], Iterable[tuple]], radius: int, crop_radius: int
+) -> list[tuple[str, str]]:
     members = list(bucket[1])
     Metrics.distribution("curate", "near_dedup_bucket_size").update(len(members))
-    return bucket_links(members, radius, band=bucket[0][0])
+    return links(bucket[0], members, radius, crop_radius)
 
 
 def _component_decisions(
@@ -109,14 +118,15 @@ class NearDedup(beam.PTransform):
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if not self.config.enabled:
             return _passthrough(records, "NearDedup")
-        radius = self.config.hamming_radius
+        radius, crop_radius = self.config.hamming_radius, self.config.crop_radius
+        crop_keys = crop_radius if self.config.crop_scales else None  # None: no crop key space
         items = records | "Hashes" >> beam.Map(_hash_item)
         members = (
             items
-            | "Bands"
-            >> beam.FlatMap(lambda it: [(k, (it.phash, it.uid)) for k in band_keys(it.phash, radius)])
+            # Whole-hash bands, plus the crop key space for records with central-region hashes.
+            | "Bands" >> beam.FlatMap(band_members, radius=radius, crop_radius=crop_keys)
             | "GroupBands" >> beam.GroupByKey()
-            | "Links" >> beam.FlatMap(_links, radius=radius)
+            | "Links" >> beam.FlatMap(_links, radius=radius, crop_radius=crop_radius)
             | "Components" >> beam.CombineGlobally(_ComponentsFn())
             | "Members" >> beam.FlatMap(lambda links: links)
         )

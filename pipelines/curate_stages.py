@@ -66,8 +66,9 @@ def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, crop_scales: tuple[float, ...] = ()) -> None:
         self.config = config
+        self.crop_scales = crop_scales
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
@@ -75,7 +76,7 @@ class _DecodeFn(beam.DoFn):
         out = (
             metadata_record(raw)
             if raw.image is None and raw.embedding is not None
-            else decode(raw, self.config)
+            else decode(raw, self.config, self.crop_scales)
         )
         yield _rejected(out) if isinstance(out, Rejection) else out
 
@@ -83,12 +84,14 @@ class _DecodeFn(beam.DoFn):
 class Decode(beam.PTransform):
     """RawRecords -> decoded, validated Records (+ rejections: null, empty, undecodable, truncated, bombs)."""
 
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, crop_scales: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.config = config
+        self.crop_scales = crop_scales  # near dedup's central regions, hashed while the pixels are here
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = raw | "Decode" >> beam.ParDo(_DecodeFn(self.config)).with_outputs(REJECTED, main=KEPT)
+        fn = _DecodeFn(self.config, self.crop_scales)
+        out = raw | "Decode" >> beam.ParDo(fn).with_outputs(REJECTED, main=KEPT)
         return _outputs(out[KEPT], out[REJECTED])
 
 

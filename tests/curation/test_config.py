@@ -45,6 +45,12 @@ def test_thresholds_follow_the_model() -> None:
         ("near_dedup: [1, 2]\n", "must be a mapping"),
         ("near_dedup:\n  radius: 3\n", "unknown key `near_dedup.radius`"),
         ("near_dedup:\n  hamming_radius: eight\n", "wrong type"),
+        (
+            "near_dedup:\n  crop_scales: [0.9, 1.2]\n",
+            "crop_scales must be fractions in .0, 1. .the central part kept., got 1.2",
+        ),
+        ("near_dedup:\n  crop_scales: 0.9\n", "crop_scales` must be a list of numbers"),
+        ("near_dedup:\n  crop_radius: 65\n", "near_dedup.crop_radius must be in .0, 64."),
         ("clip_score:\n  mode: threshold\n", "clip_score.threshold is not set"),
         ("clip_score:\n  mode: sometimes\n", "clip_score.mode must be one of"),
         ("semdedup:\n  keep: oldest\n", "semdedup.keep must be one of"),

@@ -72,3 +72,49 @@ def test_a_huge_bucket_is_sub_split_without_losing_a_pair(monkeypatch: pytest.Mo
 def test_identical_hashes_collapse_before_the_pairwise_check() -> None:
     links = bucket_links([(7, f"u{i}") for i in range(50_000)], radius=8)
     assert len(links) == 49_999 and {root for _, root in links} == {"u0"}
+
+
+def _planted_crops(seed: int, n: int, crop_radius: int) -> tuple[list[HashItem], tuple[float, ...]]:
+    """Records with central-region hashes; 'crops' whose whole hash lies near another's region, flat images
+    whose region equals their own whole hash, and crops of crops."""
+    rng = np.random.default_rng(seed)
+    scales = (0.9, 0.8)
+    items = []
+    for i in range(n):
+        whole = int(rng.integers(0, 2**63, dtype=np.uint64))
+        regions = (whole, whole) if i % 10 == 0 else tuple(_flip(whole, rng, 20) for _ in scales)
+        items.append(HashItem(f"k{i:05d}", whole, int(rng.integers(50, 200)), f"s{i}", crop_phashes=regions))
+    for j in range(n // 3):
+        src = items[j if j % 10 else j + 1]  # not a flat one: its crops would also match the whole hash
+        crop = _flip(src.crop_phashes[j % 2], rng, int(rng.integers(0, crop_radius + 2)))
+        regions = tuple(_flip(crop, rng, 10) for _ in scales)
+        items.append(HashItem(f"c{j:05d}", crop, int(rng.integers(50, 200)), f"c{j}", crop_phashes=regions))
+    return items, scales
+
+
+@pytest.mark.parametrize(("crop_radius", "policy"), [(0, "best"), (4, "best"), (6, "smallest_key")])
+def test_banded_search_with_crop_hashes_decides_exactly_like_the_global_search(
+    crop_radius: int, policy: str
+) -> None:
+    items, scales = _planted_crops(crop_radius, 600, crop_radius)
+    expected = find_near_duplicates(items, 8, policy, crop_radius=crop_radius, crop_scales=scales)
+    crops = [d for d in expected if "border crop" in d.match]
+    assert len(crops) > 60  # the planted crops are found through their regions (either one may go)
+    banded = find_near_duplicates_banded(items, 8, policy, crop_radius=crop_radius, crop_scales=scales)
+    assert {(*d,) for d in banded} == {(*d,) for d in expected}
+    # Without crop scales only whole hashes match: none of the crops (whole hashes >= 13 apart) is found.
+    assert not [d for d in find_near_duplicates(items, 8, policy) if d.uid.startswith("c")]
+
+
+def test_a_region_never_matches_a_region_nor_its_own_whole_hash() -> None:
+    r, scales = (1 << 32) - 1, (0.9, 0.8)
+    a = HashItem("a", 0, 100, "a", crop_phashes=(r, r))
+    b = HashItem("b", (1 << 64) - 1, 100, "b", crop_phashes=(r ^ 0xF00, r ^ 0xF00))  # regions 4 bits from a's
+    flat = HashItem("c", 0xAAAA_AAAA_AAAA_AAAA, 100, "c", crop_phashes=(0xAAAA_AAAA_AAAA_AAAA,) * 2)
+    for search in (find_near_duplicates, find_near_duplicates_banded):
+        assert search([a, b, flat], 8, crop_radius=4, crop_scales=scales) == []
+    crop = HashItem("d", r ^ 1, 100, "d")  # its whole hash is 1 bit from a's centre: d is a crop of a
+    for search in (find_near_duplicates, find_near_duplicates_banded):
+        (d,) = search([a, b, flat, crop], 8, "smallest_key", crop_radius=4, crop_scales=scales)
+        assert (d.uid, d.kept, d.distance) == ("d", "a", 1)
+        assert d.match == "a border crop of a: pHash 1 bits (<= 4) from a's centre at scale 0.9"
