@@ -49,7 +49,7 @@ $(PRISM): $(VENV)/.installed
 	touch $@
 
 test:  ## run the test suite (starts its own Label Studio server on 127.0.0.1)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint:  ## ruff check + format check
 	$(VENV)/bin/ruff check .

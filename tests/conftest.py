@@ -12,10 +12,25 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers), every Label Studio test goes to one worker
+    (`--dist loadgroup`), so the session starts one server, not one per worker."""
+    for item in items:
+        if item.nodeid.startswith("tests/labeling/"):
+            item.add_marker(pytest.mark.xdist_group("labelstudio"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every test sees a fresh CANVAS_HOME, so the build-on-first-use path is exercised, not a user's cache."""
-    home = tmp_path_factory.mktemp("canvas_home")
+    """Every test sees a fresh CANVAS_HOME, so the build-on-first-use path is exercised, not a user's cache.
+
+    xdist workers share one (beside their own temp roots): presets build once under the build lock
+    instead of once per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        home = tmp_path_factory.getbasetemp().parent / "canvas_home"
+        home.mkdir(exist_ok=True)
+    else:
+        home = tmp_path_factory.mktemp("canvas_home")
     old = os.environ.get("CANVAS_HOME")
     os.environ["CANVAS_HOME"] = str(home)
     yield home
@@ -28,9 +43,20 @@ def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_presets(canvas_home: Path) -> dict[str, Path]:
     """Build the tiny preset once per session; returns {'clip': weights file, 'sd15': folder}."""
+    import fcntl
+    import json
+
     from canvas.core.presets.loading import init_preset
 
-    return init_preset("tiny")
+    # init_preset always rebuilds; xdist workers share canvas_home, so one builds and the others read it.
+    with open(canvas_home / "tiny_presets.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = canvas_home / "tiny_presets.json"
+        if done.exists():
+            return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+        paths = init_preset("tiny")
+        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        return paths
 
 
 @pytest.fixture(scope="session")
