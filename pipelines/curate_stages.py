@@ -66,14 +66,15 @@ def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, require_uid: bool = True) -> None:
         self.config = config
+        self.require_uid = require_uid
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
         # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
         out = (
-            metadata_record(raw)
+            metadata_record(raw, self.require_uid)
             if raw.image is None and raw.embedding is not None
             else decode(raw, self.config)
         )
@@ -83,12 +84,15 @@ class _DecodeFn(beam.DoFn):
 class Decode(beam.PTransform):
     """RawRecords -> decoded, validated Records (+ rejections: null, empty, undecodable, truncated, bombs)."""
 
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, require_uid: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.require_uid = require_uid  # pool rows: a key that is not a DataComp uid is rejected
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = raw | "Decode" >> beam.ParDo(_DecodeFn(self.config)).with_outputs(REJECTED, main=KEPT)
+        out = raw | "Decode" >> beam.ParDo(_DecodeFn(self.config, self.require_uid)).with_outputs(
+            REJECTED, main=KEPT
+        )
         return _outputs(out[KEPT], out[REJECTED])
 
 
