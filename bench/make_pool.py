@@ -8,7 +8,9 @@ Planted copies of an original (same group id in `truth.parquet`):
 - semantic: noise at cosine ~0.995 (a crop or edit), still inside SemDeDup's 1 - eps = 0.99.
 Distinct records are random 512-d directions (cosine ~0 +- 0.05 to each other), far outside.
 
-    python bench/make_pool.py OUT_DIR --n 10000 [--shards 4] [--seed 0]
+    python bench/make_pool.py OUT_DIR --n 10000 [--shards 4] [--seed 0] [--clip-retrieval DIR]
+
+`as_clip_retrieval` (--clip-retrieval DIR) also writes the pool in clip-retrieval's embeddings layout.
 """
 
 from __future__ import annotations
@@ -85,14 +87,44 @@ def make_pool(
     return {k: int(sum(1 for x in kind if x == k)) for k in ("original", *COPY_NOISE)}
 
 
+def as_clip_retrieval(pool: Path, out: Path, uids: bool = True) -> None:
+    """The pool rewritten in clip-retrieval inference's layout: `img_emb/img_emb_N.npy`,
+    `text_emb/text_emb_N.npy` (float16) and `metadata/metadata_N.parquet` (image_path, caption and the
+    reader's metadata columns; `uid` only when `uids`)."""
+    shards = sorted(pool.glob("shard_*.parquet"))
+    digits = len(str(len(shards)))  # clip-retrieval zero-pads N to the partition count's digits
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for n, shard in enumerate(shards):
+        part = str(n).zfill(digits)
+        meta = pq.read_table(shard).to_pydict()
+        with np.load(shard.with_suffix(".npz")) as arrays:
+            np.save(out / "img_emb" / f"img_emb_{part}.npy", arrays["b32_img"])
+            np.save(out / "text_emb" / f"text_emb_{part}.npy", arrays["b32_txt"])
+        columns = {
+            "image_path": [f"{k}.jpg" for k in meta["key"]],
+            "caption": meta["text"],
+            "url": meta["url"],
+            "key": meta["key"],
+            "original_width": meta["original_width"],
+            "original_height": meta["original_height"],
+        }
+        if uids:
+            columns["uid"] = meta["uid"]
+        pq.write_table(pa.table(columns), out / "metadata" / f"metadata_{part}.parquet")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip-retrieval", type=Path, help="also write it in clip-retrieval's layout here")
     args = parser.parse_args()
     print(make_pool(args.out, args.n, args.shards, args.seed))
+    if args.clip_retrieval:
+        as_clip_retrieval(args.out, args.clip_retrieval)
 
 
 if __name__ == "__main__":

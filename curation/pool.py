@@ -96,13 +96,16 @@ def read_pool_shard(
         )
 
 
-def metadata_record(raw: RawRecord) -> Record | Rejection:
-    """A pool row as a Record (no pixels: size = the original size), or why it cannot be curated."""
+def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Rejection:
+    """A pool row as a Record (no pixels: size = the original size), or why it cannot be curated.
+    `require_uid`: the key must be a DataComp uid (clip-retrieval rows without one are named by their key)."""
 
     def reject(why: str) -> Rejection:
         return Rejection(key=raw.key, stage=DECODE, reason=why, source=raw.source)
 
-    if not _UID.fullmatch(raw.key or ""):
+    if not raw.key:
+        return reject("no key (uid, key or image_path)")
+    if require_uid and not _UID.fullmatch(raw.key):
         return reject(f"uid {raw.key!r} is not 32 hex digits (DataComp's uid)")
     img, txt = raw.embedding, raw.text_embedding
     norms = (float(np.linalg.norm(img)), float(np.linalg.norm(txt)))

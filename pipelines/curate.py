@@ -25,9 +25,9 @@ from canvas.core.errors import CanvasError
 from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
-from canvas.curation.pool import CLIP_MODEL_OF
 from canvas.curation.report import render_html, summarize
 from canvas.pipelines.curate_config import CurateConfig
+from canvas.pipelines.curate_inputs import PoolInput, check_inputs
 from canvas.pipelines.curate_io import (
     ReadImageText,
     WriteSortedParquet,
@@ -72,6 +72,7 @@ class Curate(beam.PTransform):
         clip_pretrained: str | None,
         workers_per_machine: int = 1,
         images: bool = True,
+        uids: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
@@ -79,6 +80,7 @@ class Curate(beam.PTransform):
         self.clip_pretrained = clip_pretrained
         self.workers_per_machine = workers_per_machine
         self.images = images  # False: a pool of metadata + precomputed embeddings (SKIPPED_WITHOUT_IMAGES)
+        self.uids = uids  # a pool's keys must be DataComp uids (False: clip-retrieval keys without a uid)
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, px = self.config, self.config.decode.thumbnail_px
@@ -90,7 +92,7 @@ class Curate(beam.PTransform):
             return out[KEPT]
 
         crop_scales = tuple(cfg.near_dedup.crop_scales) if cfg.near_dedup.enabled else ()
-        records = step("Decode", Decode(cfg.decode, crop_scales), raw)
+        records = step("Decode", Decode(cfg.decode, crop_scales, require_uid=self.uids), raw)
         records = step("BasicFilter", BasicFilter(cfg.basic_filter), records)
         records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px, pixels=self.images), records)
         if self.images:
@@ -129,50 +131,6 @@ def _embedding_dim(clip_model: str) -> int:
     return int(cfg["embed_dim"])
 
 
-def _check_inputs(files: list[str], precomputed: str) -> tuple[str | None, int | None]:
-    """Fail before the pipeline starts when a local Parquet file lacks the columns we need.
-
-    Returns (which precomputed embeddings, their width) for a DataComp pool without images, else
-    (None, None): the run then embeds its images with the CLIP model.
-    """
-    from canvas.curation.pool import check_pool_shard, embeddings_path, is_pool, npz_shapes
-    from canvas.curation.sources import is_tar, parquet_columns
-
-    pools, others, dims = [], [], set()
-    which = "b32" if precomputed == "auto" else precomputed
-    for path in files:
-        if is_tar(path) or "://" in path:
-            others.append(path)
-            continue
-        try:
-            schema = pq.read_schema(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise CanvasError(f"{path}: not a readable Parquet file ({exc})") from exc
-        if not is_pool(schema.names):
-            parquet_columns(schema.names, path, schema)
-            others.append(path)
-            continue
-        pools.append(path)
-        npz = embeddings_path(path)
-        try:
-            with open(npz, "rb") as handle:
-                shapes = npz_shapes(handle)
-        except (OSError, ValueError) as exc:  # zipfile.BadZipFile is a ValueError
-            raise CanvasError(f"{path}: a pool shard without readable embeddings {npz} ({exc})") from exc
-        dims.add(check_pool_shard(path, pq.read_metadata(path).num_rows, shapes, which))
-    if pools and others:
-        raise CanvasError(
-            f"inputs mix pool shards without images ({pools[0]}) and image shards ({others[0]})"
-        )
-    if not pools:
-        if precomputed != "auto":
-            raise CanvasError(f"clip.precomputed is {precomputed}: the input must be DataComp pool shards")
-        return None, None
-    if len(dims) > 1:
-        raise CanvasError(f"pool shards hold {which} embeddings of different widths: {sorted(dims)}")
-    return which, dims.pop()
-
-
 UIDS_FILE = "uids.npy"
 SKIPPED_WITHOUT_IMAGES = ("exact_dedup (pixels)", "near_dedup", "clip (embedding)", "nsfw")
 
@@ -190,14 +148,15 @@ def _write_uids(uids: list[str], path: str) -> None:
         handle.write(buf.getvalue())
 
 
-def _pool_notes(precomputed: str | None) -> dict[str, Any]:
-    if not precomputed:
+def _pool_notes(pool: PoolInput | None) -> dict[str, Any]:
+    if pool is None:
         return {}
     why = "the input is a pool without images (metadata + precomputed embeddings): not run, not rejections"
     return {
-        "precomputed_embeddings": precomputed,
+        "precomputed_embeddings": pool.which,
         "skipped_stages": {name: why for name in SKIPPED_WITHOUT_IMAGES},
-        "submission_uids": UIDS_FILE,
+        # no DataComp uids (a clip-retrieval folder without a uid column): no submission file
+        "submission_uids": UIDS_FILE if pool.uids else None,
     }
 
 
@@ -228,18 +187,23 @@ def _curate_into(
     launcher: BeamLauncher,
     models: tuple[str, str, int | None],
     started: float,
-    precomputed: str | None = None,
+    pool: PoolInput | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline writing every output file into `tmp`; returns the report (also in tmp)."""
     clip_model, clip_pretrained, embedding_dim = models
     t0 = time.perf_counter()
     pipeline = launcher.pipeline()
-    raw = pipeline | "Read" >> ReadImageText(files, precomputed)
+    raw = pipeline | "Read" >> ReadImageText(files, pool and pool.which)
     _ = {"input_count": raw} | "WriteCount" >> WriteCounts(f"{tmp}/_stats/input_count.json")
     out = raw | "Curate" >> Curate(
-        config, clip_model, clip_pretrained, launcher.workers_per_machine, images=precomputed is None
+        config,
+        clip_model,
+        clip_pretrained,
+        launcher.workers_per_machine,
+        images=pool is None,
+        uids=pool is None or pool.uids,
     )
-    if precomputed:  # DataComp's submission file: one sorted array, 16 bytes per kept uid
+    if pool and pool.uids:  # DataComp's submission file: one sorted array, 16 bytes per kept uid
         _ = (
             out[KEPT]
             | "Uids" >> beam.Map(lambda r: r.key)
@@ -281,7 +245,7 @@ def _curate_into(
         "pipeline_args": launcher.pipeline_args,
         "inputs": files,
         "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
-        **_pool_notes(precomputed),
+        **_pool_notes(pool),
         "metrics": metrics(result),
     }
     if not report["invariant_holds"]:
@@ -328,28 +292,26 @@ def run_curation(
     launcher = BeamLauncher("curate", pipeline_args or [])
     loaded = load_config(config_path, ignore=COMMAND_KEYS)
     files = expand_inputs([str(i) for i in inputs])
-    precomputed, pool_dim = _check_inputs(files, loaded.clip.precomputed)
-    if precomputed:  # the pool's own embeddings: the score rule is that model's, nothing is loaded
-        clip_model, clip_pretrained = CLIP_MODEL_OF[precomputed], f"precomputed {precomputed} (.npz)"
+    pool = check_inputs(files, loaded.clip.precomputed)
+    if pool:  # the pool's own embeddings: the score rule is that model's, nothing is loaded
+        clip_model, clip_pretrained = pool.clip_model(clip_model), f"precomputed {pool.which}"
     config = resolve(loaded, clip_model)
-    if precomputed:
-        embedding_dim = pool_dim if config.clip.enabled else None
+    if pool:
+        embedding_dim = pool.dim if config.clip.enabled else None
     else:
         embedding_dim = _embedding_dim(clip_model) if config.clip.enabled else None
-    if (
-        config.clip.enabled and launcher.workers_are_local and not precomputed
-    ):  # a cluster's may hold other weights
+    if config.clip.enabled and launcher.workers_are_local and not pool:  # a cluster's may hold other weights
         from canvas.core.presets.clip import check_clip_weights
 
         check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
     output = str(output).rstrip("/")
     with launcher.output(output, files, overwrite) as tmp:  # checked and locked before any work
-        if config.clip.enabled and not precomputed:
+        if config.clip.enabled and not pool:
             from canvas.core.presets.clip import resolve_clip
 
             resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
         log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, launcher.runner)
         models = (clip_model, clip_pretrained, embedding_dim)
-        report = _curate_into(tmp, files, config, launcher, models, started, precomputed)
+        report = _curate_into(tmp, files, config, launcher, models, started, pool)
     log.info("kept %d of %d records -> %s", report["kept_count"], report["input_count"], output)
     return report

@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from canvas.core.errors import CanvasError
 from canvas.core.formats.curated import REJECTED_SCHEMA, ROW_GROUP_ROWS, shard_name, shard_of
+from canvas.curation import clip_retrieval
 from canvas.curation.pool import embeddings_path, read_pool_shard
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.sources import read_file
@@ -56,7 +57,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         if FileSystems.exists(path) and not any(
             pattern.endswith(s) for s in (".parquet", ".tar", ".tgz", ".gz")
         ):
-            candidates = [f"{path}/*.parquet", f"{path}/*.tar"]
+            # clip-retrieval's output folder: its metadata shards, each naming its img_emb/text_emb files
+            candidates = [f"{path}/*.parquet", f"{path}/*.tar", f"{path}/metadata/metadata_*.parquet"]
         found = []
         for candidate in candidates:
             with contextlib.suppress(Exception):  # FileSystems raises BeamIOError for a missing path
@@ -69,12 +71,22 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 class _ReadShard(beam.DoFn):
     def __init__(self, precomputed: str | None = None) -> None:
-        self.precomputed = precomputed  # a DataComp pool: read SHARD.parquet + SHARD.npz, no images
+        # a DataComp pool (SHARD.parquet + SHARD.npz) or clip-retrieval's folder: no images
+        self.precomputed = precomputed
 
     def process(self, element: tuple[int, str]) -> Iterator[RawRecord]:
         index, path = element
+        raw = CompressionTypes.UNCOMPRESSED
+        if self.precomputed == "clip-retrieval":
+            img, txt = clip_retrieval.embedding_paths(path)
+            with (
+                FileSystems.open(path, compression_type=raw) as meta,
+                FileSystems.open(img, compression_type=raw) as img_npy,
+                FileSystems.open(txt, compression_type=raw) as txt_npy,
+            ):
+                yield from clip_retrieval.read_shard(meta, img_npy, txt_npy, path, index)
+            return
         if self.precomputed:
-            raw = CompressionTypes.UNCOMPRESSED
             with (
                 FileSystems.open(path, compression_type=raw) as meta,
                 FileSystems.open(embeddings_path(path), compression_type=raw) as npz,

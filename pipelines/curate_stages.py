@@ -66,15 +66,18 @@ def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, config: DecodeConfig, crop_scales: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self, config: DecodeConfig, crop_scales: tuple[float, ...] = (), require_uid: bool = True
+    ) -> None:
         self.config = config
         self.crop_scales = crop_scales
+        self.require_uid = require_uid
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
         # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
         out = (
-            metadata_record(raw)
+            metadata_record(raw, self.require_uid)
             if raw.image is None and raw.embedding is not None
             else decode(raw, self.config, self.crop_scales)
         )
@@ -84,13 +87,16 @@ class _DecodeFn(beam.DoFn):
 class Decode(beam.PTransform):
     """RawRecords -> decoded, validated Records (+ rejections: null, empty, undecodable, truncated, bombs)."""
 
-    def __init__(self, config: DecodeConfig, crop_scales: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self, config: DecodeConfig, crop_scales: tuple[float, ...] = (), require_uid: bool = True
+    ) -> None:
         super().__init__()
         self.config = config
         self.crop_scales = crop_scales  # near dedup's central regions, hashed while the pixels are here
+        self.require_uid = require_uid  # pool rows: a key that is not a DataComp uid is rejected
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
-        fn = _DecodeFn(self.config, self.crop_scales)
+        fn = _DecodeFn(self.config, self.crop_scales, self.require_uid)
         out = raw | "Decode" >> beam.ParDo(fn).with_outputs(REJECTED, main=KEPT)
         return _outputs(out[KEPT], out[REJECTED])
 

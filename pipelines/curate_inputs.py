@@ -1,0 +1,119 @@
+"""What `canvas curate` was given: image shards to embed, or a pool of metadata + precomputed embeddings
+(DataComp's Parquet + `.npz` shards, or clip-retrieval's `img_emb/ text_emb/ metadata/` folder).
+
+Checked before the pipeline starts, so a missing column or a misaligned embedding file is one line, not a
+traceback per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from canvas.core.errors import CanvasError
+from canvas.core.presets.registry import TINY_CLIP_NAME
+from canvas.curation import clip_retrieval
+from canvas.curation.pool import CLIP_MODEL_OF, check_pool_shard, embeddings_path, is_pool, npz_shapes
+from canvas.curation.sources import is_tar, parquet_columns
+
+CLIP_RETRIEVAL = "clip-retrieval"  # `PoolInput.which` for clip-retrieval's layout
+
+
+@dataclass(frozen=True)
+class PoolInput:
+    """A pool without images: whose embeddings (`b32`/`l14` of DataComp's `.npz`, or `clip-retrieval`),
+    their width, and whether every row has a DataComp uid (then `uids.npy` is written)."""
+
+    which: str
+    dim: int
+    uids: bool
+
+    def clip_model(self, asked: str) -> str:
+        """The CLIP model whose score rule applies: DataComp names it; clip-retrieval's is the one asked
+        for with --clip-model, else told by the width (its default ViT-B/32 is 512, ViT-L/14 768)."""
+        if self.which in CLIP_MODEL_OF:
+            return CLIP_MODEL_OF[self.which]
+        if asked != TINY_CLIP_NAME:
+            return asked
+        if self.dim not in clip_retrieval.CLIP_MODEL_OF_WIDTH:
+            raise CanvasError(
+                f"clip-retrieval embeddings of width {self.dim}: name their model with --clip-model"
+            )
+        return clip_retrieval.CLIP_MODEL_OF_WIDTH[self.dim]
+
+
+def _open(path: str):  # noqa: ANN202 - a Beam file handle
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _clip_retrieval_shard(path: str, schema: pa.Schema) -> int:
+    img_path, txt_path = clip_retrieval.embedding_paths(path)
+    shapes = []
+    for npy in (img_path, txt_path):
+        try:
+            with _open(npy) as handle:
+                shapes.append(clip_retrieval.npy_shape(handle))
+        except Exception as exc:  # noqa: BLE001 - BeamIOError, OSError or a bad header: all one line
+            raise CanvasError(f"{path}: clip-retrieval shard without readable {npy} ({exc})") from exc
+    with _open(path) as handle:
+        rows = pq.ParquetFile(handle).metadata.num_rows
+    return clip_retrieval.check_shard(path, rows, schema.names, *shapes)
+
+
+def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
+    """Fail before the pipeline starts when a Parquet file lacks the columns we need.
+
+    Returns the pool's description when the input is a pool without images, else None: the run then
+    embeds its images with the CLIP model.
+    """
+    datacomp, retrieval, others, dims, uids = [], [], [], set(), True
+    which = "b32" if precomputed == "auto" else precomputed
+    for path in files:
+        if is_tar(path) or ("://" in path and not clip_retrieval.is_metadata_shard(path)):
+            others.append(path)
+            continue
+        try:
+            with _open(path) as handle:
+                schema = pq.read_schema(handle)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CanvasError(f"{path}: not a readable Parquet file ({exc})") from exc
+        if clip_retrieval.is_metadata_shard(path) and FileSystems.exists(
+            clip_retrieval.embedding_paths(path)[0]
+        ):
+            retrieval.append(path)
+            dims.add(_clip_retrieval_shard(path, schema))
+            uids = uids and "uid" in schema.names
+            continue
+        if not is_pool(schema.names):
+            parquet_columns(schema.names, path, schema)
+            others.append(path)
+            continue
+        datacomp.append(path)
+        npz = embeddings_path(path)
+        try:
+            with open(npz, "rb") as handle:
+                shapes = npz_shapes(handle)
+        except (OSError, ValueError) as exc:  # zipfile.BadZipFile is a ValueError
+            raise CanvasError(f"{path}: a pool shard without readable embeddings {npz} ({exc})") from exc
+        dims.add(check_pool_shard(path, pq.read_metadata(path).num_rows, shapes, which))
+    kinds = [k for k in (datacomp, retrieval, others) if k]
+    if len(kinds) > 1:
+        a, b = (k[0] for k in kinds[:2])
+        raise CanvasError(f"inputs mix layouts: {a} and {b} (DataComp pool, clip-retrieval, image shards)")
+    if not datacomp and not retrieval:
+        if precomputed != "auto":
+            raise CanvasError(f"clip.precomputed is {precomputed}: the input must be DataComp pool shards")
+        return None
+    if retrieval and precomputed != "auto":
+        raise CanvasError(
+            f"clip.precomputed is {precomputed}, but clip-retrieval folders hold one model's embeddings: "
+            "leave it auto"
+        )
+    name = which if datacomp else CLIP_RETRIEVAL
+    if len(dims) > 1:
+        raise CanvasError(f"pool shards hold {name} embeddings of different widths: {sorted(dims)}")
+    return PoolInput(name, dims.pop(), uids=bool(datacomp) or uids)
