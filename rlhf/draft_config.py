@@ -30,7 +30,9 @@ class DraftConfig:
     # ---- data, reward, model, output ----
     prompts: str | None = field(
         default=None,
-        metadata={"help": "Prompt file: a .txt (one prompt a line) or a Parquet with a caption column. Required."},
+        metadata={
+            "help": "Prompt file: a .txt (one prompt a line) or a Parquet with a caption column. Required."
+        },
     )
     reward: str = field(
         default="brightness",
@@ -47,7 +49,8 @@ class DraftConfig:
         },
     )
     pretrained: str = field(
-        default="tiny", metadata={"help": "Base pipeline: a preset name, a diffusers folder or an SD-1.5 hub id."}
+        default="tiny",
+        metadata={"help": "Base pipeline: a preset name, a diffusers folder or an SD-1.5 hub id."},
     )
     seed: int = field(default=0, metadata={"help": "Seed of the LoRA init, prompts and noise of every step."})
 
@@ -68,27 +71,36 @@ class DraftConfig:
     )
     gradient_checkpointing: bool = field(
         default=True,
-        metadata={"help": "Recompute UNet activations in the backward pass (memory for compute; needed for large K)."},
+        metadata={
+            "help": "Recompute UNet activations in the backward pass (memory for compute; needed for large K)."
+        },
     )
 
     # ---- sampling ----
     sample_num_steps: int = field(default=50, metadata={"help": "DDIM steps per sample."})
     sample_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0 = deterministic DDIM, as DRaFT)."})
     guidance_scale: float = field(
-        default=7.5, metadata={"help": "Classifier-free guidance weight (1.0 = none), also in the gradient steps."}
+        default=7.5,
+        metadata={"help": "Classifier-free guidance weight (1.0 = none), also in the gradient steps."},
     )
     negative_prompt: str = field(default="", metadata={"help": "Prompt of guidance's unconditional branch."})
 
     # ---- optimisation ----
     max_steps: int = field(default=200, metadata={"help": "Optimizer steps."})
-    train_batch_size: int = field(default=4, metadata={"help": "Images sampled and scored per micro-batch per process."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    train_batch_size: int = field(
+        default=4, metadata={"help": "Images sampled and scored per micro-batch per process."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimizer step."}
+    )
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the LoRA."})
     adam_weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip (0 = off)."})
     mixed_precision: Literal["no", "fp16", "bf16"] = field(
         default="no",
-        metadata={"help": "Frozen weights in this dtype (LoRA stays fp32). Without CUDA, fp16 falls back to no."},
+        metadata={
+            "help": "Frozen weights in this dtype (LoRA stays fp32). Without CUDA, fp16 falls back to no."
+        },
     )
 
     # ---- LoRA ----
@@ -104,7 +116,9 @@ class DraftConfig:
     checkpointing_steps: int = field(
         default=50, metadata={"help": "Save a checkpoint every N optimizer steps, and always after the last."}
     )
-    checkpoints_total_limit: int = field(default=3, metadata={"help": "Checkpoints kept (oldest removed first)."})
+    checkpoints_total_limit: int = field(
+        default=3, metadata={"help": "Checkpoints kept (oldest removed first)."}
+    )
     resume_from_checkpoint: str | None = resume_from_checkpoint_field()
     overwrite_output_dir: bool = overwrite_output_dir_field()
     tensorboard: bool = tensorboard_field()
@@ -131,7 +145,12 @@ class DraftConfig:
         need(self.lv_draws == 0 or self.draft_k == 1, "lv_draws > 0 (DRaFT-LV) needs draft_k 1")
         need(self.sample_eta >= 0, "sample_eta must be >= 0")
         need(
-            min(self.max_steps, self.train_batch_size, self.gradient_accumulation_steps, self.checkpointing_steps)
+            min(
+                self.max_steps,
+                self.train_batch_size,
+                self.gradient_accumulation_steps,
+                self.checkpointing_steps,
+            )
             >= 1,
             "max_steps, train_batch_size, gradient_accumulation_steps and checkpointing_steps must be >= 1",
         )

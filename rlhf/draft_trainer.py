@@ -68,7 +68,12 @@ def draft_denoise(
             latents = latents.detach()  # truncated backpropagation: nothing before step T - K
         with torch.set_grad_enabled(grad):
             noise_pred = predict_noise(
-                unet, scheduler.scale_model_input(latents, t), t, prompt_embeds, negative_embeds, guidance_scale
+                unet,
+                scheduler.scale_model_input(latents, t),
+                t,
+                prompt_embeds,
+                negative_embeds,
+                guidance_scale,
             )
             latents = scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
         if on_step is not None:
@@ -109,11 +114,15 @@ class DraftTrainer(TrainerBase):
         unet = self.pipe.unet
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the LoRA's random init is part of the run's seed
-            self.params = add_unet_lora(unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora)
+            self.params = add_unet_lora(
+                unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_target_modules, cfg.init_lora
+            )
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.unet = unet
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay
+        )
 
         # 4. resume, logging
         self.start_step, self.reward_queries = 0, 0
@@ -157,7 +166,16 @@ class DraftTrainer(TrainerBase):
         k = cfg.draft_k if grad and not lv else 0
         with self.accelerator.autocast():
             latents = draft_denoise(
-                pipe, self.unet, latents, prompt_embeds, negative, cfg.guidance_scale, cfg.sample_eta, k, gen, on_step
+                pipe,
+                self.unet,
+                latents,
+                prompt_embeds,
+                negative,
+                cfg.guidance_scale,
+                cfg.sample_eta,
+                k,
+                gen,
+                on_step,
             )
             if lv:
                 latents, prompts = self._lv_redenoise(latents, prompt_embeds, negative, prompts, gen, on_step)
@@ -320,4 +338,3 @@ class DraftTrainer(TrainerBase):
         self.run_logger.write_summary(summary)
         self.run_logger.close()
         return summary
-

@@ -12,7 +12,13 @@ import argparse
 from canvas.cli import train_ddpo, train_dpo, train_draft, train_reward, train_sft
 from canvas.cli._common import add_group
 
-TRAINERS = (train_reward, train_sft, train_dpo, train_ddpo, train_draft)  # the order `canvas train --help` lists them
+TRAINERS = (
+    train_reward,
+    train_sft,
+    train_dpo,
+    train_ddpo,
+    train_draft,
+)  # the order `canvas train --help` lists them
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -41,7 +41,13 @@ def run(argv: list[str]) -> int:
 
     summary = DraftTrainer(config, reward=reward).train()
     if summary:
-        keys = ("reward_mean_first_step", "reward_mean_last_step", "reward_queries", "training_seconds", "lora")
+        keys = (
+            "reward_mean_first_step",
+            "reward_mean_last_step",
+            "reward_queries",
+            "training_seconds",
+            "lora",
+        )
         shown = {k: v for k, v in summary.items() if k in keys or k.startswith("eval_")}
         print(json.dumps(shown, indent=2))
     return 0
