@@ -53,6 +53,7 @@ def test_jpeg_reward_is_refused_in_one_line(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_resume_latest_repeats_the_uninterrupted_run(
     tmp_path: Path, tiny_presets, capsys: pytest.CaptureFixture[str]
 ) -> None:
