@@ -41,13 +41,23 @@ class DifferentiableRewardModel:
         self.model = model
         self.name = getattr(model, "name", "reward_model")
 
+    def to(self, device: Any) -> DifferentiableRewardModel:
+        """Move the head and its CLIP (kept outside the module tree) to the trainer's device."""
+        self.model.clip.to(device)
+        self.model.to(device)
+        return self
+
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         model = self.model
         device = model.feature_mean.device
         # the reward model's own torch preprocessing (bicubic resize + mean/std), not PIL: it keeps the graph
         pixels = model._preprocess(images.to(device))
         image_features = F.normalize(model.clip.encode_image(pixels).float(), dim=-1)
-        text_features = model.text_features(prompts)
+        with (
+            torch.no_grad()
+        ):  # tokens onto the model's device (the scorer's `text_features` keeps them on CPU)
+            tokens = model.tokenizer(list(prompts)).to(device)
+            text_features = F.normalize(model.clip.encode_text(tokens).float(), dim=-1)
         return model.score_features(image_features, text_features).to(images.device)
 
 

@@ -108,6 +108,8 @@ class DraftTrainer(TrainerBase):
             mixed = "no"
         self.accelerator = create_accelerator(mixed_precision=mixed)
         self._claim_output_dir()
+        if hasattr(self.reward, "to"):  # a reward model scores on the device the images are made on
+            self.reward.to(self.accelerator.device)
 
         # 3. pipeline, LoRA, optimizer (gradients are averaged by hand: see `_sync_gradients`)
         self.pipe = self._load_pipeline(mixed)

@@ -103,3 +103,22 @@ def test_resume_latest_repeats_the_uninterrupted_run(
     assert pipe.unet.peft_config["default_0"].lora_alpha == 8
     tuned = pipe(["a red ball"], generator=torch.Generator().manual_seed(0), **kwargs).images
     assert (tuned - base).abs().max() > 1e-5
+
+
+@pytest.mark.slow
+def test_train_draft_in_two_cpu_processes_under_torchrun(
+    tmp_path: Path, tiny_presets, canvas_in_two_processes
+) -> None:
+    # The multi-GPU path on CPU: two processes join (gloo), each samples its own batch, gradients are
+    # averaged, one set of files is written and only the main process reports.
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\nthe moon\n")
+    out = tmp_path / "run"
+    done = canvas_in_two_processes(
+        ["train", "draft", "--prompts", str(prompts), "--output", str(out), "--pretrained", "tiny",
+         "--sample_num_steps", "3", "--train_batch_size", "2", "--max_steps", "2", "--eval_num_samples", "0"]
+    )  # fmt: skip
+    assert done.stdout.count("reward_queries") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["reward_queries"] == 2 * 2 * 2
+    assert [row["step"] for row in read_metrics(out)] == [1, 2]
