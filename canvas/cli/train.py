@@ -1,4 +1,4 @@
-"""`canvas train ...`: reward model, Diffusion-DPO, DDPO and SFT fine-tuning.
+"""`canvas train ...`: reward model, Diffusion-DPO, DDPO, DRaFT and SFT fine-tuning.
 
 Each trainer's command lives in its own module `canvas/cli/train_NAME.py` exposing `register(group)`;
 a new trainer is a new module plus one line here. Heavy imports (torch, diffusers) stay inside the
@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from canvas.cli import train_ddpo, train_dpo, train_reward, train_sft
+from canvas.cli import train_ddpo, train_dpo, train_draft, train_reward, train_sft
 from canvas.cli._common import add_group
 
-TRAINERS = (train_reward, train_sft, train_dpo, train_ddpo)  # the order `canvas train --help` lists them
+TRAINERS = (
+    train_reward,
+    train_sft,
+    train_dpo,
+    train_ddpo,
+    train_draft,
+)  # the order `canvas train --help` lists them
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -34,6 +34,8 @@ class DemoConfig:
     ddpo_epochs: int = field(default=8, metadata={"help": "DDPO epochs"})
     ddpo_sample_batch: int = field(default=8, metadata={"help": "DDPO images per sampling batch"})
     ddpo_batches_per_epoch: int = field(default=2, metadata={"help": "DDPO sampling batches per epoch"})
+    draft_steps: int = field(default=12, metadata={"help": "DRaFT-1 optimizer steps (learned reward)"})
+    draft_batch: int = field(default=8, metadata={"help": "DRaFT images per optimizer step"})
     eval_prompts: int = field(
         default=16, metadata={"help": "prompts used by eval (same seeds base vs tuned)"}
     )
@@ -47,4 +49,6 @@ class DemoConfig:
             self.ddpo_epochs = 1
             self.ddpo_sample_batch = 4
             self.ddpo_batches_per_epoch = 1
+            self.draft_steps = min(self.draft_steps, 2)
+            self.draft_batch = min(self.draft_batch, 4)
             self.eval_prompts = min(self.eval_prompts, 4)

@@ -4,7 +4,8 @@ Stages, each calling the same entry point its own command uses:
 
     sample data -> curate -> prompts from curated captions -> generate candidate pairs
     -> start Label Studio -> push -> simulated annotators -> pull -> train reward
-    -> train DPO -> train DDPO (learned reward) -> eval both -> report.html
+    -> train DPO -> train DDPO (learned reward) -> train DRaFT (learned reward, its gradient)
+    -> eval all three -> report.html
 
 Simulated annotators are Label Studio users acting through the real API with a known noisy oracle
 (brightness), so agreement and reward accuracy can be checked against the truth. They are a demo aid:

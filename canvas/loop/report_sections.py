@@ -213,9 +213,47 @@ def fine_tuning(out: Path) -> tuple[str, str] | None:
             f"{summary.get('reward_mean_last_epoch', float('nan')):.3f} (last).</p>"
         )
         parts.append(_curves(ddpo, ["reward_mean", "loss", "approx_kl", "clipfrac"], "DDPO training"))
-    if not parts:
+    parts.append(_draft(out))
+    if not any(parts):
         return None
     return "Fine-tuning", "".join(parts)
+
+
+def _draft(out: Path) -> str:
+    """DRaFT's block: what it cost (seconds, reward queries), what it gained, and the verdict of the eval."""
+    records = _metrics(out / "draft")
+    summary = _json(out / "draft" / "summary.json")
+    if not records or summary is None:
+        return ""
+    gain = summary.get("eval_gain")
+    text = (
+        f"<h3>DRaFT-{summary.get('draft_k', 1)}</h3><p>{summary['steps']} optimizer steps backpropagating the "
+        f"learned reward model through the last {summary.get('draft_k', 1)} denoising step(s) and the VAE decoder. "
+        f"Cost: <b>{summary.get('training_seconds', float('nan')):.1f} s</b> of training, "
+        f"<b>{summary.get('reward_queries', 0)}</b> reward queries (images scored with gradients)."
+    )
+    if gain is not None:
+        per_query = gain / summary["reward_queries"] if summary.get("reward_queries") else float("nan")
+        text += (
+            f" Learned reward of {summary['config']['eval_num_samples']} fresh samples (same noise): base "
+            f"{summary['eval_reward_base']:.3f} -> tuned {summary['eval_reward_tuned']:.3f} (gain {gain:+.3f}, "
+            f"{per_query:+.2e} per reward query)."
+        )
+    verdicts = []
+    for scorer in ("learned", "oracle"):
+        ev = _json(out / "eval" / f"draft-{scorer}" / "summary.json")
+        if ev is not None:
+            low, high = ev["win_rate_ci95"]
+            verdicts.append(
+                f"{scorer}: win rate {ev['win_rate']:.2f} (95% CI {low:.2f}-{high:.2f}, {_verdict(low, high)})"
+            )
+    if verdicts:
+        text += " Verdict, tuned vs base: " + "; ".join(verdicts) + "."
+    return text + "</p>" + _curves(records, ["reward_mean", "grad_norm"], "DRaFT training")
+
+
+def _verdict(low: float, high: float) -> str:
+    return "tuned better" if low > 0.5 else "tuned worse" if high < 0.5 else "no significant difference"
 
 
 def evaluation(out: Path) -> tuple[str, str] | None:

@@ -10,6 +10,8 @@ from canvas.core.errors import CanvasError
 from canvas.loop.config import PROJECT, DemoConfig
 
 Stage = tuple[str, Callable[[], dict[str, Any]]]
+# DRaFT's learning rate on the demo's tiny pipeline (tests/rlhf/test_draft_learning.py measures the recipe)
+DEMO_DRAFT_LR = 3e-3
 
 
 def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
@@ -159,12 +161,33 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         ).train()
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
+    def train_draft() -> dict[str, Any]:
+        from canvas.rlhf.draft_config import DraftConfig
+        from canvas.rlhf.draft_trainer import DraftTrainer
+
+        summary = DraftTrainer(
+            DraftConfig(
+                prompts=str(out / "prompts.txt"),
+                reward=str(out / "reward"),  # the learned reward model, scored with gradients
+                output_dir=str(out / "draft"),
+                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
+                pretrained=cfg.pretrained,
+                max_steps=cfg.draft_steps,
+                train_batch_size=cfg.draft_batch,
+                sample_num_steps=cfg.gen_steps,
+                learning_rate=DEMO_DRAFT_LR,
+                checkpointing_steps=cfg.draft_steps,
+                seed=cfg.seed,
+            )
+        ).train()
+        return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+
     def evaluate_both() -> dict[str, Any]:
         from canvas.rlhf.evaluation import evaluate
 
         prompts = (out / "prompts.txt").read_text().splitlines()[: cfg.eval_prompts]
         results: dict[str, Any] = {}
-        for method in ("dpo", "ddpo"):
+        for method in ("dpo", "ddpo", "draft"):
             for reward_name, reward in (("oracle", cfg.oracle), ("learned", str(out / "reward"))):
                 summary = evaluate(
                     cfg.pretrained, out / method, prompts, reward, out / "eval" / f"{method}-{reward_name}",
@@ -192,6 +215,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         ("train reward", train_reward),
         ("train dpo", train_dpo),
         ("train ddpo", train_ddpo),
+        ("train draft", train_draft),
         ("eval", evaluate_both),
     ]
     return stages, cleanup

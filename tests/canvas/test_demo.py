@@ -26,6 +26,7 @@ STAGES = [
     "train reward",
     "train dpo",
     "train ddpo",
+    "train draft",
     "eval",
 ]
 
@@ -71,7 +72,7 @@ def test_demo_numbers_come_from_the_run(demo_run) -> None:
         > 0.6 * stages["simulated annotators"]["votes"]
     )
     assert stages["train reward"]["oracle_agreement_all_pairs"] > 0.6
-    for method in ("dpo", "ddpo"):
+    for method in ("dpo", "ddpo", "draft"):
         assert (out / method / "pytorch_lora_weights.safetensors").exists()
         for reward in ("oracle", "learned"):
             summary = json.loads((out / "eval" / f"{method}-{reward}" / "summary.json").read_text())

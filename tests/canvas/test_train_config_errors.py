@@ -14,6 +14,7 @@ TRAINERS = {
     "dpo": ("--preferences", "learning_rate"),
     "sft": ("--data", "learning_rate"),
     "ddpo": ("--prompts", "learning_rate"),
+    "draft": ("--prompts", "learning_rate"),
     "reward": ("--preferences", "learning_rate"),
 }
 
@@ -59,7 +60,7 @@ def test_hostile_config_is_one_line_and_writes_nothing(
     argv += [f.replace("LR", lr).replace("MISSING", str(tmp_path / "nope.yaml")) for f in flags]
     if command == "sft" and case == "nonexistent data":
         message = "no Parquet data at"
-    elif command == "ddpo" and case == "nonexistent data":
+    elif command in ("ddpo", "draft") and case == "nonexistent data":
         message = "prompt file not found"
     elif case == "nonexistent data":
         message = "no-such-data"

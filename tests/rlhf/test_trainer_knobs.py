@@ -14,10 +14,11 @@ from canvas.core.config_parser import parse_config_command
 from canvas.core.errors import CanvasError
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.dpo_config import DiffusionDPOConfig
+from canvas.rlhf.draft_config import DraftConfig
 from canvas.rlhf.reward_config import RewardConfig
 from canvas.rlhf.sft_config import SFTConfig
 
-CONFIGS = [DiffusionDPOConfig, SFTConfig, DDPOConfig, RewardConfig]
+CONFIGS = [DiffusionDPOConfig, SFTConfig, DDPOConfig, DraftConfig, RewardConfig]
 SHARED = (
     "output_dir",
     "seed",
