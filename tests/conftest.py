@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Two xdist workers share 2 cores: OpenMP threads that spin while waiting (libgomp's default) steal the
+# other worker's core; measured under load, a DRaFT step took ~100 s with 2 spinning threads vs ~17 s
+# with 1. Set before torch loads; subprocesses inherit it. Scheduling only: results are unchanged.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers), every Label Studio test goes to one worker
