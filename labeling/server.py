@@ -130,7 +130,7 @@ class ServerStatus:
 
 
 class LabelStudioServer:
-    """One Label Studio server bound to 127.0.0.1, owning one data dir.
+    """One Label Studio server bound to `host` (127.0.0.1 unless told otherwise), owning one data dir.
 
     Examples:
         >>> server = LabelStudioServer(Path("ls-data"))
@@ -138,9 +138,11 @@ class LabelStudioServer:
         >>> server.stop()
     """
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, host: str = HOST) -> None:
         self.data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
         self.port = port
+        # Another address (e.g. a network namespace's veth end) serves other hosts; loopback stays the default.
+        self.host = host
         self.files_root = self.data_dir / FILES_DIR
 
     # -- state -----------------------------------------------------------------------------------
@@ -180,8 +182,8 @@ class LabelStudioServer:
             serving = pid
         else:
             for other, port in sorted(processes.items()):
-                if port and _health(f"http://{HOST}:{port}", timeout=2.0):
-                    serving, url = other, f"http://{HOST}:{port}"
+                if port and _health(f"http://{self.host}:{port}", timeout=2.0):
+                    serving, url = other, f"http://{self.host}:{port}"
                     break
         return ServerStatus(
             running=serving is not None,
@@ -254,10 +256,10 @@ class LabelStudioServer:
     def _spawn(self, timeout: float) -> ServerStatus:
         binary = label_studio_bin()
         version = label_studio_version(binary)
-        port = self.port or free_port()
-        if not port_is_free(port):
+        port = self.port or free_port(self.host)
+        if not port_is_free(port, self.host):
             # Label Studio would silently move to another port: refuse instead.
-            raise CanvasError(f"port {port} on {HOST} is in use: pick another with --port")
+            raise CanvasError(f"port {port} on {self.host} is in use: pick another with --port")
         first_start = not (self.data_dir / DB_FILE).exists()
         if first_start:
             self._init_data_dir(binary)
@@ -272,11 +274,11 @@ class LabelStudioServer:
                 LABEL_STUDIO_USER_TOKEN=token,
                 LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
             )
-        url = f"http://{HOST}:{port}"
+        url = f"http://{self.host}:{port}"
         log_path = self.data_dir / LOG_FILE
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
-        cmd = [str(binary), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
+        cmd = [str(binary), "start", "--no-browser", "--internal-host", self.host, "--port", str(port)]
         proc = subprocess.Popen(
             [*cmd, "--log-level", "WARNING"],
             env=env,
