@@ -18,11 +18,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers), every Label Studio test goes to one worker
-    (`--dist loadgroup`), so the session starts one server, not one per worker."""
+    """Under pytest-xdist (`make test` runs two workers with `--dist loadgroup`), a test file's tests run on
+    one worker, so a module fixture (the quick demo, a curate run) is built once, not once per worker
+    (measured: the quick demo ran twice, ~200 s each); every Label Studio test goes to one worker, so the
+    session starts one server."""
     for item in items:
-        if item.nodeid.startswith("tests/labeling/"):
-            item.add_marker(pytest.mark.xdist_group("labelstudio"))
+        path = item.nodeid.split("::", 1)[0]
+        group = "labelstudio" if path.startswith("tests/labeling/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
+    # Longest first, so no long file starts last and runs alone at the end: the DDPO learning test (minutes),
+    # then every file holding a `slow` test; a file's own order is kept.
+    slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return 0 if path.endswith("test_ddpo_learning.py") else 1 if path in slow else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session", autouse=True)
