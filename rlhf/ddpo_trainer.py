@@ -26,7 +26,7 @@ from canvas.core.formats.prompts import read_prompts
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
-from canvas.rlhf.diffusion_model import load_diffusion_model
+from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
@@ -105,7 +105,7 @@ class DDPOTrainer(TrainerBase):
         self._claim_output_dir()
 
         # 3. pipeline, LoRA, optimizer
-        self.pipe = self._load_pipeline(mixed)
+        self.pipe = load_ddim_sampling_pipeline(cfg.pretrained, self.accelerator.device, mixed, "DDPO")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the LoRA's random init is part of the run's seed
             self.params = add_unet_lora(
@@ -136,24 +136,6 @@ class DDPOTrainer(TrainerBase):
             logger.info("resumed from %s (epoch %d)", self.resume_checkpoint, self.start_epoch)
         self.unet, self.optimizer = self.accelerator.prepare(self.pipe.unet, optimizer)
         self.run_logger: RunLogger | None = self._open_logger(self.start_epoch if resumed else None)
-
-    def _load_pipeline(self, mixed_precision: str) -> Any:
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-        # the stock pipeline samples, so every part (the VAE too) stays in the one dtype
-        pipe = load_diffusion_model(
-            self.config.pretrained, self.accelerator.device, mixed_precision, pipeline_dtype=True
-        ).pipe
-        if not isinstance(pipe, StableDiffusionPipeline):
-            raise CanvasError(
-                f"DDPO supports SD-1.5-style pipelines; {self.config.pretrained} is {type(pipe).__name__}"
-            )
-        if not isinstance(pipe.scheduler, DDIMScheduler):
-            logger.info(
-                "replacing %s with DDIMScheduler (DDPO samples with DDIM)", type(pipe.scheduler).__name__
-            )
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        return pipe
 
     # ---- the loop ----
     def train(self) -> dict[str, Any]:

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 
 def weight_dtype_for(mixed_precision: str) -> torch.dtype:
@@ -99,3 +102,22 @@ def load_diffusion_model(
         pipe.unet.to(device, dtype=dtype).requires_grad_(False)
     size = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
     return DiffusionModel(pipe=pipe, weight_dtype=dtype, device=device, resolution=size)
+
+
+def load_ddim_sampling_pipeline(pretrained: str, device: Any, mixed_precision: str, method: str) -> Any:
+    """The SD-1.5-style pipeline an on-policy trainer (DDPO, DRaFT) samples from with DDIM, frozen, in one
+    dtype (the stock pipeline decodes too); another pipeline class is one line naming `method`."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from canvas.core.errors import CanvasError
+
+    pipe = load_diffusion_model(pretrained, device, mixed_precision, pipeline_dtype=True).pipe
+    if not isinstance(pipe, StableDiffusionPipeline):
+        raise CanvasError(f"{method} supports SD-1.5-style pipelines; {pretrained} is {type(pipe).__name__}")
+    if not isinstance(pipe.scheduler, DDIMScheduler):
+        logger.info(
+            "replacing %s with DDIMScheduler (%s samples with DDIM)", type(pipe.scheduler).__name__, method
+        )
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

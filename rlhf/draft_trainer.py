@@ -25,7 +25,7 @@ import torch
 from canvas.core.errors import CanvasError
 from canvas.core.formats.prompts import read_prompts
 from canvas.rlhf.ddim_logprob import decode_latents, encode_prompts, predict_noise
-from canvas.rlhf.diffusion_model import load_diffusion_model
+from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.draft_config import DraftConfig
 from canvas.rlhf.draft_rewards import load_differentiable_reward
 from canvas.rlhf.launch import create_accelerator
@@ -112,7 +112,7 @@ class DraftTrainer(TrainerBase):
             self.reward.to(self.accelerator.device)
 
         # 3. pipeline, LoRA, optimizer (gradients are averaged by hand: see `_sync_gradients`)
-        self.pipe = self._load_pipeline(mixed)
+        self.pipe = load_ddim_sampling_pipeline(cfg.pretrained, self.accelerator.device, mixed, "DRaFT")
         unet = self.pipe.unet
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the LoRA's random init is part of the run's seed
@@ -134,21 +134,6 @@ class DraftTrainer(TrainerBase):
             self.reward_queries = int(resumed[0]["reward_queries"])
             logger.info("resumed from %s (step %d)", self.resume_checkpoint, self.start_step)
         self.run_logger: RunLogger | None = self._open_logger(self.start_step if resumed else None)
-
-    def _load_pipeline(self, mixed_precision: str) -> Any:
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-        pipe = load_diffusion_model(
-            self.config.pretrained, self.accelerator.device, mixed_precision, pipeline_dtype=True
-        ).pipe
-        if not isinstance(pipe, StableDiffusionPipeline):
-            raise CanvasError(
-                f"DRaFT supports SD-1.5-style pipelines; {self.config.pretrained} is {type(pipe).__name__}"
-            )
-        if not isinstance(pipe.scheduler, DDIMScheduler):
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
 
     # ---- sampling ----
     def generate(

@@ -22,16 +22,8 @@ __all__ = ["ClientBase", "LabelStudioClient", "connect"]
 
 
 class LabelStudioClient(UsersMixin, ProjectsMixin, FilesMixin):
-    """A thin wrapper over `label_studio_sdk.LabelStudio`: typed helpers, retries, one error style.
-
-    Args:
-        url: server base URL, e.g. `http://127.0.0.1:8080`.
-        token: API token; default `$LABEL_STUDIO_API_KEY`, else the one `canvas label server start` stored.
-        retries: attempts per call when the server cannot be reached.
-        backoff: first wait in seconds; doubled after each failed attempt.
-        timeout: one read timeout for every kind of call (tests); default `Timeouts.from_env()`.
-        timeouts: the timeouts per kind of call.
-    """
+    """Every Label Studio call we make: users, projects and tasks, uploaded files (one mixin each), over
+    `ClientBase` (connection, retries, timeouts, one error style; its docstring lists the arguments)."""
 
 
 def connect(
