@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from canvas.core.errors import CanvasError
-from canvas.core.formats.prompts import read_prompts
+from canvas.core.formats.prompts import training_prompts
 from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
@@ -81,13 +81,7 @@ class DDPOTrainer(TrainerBase):
     ) -> None:
         self.config = cfg = config
         # 1. inputs first: a bad prompt file or reward name fails before any model loads
-        if prompts is None:
-            if not cfg.prompts:
-                raise CanvasError("no prompts: pass --prompts FILE (.txt or .parquet)")
-            prompts = read_prompts(cfg.prompts)
-        if not prompts:
-            raise CanvasError("the prompt list is empty")
-        self.prompts = list(prompts)
+        self.prompts = training_prompts(prompts, cfg.prompts)
         self.reward = reward if reward is not None else load_reward(cfg.reward)
 
         # 2. accelerator: gradients accumulate over the trained timesteps of every batch

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from canvas.core.errors import CanvasError
-from canvas.core.formats.prompts import read_prompts
+from canvas.core.formats.prompts import training_prompts
 from canvas.rlhf.ddim_logprob import decode_latents, encode_prompts, predict_noise
 from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.draft_config import DraftConfig
@@ -93,13 +93,7 @@ class DraftTrainer(TrainerBase):
         self.config = cfg = config
         # 1. inputs first: a non-differentiable reward or a bad prompt file fails before any model loads
         self.reward = reward if reward is not None else load_differentiable_reward(cfg.reward)
-        if prompts is None:
-            if not cfg.prompts:
-                raise CanvasError("no prompts: pass --prompts FILE (.txt or .parquet)")
-            prompts = read_prompts(cfg.prompts)
-        if not prompts:
-            raise CanvasError("the prompt list is empty")
-        self.prompts = list(prompts)
+        self.prompts = training_prompts(prompts, cfg.prompts)
 
         # 2. accelerator, output folder
         mixed = cfg.mixed_precision

@@ -103,3 +103,14 @@ def read_prompts(path: str | Path) -> list[str]:
     if not prompts:
         raise CanvasError(f"no prompts in {path} (empty file, only comments or only blank captions)")
     return prompts
+
+
+def training_prompts(given: list[str] | None, path: str | None) -> list[str]:
+    """A trainer's prompts: the list a caller passed, else the `--prompts` file; one line if neither or empty."""
+    if given is None:
+        if not path:
+            raise CanvasError("no prompts: pass --prompts FILE (.txt or .parquet)")
+        given = read_prompts(path)
+    if not given:
+        raise CanvasError("the prompt list is empty")
+    return list(given)
