@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from canvas.core.errors import CanvasError
+from canvas.curation.embedded_shards import check_embedding_pair, npy_shape, records_with_embeddings
 from canvas.curation.records import DECODE, RawRecord, Record, Rejection
-from canvas.curation.sources import IMAGE_COLUMNS, original_size
+from canvas.curation.sources import IMAGE_COLUMNS
 
 EMBEDDINGS = ("b32", "l14")  # the CLIP models DataComp ships: ViT-B/32 and ViT-L/14
 CLIP_MODEL_OF = {"b32": "ViT-B-32", "l14": "ViT-L-14"}  # the open_clip name whose score rule applies
@@ -42,58 +42,31 @@ def embeddings_path(parquet_path: str) -> str:
 
 def npz_shapes(handle: BinaryIO) -> dict[str, tuple[int, ...]]:
     """Array shapes of an `.npz` from the headers alone (nothing is loaded)."""
-    shapes = {}
     with zipfile.ZipFile(handle) as archive:
-        for name in archive.namelist():
-            with archive.open(name) as member:
-                version = np.lib.format.read_magic(member)
-                shape, _, _ = np.lib.format._read_array_header(member, version)  # noqa: SLF001
-                shapes[name.removesuffix(".npy")] = shape
-    return shapes
+        return {name.removesuffix(".npy"): npy_shape(archive.open(name)) for name in archive.namelist()}
 
 
 def check_pool_shard(path: str, rows: int, shapes: dict[str, tuple[int, ...]], which: str) -> int:
     """The embedding width, or a one-line error when the `.npz` does not fit the Parquet shard."""
     npz = embeddings_path(path)
-    for part in ("img", "txt"):
-        key = f"{which}_{part}"
+    for key in (f"{which}_img", f"{which}_txt"):
         if key not in shapes:
             raise CanvasError(f"{npz}: no `{key}` array (has {', '.join(sorted(shapes)) or 'none'})")
-        if len(shapes[key]) != 2 or shapes[key][0] != rows:
-            raise CanvasError(f"{npz}: `{key}` has shape {shapes[key]}, expected ({rows}, dim) for {path}")
-    if shapes[f"{which}_img"][1] != shapes[f"{which}_txt"][1]:
-        raise CanvasError(f"{npz}: `{which}_img` and `{which}_txt` differ in width")
-    return int(shapes[f"{which}_img"][1])
+    return check_embedding_pair(
+        path,
+        rows,
+        (f"{npz}: `{which}_img`", shapes[f"{which}_img"]),
+        (f"{npz}: `{which}_txt`", shapes[f"{which}_txt"]),
+    )
 
 
 def read_pool_shard(
     parquet: BinaryIO, npz: BinaryIO, path: str, index: int, which: str
 ) -> Iterator[RawRecord]:
     """One shard -> RawRecords without images, carrying the chosen model's image and text embeddings."""
-    meta = pq.ParquetFile(parquet)
-    wanted = ("uid", "text", "original_width", "original_height")
-    table = meta.read(columns=[c for c in wanted if c in meta.schema_arrow.names])  # not url etc.
     with np.load(npz) as arrays:
-        img = np.asarray(arrays[f"{which}_img"], dtype=np.float32)
-        txt = np.asarray(arrays[f"{which}_txt"], dtype=np.float32)
-    if len(img) != table.num_rows or len(txt) != table.num_rows:
-        raise CanvasError(
-            f"{embeddings_path(path)}: {len(img)} embedding rows for {table.num_rows} Parquet rows"
-        )
-    missing = [None] * table.num_rows
-    column = {c: table.column(c).to_pylist() if c in table.column_names else missing for c in wanted}
-    for row in range(table.num_rows):
-        size = original_size(column["original_width"][row], column["original_height"][row])
-        yield RawRecord(
-            key=str(column["uid"][row]),
-            caption=column["text"][row],
-            image=None,
-            source=f"{path}#{row}",
-            ordinal=(index, row),
-            embedding=img[row],
-            text_embedding=txt[row],
-            **size,
-        )
+        img, txt = arrays[f"{which}_img"], arrays[f"{which}_txt"]
+    yield from records_with_embeddings(parquet, ("uid",), "text", img, txt, path, index)
 
 
 def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Rejection:

@@ -68,5 +68,5 @@ def test_clip_retrieval_misaligned_embeddings_is_one_line(tmp_path: Path) -> Non
     folder = _clip_retrieval_folder(tmp_path, 40, uids=True)
     npy = folder / "text_emb" / "text_emb_1.npy"
     np.save(npy, np.load(npy)[:-1])
-    with pytest.raises(CanvasError, match=r"text_emb_1\.npy: shape \(19, 512\), expected \(20, dim\)"):
+    with pytest.raises(CanvasError, match=r"text_emb_1\.npy has shape \(19, 512\), expected \(20, dim\)"):
         run_curation([str(folder)], tmp_path / "out")
