@@ -11,51 +11,24 @@ Usage: .venv/bin/python bench/bench_label_push_pull.py [--pairs 10000]
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from canvas.labeling.client import LabelStudioClient
-from canvas.labeling.local_files import local_file_url, project_images_dir
-from canvas.labeling.pull import pull_preferences
-from canvas.labeling.push import push_candidates
-from canvas.labeling.schema import LABEL_CONFIG, choice_result
-from canvas.labeling.server import LabelStudioServer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _label_bench import annotated_project, fmt_rounds, running_server, timed, write_candidates  # noqa: E402
+
+from canvas.labeling.local_files import local_file_url, project_images_dir  # noqa: E402
+from canvas.labeling.pull import pull_preferences  # noqa: E402
+from canvas.labeling.push import push_candidates  # noqa: E402
+from canvas.labeling.schema import LABEL_CONFIG  # noqa: E402
 
 PUSH_GOAL_S, PULL_GOAL_S = 10.0, 15.0
-
-
-def _png(rng: np.random.Generator) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def write_candidates(path: Path, pairs: int) -> None:
-    rng = np.random.default_rng(0)
-    pool = [_png(rng) for _ in range(64)]  # distinct bytes per file are not needed for I/O timing
-    rows = {
-        "pair_id": [f"bench-{i:06d}" for i in range(pairs)],
-        "prompt": [f"prompt number {i}" for i in range(pairs)],
-        "image_0": [pool[i % 64] for i in range(pairs)],
-        "image_1": [pool[(i * 7 + 3) % 64] for i in range(pairs)],
-    }
-    path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(rows), path / "candidates.parquet")
-
-
-def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN201 - a tiny timing helper
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def main() -> None:
@@ -68,10 +41,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        server = LabelStudioServer(tmp / "ls")
-        server.start()
-        try:
-            client = LabelStudioClient(server.url, server.token)
+        with running_server(tmp / "ls") as (server, client):
             candidates = tmp / "candidates"
             write_candidates(candidates, n)
             rows = pq.read_table(candidates / "candidates.parquet", columns=["pair_id", "prompt"]).to_pylist()
@@ -104,26 +74,7 @@ def main() -> None:
             )
 
             # An annotated project: n/2 pairs x 2 annotators = n annotations, imported inline with the tasks.
-            u1 = client.create_user("bench1@bench.local", "bench1")
-            u2 = client.create_user("bench2@bench.local", "bench2")
-            pull_project = client.create_project("bench pull", LABEL_CONFIG, 2)
-            choices = ("left", "right", "tie")
-
-            def vote(user: int, choice: str) -> dict:
-                # Imported annotations are ground truth unless told otherwise (Label Studio's default).
-                return {
-                    "result": choice_result(choice),
-                    "completed_by": user,
-                    "lead_time": 3.0,
-                    "ground_truth": False,
-                }
-
-            annotated = [
-                t | {"annotations": [vote(u1, choices[i % 3]), vote(u2, choices[(i // 3) % 3])]}
-                for i, t in enumerate(tasks[: n // 2])
-            ]
-            for i in range(0, len(annotated), 500):
-                client.import_tasks(pull_project, annotated[i : i + 500])
+            pull_project, _ = annotated_project(client, "bench pull", [t["data"] for t in tasks[: n // 2]])
             for _ in range(args.rounds):
                 exported, seconds = timed(client.export_tasks, pull_project)
                 raw_exports.append(seconds)
@@ -133,24 +84,18 @@ def main() -> None:
                 )
                 assert pulled.kept == total, (pulled, total)
                 pulls.append(seconds)
-        finally:
-            server.stop()
 
     push_s, raw_import_s = statistics.median(pushes), statistics.median(raw_imports)
     pull_s, raw_export_s = statistics.median(pulls), statistics.median(raw_exports)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load}; medians of {args.rounds} rounds")
-    print(f"push {n} pairs: {push_s:.2f} s (goal <= {PUSH_GOAL_S:.0f} s; rounds {_fmt(pushes)}) | Label Studio "
-          f"raw import of the same tasks: {raw_import_s:.2f} s (rounds {_fmt(raw_imports)}) | ratio ours/raw "
+    print(f"push {n} pairs: {push_s:.2f} s (goal <= {PUSH_GOAL_S:.0f} s; rounds {fmt_rounds(pushes)}) | Label Studio "
+          f"raw import of the same tasks: {raw_import_s:.2f} s (rounds {fmt_rounds(raw_imports)}) | ratio ours/raw "
           f"{push_s / raw_import_s:.2f}x | idempotent re-push (0 new): {repush_s:.2f} s")  # fmt: skip
     print(f"pull {total} annotations ({n // 2} pairs): {pull_s:.2f} s (goal <= {PULL_GOAL_S:.0f} s; rounds "
-          f"{_fmt(pulls)}) | Label Studio raw JSON export: {raw_export_s:.2f} s (rounds {_fmt(raw_exports)}) | "
+          f"{fmt_rounds(pulls)}) | Label Studio raw JSON export: {raw_export_s:.2f} s (rounds {fmt_rounds(raw_exports)}) | "
           f"ratio ours/raw {pull_s / raw_export_s:.2f}x")  # fmt: skip
     print(f"goals met: push {push_s <= PUSH_GOAL_S}, pull {pull_s <= PULL_GOAL_S}")
-
-
-def _fmt(values: list[float]) -> str:
-    return "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

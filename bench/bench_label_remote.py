@@ -31,13 +31,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_label_push_pull import timed, write_candidates  # noqa: E402
+from _label_bench import annotated_project, fmt_rounds, running_server, timed, write_candidates  # noqa: E402
 
 from canvas.labeling.client import LabelStudioClient  # noqa: E402
 from canvas.labeling.pull import pull_preferences  # noqa: E402
 from canvas.labeling.push import push_candidates  # noqa: E402
-from canvas.labeling.schema import LABEL_CONFIG, choice_result  # noqa: E402
-from canvas.labeling.server import LabelStudioServer  # noqa: E402
+from canvas.labeling.schema import LABEL_CONFIG  # noqa: E402
 from canvas.labeling.upload import FILES_PER_REQUEST, IMAGES_CONFIG  # noqa: E402
 
 
@@ -85,20 +84,14 @@ def upload_sweep(files_count: int, rounds: int) -> None:
     """Bare uploads of the same files at 10, 50 and 100 files a request (Label Studio's most), interleaved."""
     sizes = (10, 50, FILES_PER_REQUEST)
     seconds: dict[int, list[float]] = {k: [] for k in sizes}
-    with tempfile.TemporaryDirectory() as tmp:
-        server = LabelStudioServer(Path(tmp) / "ls")
-        server.start()
-        try:
-            client = LabelStudioClient(server.url, server.token)
-            write_candidates(Path(tmp) / "c", files_count // 2)
-            rows = pq.read_table(Path(tmp) / "c" / "candidates.parquet").to_pylist()
-            files = [(f"{r['pair_id']}_{i}.png", r[f"image_{i}"]) for r in rows for i in (0, 1)]
-            for r in range(rounds):
-                for k in sizes:
-                    _, s = timed(raw_upload, client, f"sweep {k} {r}", files, k)
-                    seconds[k].append(s)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "ls") as (_, client):
+        write_candidates(Path(tmp) / "c", files_count // 2)
+        rows = pq.read_table(Path(tmp) / "c" / "candidates.parquet").to_pylist()
+        files = [(f"{r['pair_id']}_{i}.png", r[f"image_{i}"]) for r in rows for i in (0, 1)]
+        for r in range(rounds):
+            for k in sizes:
+                _, s = timed(raw_upload, client, f"sweep {k} {r}", files, k)
+                seconds[k].append(s)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"{os.cpu_count()} cores, load average {load}; bare upload of {len(files)} files, medians of {rounds}"
@@ -107,7 +100,7 @@ def upload_sweep(files_count: int, rounds: int) -> None:
     for k in sizes:
         med = statistics.median(seconds[k])
         print(f"{k:3d} files a request: {med:.2f} s = {1000 * med / len(files):.1f} ms/file "
-              f"(rounds {_fmt(seconds[k])}); ratio to {FILES_PER_REQUEST} a request {med / base:.2f}x")  # fmt: skip
+              f"(rounds {fmt_rounds(seconds[k])}); ratio to {FILES_PER_REQUEST} a request {med / base:.2f}x")  # fmt: skip
 
 
 def main() -> None:
@@ -126,10 +119,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        server = LabelStudioServer(tmp / "ls")
-        server.start()
-        try:
-            client = LabelStudioClient(server.url, server.token)
+        with running_server(tmp / "ls") as (server, client):
             candidates = tmp / "candidates"
             write_candidates(candidates, n)
             rows = pq.read_table(candidates / "candidates.parquet").to_pylist()
@@ -175,20 +165,7 @@ def main() -> None:
                 key=lambda d: d["pair_id"],
             )
             half = args.pull_pairs or n // 2
-            u1 = client.create_user("bench1@bench.local", "bench1")
-            u2 = client.create_user("bench2@bench.local", "bench2")
-            pull_project = client.create_project("bench remote pull", LABEL_CONFIG, 2)
-            choices = ("left", "right", "tie")
-
-            def vote(user: int, choice: str) -> dict:
-                return {"result": choice_result(choice), "completed_by": user, "lead_time": 3.0, "ground_truth": False}  # fmt: skip
-
-            annotated = [
-                {"data": data, "annotations": [vote(u1, choices[i % 3]), vote(u2, choices[(i // 3) % 3])]}
-                for i, data in enumerate(pushed_tasks[:half])
-            ]
-            for i in range(0, len(annotated), 500):
-                client.import_tasks(pull_project, annotated[i : i + 500])
+            pull_project, annotated = annotated_project(client, "bench remote pull", pushed_tasks[:half])
             references = sorted({t["data"][k] for t in annotated for k in ("image_0", "image_1")})
             for r in range(args.rounds):
                 exported, seconds = timed(client.export_tasks, pull_project)
@@ -207,28 +184,22 @@ def main() -> None:
                 print(f"round {r}: pull {seconds:.1f} s: {pull_parts.describe(seconds, threaded=True)}", flush=True)  # fmt: skip
                 assert pulled.kept == total, (pulled, total)
                 m["pull"].append(seconds)
-        finally:
-            server.stop()
 
     med = {k: statistics.median(v) for k, v in m.items()}
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load}; medians of {args.rounds} rounds; {2 * n} files of "
           f"{len(files[0][1])}-{max(len(f[1]) for f in files)} bytes, {FILES_PER_REQUEST} per upload request")  # fmt: skip
-    print(f"remote push {n} pairs: {med['push']:.2f} s ({1000 * med['push'] / n:.2f} ms/pair; rounds {_fmt(m['push'])}) "
+    print(f"remote push {n} pairs: {med['push']:.2f} s ({1000 * med['push'] / n:.2f} ms/pair; rounds {fmt_rounds(m['push'])}) "
           f"| Label Studio import of the same tasks: {med['import']:.2f} s ({1000 * med['import'] / n:.2f} ms/pair) "
           f"| ratio ours/import {med['push'] / med['import']:.2f}x "
           f"| bare upload of the same {2 * n} files: {med['upload']:.2f} s ({1000 * med['upload'] / n:.2f} ms/pair) "
           f"| ratio ours/(upload + import) {med['push'] / (med['upload'] + med['import']):.2f}x "
           f"| idempotent re-push (0 new, 0 uploaded): {repush_s:.2f} s")  # fmt: skip
     print(f"remote pull {total} annotations ({half} pairs, {len(references)} images): {med['pull']:.2f} s "
-          f"({1000 * med['pull'] / half:.2f} ms/pair; rounds {_fmt(m['pull'])}) | Label Studio JSON export: "
+          f"({1000 * med['pull'] / half:.2f} ms/pair; rounds {fmt_rounds(m['pull'])}) | Label Studio JSON export: "
           f"{med['export']:.2f} s | ratio ours/export {med['pull'] / med['export']:.2f}x | bare fetch of the "
           f"same images (8 threads): {med['fetch']:.2f} s | ratio ours/(export + fetch) "
           f"{med['pull'] / (med['export'] + med['fetch']):.2f}x")  # fmt: skip
-
-
-def _fmt(values: list[float]) -> str:
-    return "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":
