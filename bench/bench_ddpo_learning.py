@@ -13,8 +13,13 @@ block means, then a flat per-channel mean) and decoded by the same VAE. The deco
 own, so even flat latents do not decode to a flat image; the flat-latent gain is about the most a policy
 that only moves latents can reach on this preset.
 
+With `--step-variance` it prints instead which sampler steps decide a sample's reward: the variance of
+the reward when only the noise of steps >= k is redrawn (the same initial noise, prompt and earlier noise),
+for several k. What the later steps leave is what training on them can act on (`train_timesteps`).
+
 Usage: .venv/bin/python bench/bench_ddpo_learning.py [--epochs 40] [--batches-per-epoch 16] [--threads 1]
        [--set FIELD=VALUE ...]
+       .venv/bin/python bench/bench_ddpo_learning.py --step-variance [--set sample_num_steps=16]
 """
 
 from __future__ import annotations
@@ -57,6 +62,51 @@ def reward_of_smoothed_latents(trainer: Any, num_samples: int, seed: int) -> dic
         }
 
 
+@torch.no_grad()
+def reward_variance_by_step(trainer: Any, groups: int = 16, repeats: int = 4) -> dict[int, float]:
+    """{k: mean within-group variance of the reward when the sampler noise of steps >= k is redrawn}, over
+    `groups` (initial noise, prompt) pairs x `repeats` draws; k = 0 is the whole variance within an epoch
+    that does not come from the initial noise and the prompt."""
+    from canvas.rlhf.ddim_logprob import ddim_step_with_logprob, decode_latents, encode_prompts, predict_noise
+    from canvas.rlhf.rewards import score_checked
+
+    pipe, cfg = trainer.pipe, trainer.config
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(groups)]
+    embeds, negative = encode_prompts(pipe, prompts, cfg.negative_prompt)
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(cfg.sample_num_steps)
+    size = pipe.unet.config.sample_size
+    start = torch.randn(
+        groups, pipe.unet.config.in_channels, size, size, generator=torch.Generator().manual_seed(0)
+    )
+    start = start * scheduler.init_noise_sigma
+
+    def rewards(k: int, draw: int) -> torch.Tensor:
+        latents, shared, own = (
+            start.clone(),
+            torch.Generator().manual_seed(7),
+            torch.Generator().manual_seed(100 + draw),
+        )
+        for i, t in enumerate(scheduler.timesteps):
+            noise = predict_noise(
+                pipe.unet,
+                scheduler.scale_model_input(latents, t),
+                t,
+                embeds,
+                negative,
+                cfg.sample_guidance_scale,
+            )
+            generator = shared if i < k else own
+            latents = ddim_step_with_logprob(
+                scheduler, noise, t, latents, eta=cfg.sample_eta, generator=generator
+            ).prev_sample
+        return score_checked(trainer.reward, decode_latents(pipe, latents), prompts)
+
+    steps = cfg.sample_num_steps
+    ks = sorted({0, steps // 8, steps // 4, 3 * steps // 8, steps // 2, 3 * steps // 4, steps - 1})
+    return {k: torch.stack([rewards(k, d) for d in range(repeats)], 1).var(1).mean().item() for k in ks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -70,6 +120,9 @@ def main() -> None:
         "--set", action="append", default=[], metavar="FIELD=VALUE",
         help="override any DDPOConfig field of the recipe (YAML value), e.g. --set sample_num_steps=16",
     )  # fmt: skip
+    parser.add_argument(
+        "--step-variance", action="store_true", help="only the reward variance by sampler step"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import yaml
@@ -93,6 +146,14 @@ def main() -> None:
             }
         )  # fmt: skip
         trainer = DDPOTrainer(config, prompts=PROMPTS)
+        if args.step_variance:
+            by_step = reward_variance_by_step(trainer)
+            print(
+                f"reward variance (kB^2) left when only the noise of steps >= k is redrawn ({config.sample_num_steps} steps, eta {config.sample_eta}):"
+            )
+            for k, v in by_step.items():
+                print(f"  k = {k:2d}: {v:.3e} ({v / by_step[0]:.0%} of k = 0)")
+            return
         ceiling = reward_of_smoothed_latents(trainer, args.eval_samples, seed=12345)  # before any update
         started = time.perf_counter()
         trainer.train()
