@@ -14,6 +14,7 @@ Run, checkpoint and resume knobs use the names every canvas trainer shares (tran
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +24,8 @@ from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
 from canvas.rlhf.run_knobs import overwrite_output_dir_field, resume_from_checkpoint_field, tensorboard_field
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+LR_SCHEDULERS = ("constant", "cosine", "linear")
+TRAIN_TIMESTEP_CHOICES = ("random", "earliest")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
 RECIPES_DIR = Path(__file__).with_name("recipes")
 
@@ -158,6 +161,16 @@ class DDPOConfig:
     learning_rate: float = field(
         default=3e-4, metadata={"help": "AdamW learning rate. Default: both's train_learning_rate."}
     )
+    lr_scheduler: str = field(
+        default="constant",
+        metadata={
+            "help": "Learning-rate schedule over the run's optimizer steps: constant (both), cosine or linear "
+            "(decay to 0 at the last step, as diffusers' get_scheduler names them). (ours)"
+        },
+    )
+    lr_warmup_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps of linear warm-up before the schedule. (ours)"}
+    )
     train_adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1. Default: both."})
     train_adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2. Default: both."})
     train_adam_weight_decay: float = field(
@@ -190,7 +203,15 @@ class DDPOConfig:
     train_timestep_fraction: float = field(
         default=1.0,
         metadata={
-            "help": "Fraction of each trajectory's timesteps trained on (random per sample). Default: both."
+            "help": "Fraction of each trajectory's timesteps trained on (which: train_timesteps). Default: both."
+        },
+    )
+    train_timesteps: str = field(
+        default="random",
+        metadata={
+            "help": "Which timesteps train_timestep_fraction keeps: random (a new subset per sample and inner "
+            "epoch, as both) or earliest (the noisiest steps, where most of a sample's reward variance is "
+            "decided on small models; docs/benchmarks.md). (ours)"
         },
     )
 
@@ -241,6 +262,10 @@ class DDPOConfig:
         need(self.sample_num_steps >= 1, "sample_num_steps must be >= 1")
         need(0 < self.train_timestep_fraction <= 1, "train_timestep_fraction must be in (0, 1]")
         need(
+            self.train_timesteps in TRAIN_TIMESTEP_CHOICES,
+            f"train_timesteps must be one of {', '.join(TRAIN_TIMESTEP_CHOICES)}, got {self.train_timesteps!r}",
+        )
+        need(
             min(self.sample_batch_size, self.sample_num_batches_per_epoch, self.train_batch_size) >= 1,
             "batch sizes and sample_num_batches_per_epoch must be >= 1",
         )
@@ -261,6 +286,29 @@ class DDPOConfig:
         )
         need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(
+            self.lr_scheduler in LR_SCHEDULERS,
+            f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}",
+        )
+        need(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+
+    @property
+    def optimizer_steps_per_epoch(self) -> int:
+        """Optimizer steps one epoch makes (every process makes the same)."""
+        batches = self.sample_batch_size * self.sample_num_batches_per_epoch // self.train_batch_size
+        return self.train_num_inner_epochs * batches // self.train_gradient_accumulation_steps
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of `learning_rate` for optimizer step `step` (0-based) of the run."""
+        if step < self.lr_warmup_steps:
+            return (step + 1) / self.lr_warmup_steps
+        if self.lr_scheduler == "constant":
+            return 1.0
+        total = self.num_epochs * self.optimizer_steps_per_epoch - self.lr_warmup_steps
+        progress = min(1.0, (step - self.lr_warmup_steps) / max(1, total))
+        if self.lr_scheduler == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     @property
     def num_train_timesteps(self) -> int:

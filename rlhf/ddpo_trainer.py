@@ -151,6 +151,7 @@ class DDPOTrainer(TrainerBase):
                 "reward_std": rewards.std(unbiased=False).item(),
                 **train_info,
                 "optimizer_steps": self.optimizer_steps,
+                "learning_rate": self.optimizer.param_groups[0]["lr"],
                 "seconds": time.monotonic() - t0,
             }
             bar.set_postfix(reward=f"{metrics['reward_mean']:.4g}", kl=f"{metrics['approx_kl']:.2g}")
@@ -236,8 +237,12 @@ class DDPOTrainer(TrainerBase):
         self.unet.train()
         for _ in range(cfg.train_num_inner_epochs):
             order = torch.randperm(total, generator=gen).to(acc.device)
-            # every trajectory visits its timesteps in its own random order
-            t_order = torch.stack([torch.randperm(steps, generator=gen) for _ in range(total)]).to(acc.device)
+            # every trajectory visits its timesteps in its own random order; the first num_train_timesteps are
+            # trained ("earliest": the sampler's first steps, in order)
+            t_order = torch.stack([torch.randperm(steps, generator=gen) for _ in range(total)])
+            if cfg.train_timesteps == "earliest":
+                t_order = torch.arange(steps).repeat(total, 1)
+            t_order = t_order.to(acc.device)
             rows = torch.arange(total, device=acc.device)[:, None]
             shuffled = {k: samples[k][order] for k in keys}
             for k in ("latents", "next_latents", "log_probs", "timesteps"):
@@ -275,6 +280,9 @@ class DDPOTrainer(TrainerBase):
             acc.backward(out.loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(self.params, cfg.train_max_grad_norm)
+                # the schedule is a function of the step count, so a resume needs no scheduler state
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.learning_rate * cfg.lr_factor(self.optimizer_steps)
                 self.optimizer_steps += 1
             self.optimizer.step()
             self.optimizer.zero_grad()

@@ -144,3 +144,45 @@ def test_diverging_training_stops_with_the_step_number(tmp_path: Path, tiny_pres
     )
     with pytest.raises(CanvasError, match=r"non-finite loss at epoch 1, optimizer step 2 \(timestep \d+\)"):
         trainer.train()
+
+
+def test_learning_rate_schedule_follows_the_optimizer_steps(tmp_path: Path, tiny_presets) -> None:
+    config = small_config(tmp_path, lr_scheduler="linear", lr_warmup_steps=1, num_epochs=3)
+    # 2 samples x 2 batches / train batch 1 / accumulation 2 x 2 inner epochs = 4 optimizer steps an epoch
+    assert config.optimizer_steps_per_epoch == 4
+    factors = [config.lr_factor(step) for step in range(12)]
+    assert factors[0] == 1.0 and factors[1] == 1.0 and factors[-1] == pytest.approx(1 / 11)
+    assert all(a > b for a, b in zip(factors[1:-1], factors[2:], strict=True))
+    cosine = small_config(tmp_path, lr_scheduler="cosine", num_epochs=3)
+    assert cosine.lr_factor(0) == 1.0 and cosine.lr_factor(6) == pytest.approx(0.5)
+    assert small_config(tmp_path).lr_factor(11) == 1.0  # constant, the default
+    DDPOTrainer(config, prompts=PROMPTS).train()
+    logged = [m["learning_rate"] for m in read_metrics(tmp_path)]
+    # each epoch logs the rate of its last optimizer step: steps 3, 7, 11
+    assert logged == pytest.approx([3e-3 * factors[i] for i in (3, 7, 11)])
+    with pytest.raises(CanvasError, match="lr_scheduler must be one of constant, cosine, linear"):
+        small_config(tmp_path, lr_scheduler="step")
+
+
+@pytest.mark.parametrize("which", ["earliest", "random"])
+def test_train_timesteps_chooses_which_steps_are_trained(
+    tmp_path: Path, tiny_presets, monkeypatch, which: str
+) -> None:
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+
+    trained: set[int] = set()
+    original = ddpo_trainer.transition_log_prob
+
+    def recording(unet, scheduler, latents, next_latents, timesteps, *rest):
+        trained.update(int(t) for t in timesteps)
+        return original(unet, scheduler, latents, next_latents, timesteps, *rest)
+
+    monkeypatch.setattr(ddpo_trainer, "transition_log_prob", recording)
+    config = small_config(tmp_path, num_epochs=1, sample_num_steps=8, train_timesteps=which)
+    trainer = DDPOTrainer(config, prompts=PROMPTS)
+    trainer.train()
+    schedule = [int(t) for t in trainer.pipe.scheduler.timesteps]  # noisiest first
+    if which == "earliest":  # half of 8: the sampler's first 4 steps, every time
+        assert trained == set(schedule[:4])
+    else:  # a random half per sample: later steps get trained too
+        assert trained - set(schedule[:4])
