@@ -14,9 +14,10 @@ the same base images), by the learned reward and by the hidden oracle (brightnes
 Per method: reward gain (tuned mean - base mean) by each judge, CPU seconds of training (user + system of
 this process and its children, `resource.getrusage`), reward queries (DDPO: samples scored; DRaFT: images
 scored with gradients; DPO: labelled pairs it trained on, each behind 3 annotator votes), gain per
-CPU-minute and per 100 reward queries; then each figure as a ratio against DPO's in the same run (null
-where DPO's figure is not positive: a ratio against no gain means nothing). The reward model's own cost
-(its labelled pairs and CPU seconds) is printed once: DDPO and DRaFT both build on it.
+CPU-minute and per 100 reward queries; then each figure as a ratio against DPO's in the same run, and
+DRaFT's against DDPO's (null where the baseline's figure is not positive: a ratio against no gain means
+nothing). The reward model's own cost (its labelled pairs and CPU seconds) is printed once: DDPO and DRaFT
+both build on it.
 
 Usage: OMP_NUM_THREADS=1 .venv/bin/python bench/bench_rl_efficiency.py [--quick] [--seed 0]
        [--eval-prompts 16] [--output DIR] [--threads 1]
@@ -176,13 +177,14 @@ def main() -> None:
             f"{r['learned_per_cpu_min']:+15.3f} {r['learned_per_100_queries']:+13.3f} "
             f"{r['oracle_per_cpu_min']:+14.4f} {r['oracle_per_100_queries']:+12.4f}"
         )
-    print("ratios against DPO (same run):")
+    print("ratios (same run; the baseline after the slash):")
     keys = ("learned_gain", "oracle_gain", "cpu_s", "queries", "learned_per_cpu_min", "learned_per_100_queries",
             "oracle_per_cpu_min", "oracle_per_100_queries")  # fmt: skip
-    for method in ("ddpo", "draft"):
-        # a ratio against a DPO figure <= 0 (no gain) would flip or explode: printed as null
-        ratios = {k: round(rows[method][k] / rows["dpo"][k], 2) if rows["dpo"][k] > 0 else None for k in keys}
-        print(f"{method}/dpo: {json.dumps(ratios)}")
+    for method, baseline in (("ddpo", "dpo"), ("draft", "dpo"), ("draft", "ddpo")):
+        # a ratio against a baseline figure <= 0 (no gain) would flip or explode: printed as null
+        base = rows[baseline]
+        ratios = {k: round(rows[method][k] / base[k], 2) if base[k] > 0 else None for k in keys}
+        print(f"{method}/{baseline}: {json.dumps(ratios)}")
     print(f"wall {time.monotonic() - started:.0f} s, CPU {cpu_seconds():.0f} s in all", flush=True)
     if tmp is not None:
         tmp.cleanup()
