@@ -118,22 +118,10 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         }
 
     def train_dpo() -> dict[str, Any]:
-        from canvas.rlhf.dpo_config import DiffusionDPOConfig
         from canvas.rlhf.dpo_trainer import DiffusionDPOTrainer
 
-        summary = DiffusionDPOTrainer(
-            DiffusionDPOConfig(
-                preferences=str(out / "labels" / "preferences.parquet"),
-                output_dir=str(out / "dpo"),
-                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
-                pretrained=cfg.pretrained,
-                max_steps=cfg.dpo_steps,
-                train_batch_size=8,
-                learning_rate=1e-3,
-                checkpointing_steps=max(cfg.dpo_steps // 2, 1),
-                seed=cfg.seed,
-            )
-        ).train()
+        config = dpo_config(cfg, out / "labels" / "preferences.parquet", out / "dpo")
+        summary = DiffusionDPOTrainer(config).train()
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def train_ddpo() -> dict[str, Any]:
@@ -144,24 +132,10 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def train_draft() -> dict[str, Any]:
-        from canvas.rlhf.draft_config import DraftConfig
         from canvas.rlhf.draft_trainer import DraftTrainer
 
-        summary = DraftTrainer(
-            DraftConfig(
-                prompts=str(out / "prompts.txt"),
-                reward=str(out / "reward"),  # the learned reward model, scored with gradients
-                output_dir=str(out / "draft"),
-                overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
-                pretrained=cfg.pretrained,
-                max_steps=cfg.draft_steps,
-                train_batch_size=cfg.draft_batch,
-                sample_num_steps=cfg.gen_steps,
-                learning_rate=DEMO_DRAFT_LR,
-                checkpointing_steps=cfg.draft_steps,
-                seed=cfg.seed,
-            )
-        ).train()
+        config = draft_config(cfg, out / "prompts.txt", out / "reward", out / "draft")
+        summary = DraftTrainer(config).train()
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def evaluate_both() -> dict[str, Any]:
@@ -201,6 +175,44 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         ("eval", evaluate_both),
     ]
     return stages, cleanup
+
+
+# Each training stage's config is built by a function, so tests and benchmarks (bench/bench_rl_efficiency.py)
+# train with exactly the demo's settings.
+def dpo_config(cfg: DemoConfig, preferences: Path, output_dir: Path) -> Any:
+    """The demo's Diffusion-DPO run on the annotators' labels (a `DiffusionDPOConfig`)."""
+    from canvas.rlhf.dpo_config import DiffusionDPOConfig
+
+    return DiffusionDPOConfig(
+        preferences=str(preferences),
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
+        pretrained=cfg.pretrained,
+        max_steps=cfg.dpo_steps,
+        train_batch_size=8,
+        learning_rate=1e-3,
+        checkpointing_steps=max(cfg.dpo_steps // 2, 1),
+        seed=cfg.seed,
+    )
+
+
+def draft_config(cfg: DemoConfig, prompts: Path, reward: Path, output_dir: Path) -> Any:
+    """The demo's DRaFT-1 run against the learned reward model (a `DraftConfig`)."""
+    from canvas.rlhf.draft_config import DraftConfig
+
+    return DraftConfig(
+        prompts=str(prompts),
+        reward=str(reward),  # the learned reward model, scored with gradients
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,  # the demo's own stage folder: a rerun replaces it
+        pretrained=cfg.pretrained,
+        max_steps=cfg.draft_steps,
+        train_batch_size=cfg.draft_batch,
+        sample_num_steps=cfg.gen_steps,
+        learning_rate=DEMO_DRAFT_LR,
+        checkpointing_steps=cfg.draft_steps,
+        seed=cfg.seed,
+    )
 
 
 # The demo's DDPO LoRA also adapts the UNet's convolutions. On the tiny preset's UNet an attention-only LoRA
