@@ -19,6 +19,7 @@ Usage: .venv/bin/python bench/bench_semdedup_disk.py [--n 10000000] [--dtype flo
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import shutil
@@ -41,10 +42,39 @@ GOAL_S, GOAL_RSS_GB, GOAL_RECALL, GOAL_PRECISION = 240.0, 4.0, 0.98, 0.99
 CHUNK = 200_000
 
 
-def write_data(
-    path: Path, n: int, d: int, centers: int, dup_fraction: float, dtype: str, seed: int = 0
+def _write_chunk(
+    path: Path,
+    offset: int,
+    index: int,
+    m: int,
+    d: int,
+    topics: np.ndarray,
+    dup_fraction: float,
+    dtype: str,
+    seed: int,
 ) -> np.ndarray:
-    """Writes the `.npy` chunk by chunk; returns the planted (original row, copy row) pairs."""
+    """Chunk `index` (its own seed, so any process can write it) at its place in the file; its pairs."""
+    rng = np.random.default_rng([seed, index])
+    start = index * CHUNK
+    block = topics[rng.integers(0, len(topics), m)] + 0.059 * rng.standard_normal((m, d), dtype=np.float32)
+    block /= np.linalg.norm(block, axis=1, keepdims=True)
+    n_dups = int(m * dup_fraction)
+    position = rng.permutation(m)
+    originals, copies = position[: m - n_dups][:n_dups], position[m - n_dups :]
+    dup = block[originals] + 0.0034 * rng.standard_normal((n_dups, d), dtype=np.float32)
+    block[copies] = dup / np.linalg.norm(dup, axis=1, keepdims=True)
+    data = block.astype(dtype)
+    with open(path, "r+b") as handle:
+        handle.seek(offset + start * d * data.itemsize)
+        handle.write(data.tobytes())
+    return np.stack([originals + start, copies + start], axis=1)
+
+
+def write_data(
+    path: Path, n: int, d: int, centers: int, dup_fraction: float, dtype: str, seed: int = 0, workers: int = 2
+) -> np.ndarray:
+    """Writes the `.npy` chunk by chunk, `workers` processes writing chunks at their offsets; returns the
+    planted (original row, copy row) pairs."""
     rng = np.random.default_rng(seed)
     topics = rng.standard_normal((centers, d), dtype=np.float32)
     topics /= np.linalg.norm(topics, axis=1, keepdims=True)
@@ -53,37 +83,30 @@ def write_data(
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=(n, d))
     del header
     offset = np.load(path, mmap_mode="r").offset
-    handle = open(path, "r+b")  # noqa: SIM115 - closed below, after the loop
-    handle.seek(offset)
-    pairs = []
-    for start in range(0, n, CHUNK):
-        m = min(CHUNK, n - start)
-        block = topics[rng.integers(0, centers, m)] + 0.059 * rng.standard_normal((m, d), dtype=np.float32)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        n_dups = int(m * dup_fraction)
-        position = rng.permutation(m)
-        originals, copies = position[: m - n_dups][:n_dups], position[m - n_dups :]
-        dup = block[originals] + 0.0034 * rng.standard_normal((n_dups, d), dtype=np.float32)
-        block[copies] = dup / np.linalg.norm(dup, axis=1, keepdims=True)
-        handle.write(block.astype(dtype).tobytes())
-        pairs.append(np.stack([originals + start, copies + start], axis=1))
-    handle.close()
+    args = [
+        (path, offset, i, min(CHUNK, n - i * CHUNK), d, topics, dup_fraction, dtype, seed)
+        for i in range((n + CHUNK - 1) // CHUNK)
+    ]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pairs = pool.starmap(_write_chunk, args)
     return np.concatenate(pairs)
 
 
-def streamed(path: Path, work: Path, sample: int) -> tuple[dict[int, int], dict[str, float]]:
+def streamed(
+    path: Path, work: Path, sample: int, workers: int = 2, k: int = 0
+) -> tuple[dict[int, int], dict[str, float]]:
     times: dict[str, float] = {}
     n = len(np.load(path, mmap_mode="r"))
-    k = auto_n_clusters(n)
+    k = k or auto_n_clusters(n)
     t = time.perf_counter()
     centroids = fit_on_sample(path, k, sample)
     times["kmeans"] = time.perf_counter() - t
     t = time.perf_counter()
-    assignment = assign_to_disk(path, centroids, work, chunk_rows=CHUNK)
+    assignment = assign_to_disk(path, centroids, work, chunk_rows=CHUNK, workers=workers)
     times["assign"] = time.perf_counter() - t
     t = time.perf_counter()
     removed = {}
-    for _, decisions in dedup_clusters(path, assignment, EPS):
+    for _, decisions in dedup_clusters(path, assignment, EPS, workers=workers):
         for dec in decisions:
             removed[int(dec.key)] = int(dec.duplicate_of)
     times["clusters"] = time.perf_counter() - t
@@ -141,6 +164,10 @@ def main() -> None:
     parser.add_argument(
         "--compare", type=int, default=200_000, help="rows for the float16/float32/in-memory check"
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for the assignment and the clusters"
+    )
+    parser.add_argument("--k", type=int, default=0, help="k-means clusters (0: auto, sqrt(n))")
     parser.add_argument("--dir", type=Path, default=None, help="where the data goes (default: a temp folder)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="semdedup_disk_", dir=args.dir))
@@ -153,19 +180,30 @@ def main() -> None:
             f"data: {args.n} x {args.d} {args.dtype} on disk ({size:.2f} GiB), {len(pairs)} planted copies, "
             f"written in {time.perf_counter() - t:.1f} s (not timed below)"
         )
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the generator's processes
+        child_cpu0 = children.ru_utime + children.ru_stime
         start, cpu0 = time.perf_counter(), time.process_time()
-        removed, times = streamed(path, folder / "work", args.sample)
+        removed, times = streamed(path, folder / "work", args.sample, args.workers, args.k)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu = children.ru_utime + children.ru_stime - child_cpu0
+        main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        # RUSAGE_CHILDREN's maxrss is the largest child's (the generator's included); the workers run
+        # together, so the peak is bounded by the main process plus `workers` times the largest child.
+        worker_rss = children.ru_maxrss / 2**20
+        rss = main_rss + args.workers * worker_rss
         recall, precision = score(removed, pairs)
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; CPU time {cpu:.1f} s")
+        print(
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; CPU time {cpu + child_cpu:.1f} s "
+            f"(main {cpu:.1f} s, {args.workers} workers {child_cpu:.1f} s)"
+        )
         print(
             f"SemDeDup from disk {args.n}: {total:.1f} s (k-means {times['kmeans']:.1f} s on {args.sample}, "
             f"assign {times['assign']:.1f} s, {times['k']} clusters {times['clusters']:.1f} s)"
         )
         print(
-            f"  removed {len(removed)}; recall {recall:.4f} precision {precision:.4f}; peak RSS {rss:.2f} GB "
-            f"(data {size:.2f} GiB on disk); goals: "
+            f"  removed {len(removed)}; recall {recall:.4f} precision {precision:.4f}; peak RSS <= {rss:.2f} GB "
+            f"(main {main_rss:.2f} + {args.workers} x largest child {worker_rss:.2f}; data {size:.2f} GiB on disk); goals: "
             f"<= {GOAL_S:.0f} s {'met' if total <= GOAL_S else 'NOT met'}, <= {GOAL_RSS_GB:.0f} GB "
             f"{'met' if rss <= GOAL_RSS_GB else 'NOT met'}, recall {'met' if recall >= GOAL_RECALL else 'NOT met'}, "
             f"precision {'met' if precision >= GOAL_PRECISION else 'NOT met'}"
