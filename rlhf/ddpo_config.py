@@ -14,17 +14,21 @@ Run, checkpoint and resume knobs use the names every canvas trainer shares (tran
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from canvas.core.errors import CanvasError
 from canvas.rlhf.lora_training_config import DEFAULT_TARGET_MODULES
-from canvas.rlhf.run_knobs import overwrite_output_dir_field, resume_from_checkpoint_field, tensorboard_field
+from canvas.rlhf.run_knobs import (
+    LR_SCHEDULERS,
+    lr_factor,
+    overwrite_output_dir_field,
+    resume_from_checkpoint_field,
+    tensorboard_field,
+)
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
-LR_SCHEDULERS = ("constant", "cosine", "linear")
 TRAIN_TIMESTEP_CHOICES = ("random", "earliest")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
 RECIPES_DIR = Path(__file__).with_name("recipes")
@@ -300,15 +304,8 @@ class DDPOConfig:
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of `learning_rate` for optimizer step `step` (0-based) of the run."""
-        if step < self.lr_warmup_steps:
-            return (step + 1) / self.lr_warmup_steps
-        if self.lr_scheduler == "constant":
-            return 1.0
-        total = self.num_epochs * self.optimizer_steps_per_epoch - self.lr_warmup_steps
-        progress = min(1.0, (step - self.lr_warmup_steps) / max(1, total))
-        if self.lr_scheduler == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        total = self.num_epochs * self.optimizer_steps_per_epoch
+        return lr_factor(step, self.lr_warmup_steps, total, self.lr_scheduler)
 
     @property
     def num_train_timesteps(self) -> int:

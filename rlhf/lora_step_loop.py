@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from canvas.rlhf.lora import add_unet_lora, save_unet_lora
+from canvas.rlhf.run_knobs import lr_factor
 from canvas.rlhf.tracking import RunLogger
 from canvas.rlhf.trainer_base import TrainerBase
 
@@ -69,8 +70,8 @@ class LoraStepLoop(TrainerBase):
 
     def _lr(self, step: int) -> float:
         """Linear warm-up over `lr_warmup_steps`, then constant."""
-        warmup = self.config.lr_warmup_steps
-        return self.config.learning_rate * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        cfg = self.config
+        return cfg.learning_rate * lr_factor(step, cfg.lr_warmup_steps, cfg.max_steps)
 
     def _set_lr(self, step: int) -> None:
         for group in self.optimizer.param_groups:

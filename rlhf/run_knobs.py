@@ -6,8 +6,11 @@ the default live here, so `canvas train dpo|sft|ddpo|reward --help` say the same
 
 from __future__ import annotations
 
+import math
 from dataclasses import field
 from typing import Any
+
+LR_SCHEDULERS = ("constant", "cosine", "linear")
 
 
 def resume_from_checkpoint_field() -> Any:
@@ -34,3 +37,17 @@ def overwrite_output_dir_field() -> Any:
 
 def tensorboard_field() -> Any:
     return field(default=True, metadata={"help": "mirror metrics to TensorBoard (OUTPUT/tensorboard)"})
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, scheduler: str = "constant") -> float:
+    """Multiplier of the learning rate at optimizer step `step` (0-based) of a `total_steps` run: linear
+    warm-up over `warmup_steps`, then `scheduler` (constant, or cosine / linear decay to 0 at the end). A
+    function of the step alone, so a resumed run needs no scheduler state."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if scheduler == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if scheduler == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
