@@ -239,10 +239,12 @@ class DDPOTrainer(TrainerBase):
             order = torch.randperm(total, generator=gen).to(acc.device)
             # every trajectory visits its timesteps in its own random order; the first num_train_timesteps are
             # trained ("earliest": the sampler's first steps, in order)
-            t_order = torch.stack([torch.randperm(steps, generator=gen) for _ in range(total)])
             if cfg.train_timesteps == "earliest":
-                t_order = torch.arange(steps).repeat(total, 1)
-            t_order = t_order.to(acc.device)
+                t_order = torch.arange(steps).repeat(total, 1).to(acc.device)
+            else:
+                t_order = torch.stack([torch.randperm(steps, generator=gen) for _ in range(total)]).to(
+                    acc.device
+                )
             rows = torch.arange(total, device=acc.device)[:, None]
             shuffled = {k: samples[k][order] for k in keys}
             for k in ("latents", "next_latents", "log_probs", "timesteps"):
