@@ -54,8 +54,8 @@ def records_with_embeddings(
     key_column = next((c for c in key_columns if c in present), None)
     if key_column is None or caption_column not in present:
         raise CanvasError(f"{path}: needs `{caption_column}` and one of {', '.join(key_columns)}")
-    wanted: Sequence[str] = [key_column, caption_column, *(c for c in SIZE_COLUMNS if c in present)]
-    table = meta.read(columns=list(wanted))
+    wanted = [key_column, caption_column, *(c for c in SIZE_COLUMNS if c in present)]
+    table = meta.read(columns=wanted)
     img, txt = np.asarray(img, dtype=np.float32), np.asarray(txt, dtype=np.float32)
     if len(img) != table.num_rows or len(txt) != table.num_rows:
         raise CanvasError(

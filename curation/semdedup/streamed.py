@@ -74,12 +74,6 @@ class Assignment:
     bounds: Path
     sims: Path
 
-    def cluster_rows(self) -> Iterator[tuple[int, np.ndarray]]:
-        order = np.load(self.order, mmap_mode="r")
-        bounds = np.load(self.bounds)
-        for c in range(len(bounds) - 1):
-            yield c, np.asarray(order[bounds[c] : bounds[c + 1]])
-
 
 def _assign_rows(
     path: Path, centroids: np.ndarray, out: Path, start: int, stop: int, chunk_rows: int
@@ -103,8 +97,7 @@ def assign_to_disk(
     out.mkdir(parents=True, exist_ok=True)
     n = len(open_rows(path))
     for name, dtype in (("cluster_ids.npy", np.int32), ("centroid_sims.npy", np.float32)):
-        del_me = np.lib.format.open_memmap(out / name, mode="w+", dtype=dtype, shape=(n,))
-        del del_me
+        np.lib.format.open_memmap(out / name, mode="w+", dtype=dtype, shape=(n,))  # the workers fill them
     starts = list(range(0, n, chunk_rows))
     if workers <= 1 or len(starts) < 2:
         _assign_rows(path, centroids, out, 0, n, chunk_rows)
