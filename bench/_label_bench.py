@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from canvas.labeling.client import LabelStudioClient
-from canvas.labeling.schema import LABEL_CONFIG, choice_result
+from canvas.labeling.schema import CHOICES, LABEL_CONFIG, choice_result
 from canvas.labeling.server import LabelStudioServer
 
 
@@ -56,7 +56,6 @@ def annotated_project(client: LabelStudioClient, name: str, task_data: list[dict
     u1 = client.create_user("bench1@bench.local", "bench1")
     u2 = client.create_user("bench2@bench.local", "bench2")
     project = client.create_project(name, LABEL_CONFIG, 2)
-    choices = ("left", "right", "tie")
 
     def vote(user: int, choice: str) -> dict:
         # Imported annotations are ground truth unless told otherwise (Label Studio's default).
@@ -68,7 +67,7 @@ def annotated_project(client: LabelStudioClient, name: str, task_data: list[dict
         }
 
     annotated = [
-        {"data": data, "annotations": [vote(u1, choices[i % 3]), vote(u2, choices[(i // 3) % 3])]}
+        {"data": data, "annotations": [vote(u1, CHOICES[i % 3]), vote(u2, CHOICES[(i // 3) % 3])]}
         for i, data in enumerate(task_data)
     ]
     for i in range(0, len(annotated), 500):

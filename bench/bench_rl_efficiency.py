@@ -51,6 +51,7 @@ def simulated_labels(cfg: Any, candidates: Path, output: Path) -> dict[str, Any]
     import pyarrow.parquet as pq
 
     from canvas.labeling.quality import majority
+    from canvas.labeling.schema import LABELS
     from canvas.labeling.simulate import SimulatedAnnotator
     from canvas.rlhf.preferences import write_preferences
     from canvas.rlhf.rewards import EncodedImageScorer
@@ -64,14 +65,13 @@ def simulated_labels(cfg: Any, candidates: Path, output: Path) -> dict[str, Any]
     prompts = [r["prompt"] for r in rows]
     left = scorer([r["image_0"] for r in rows], prompts)
     right = scorer([r["image_1"] for r in rows], prompts)
-    labels = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
     records, votes_right = [], 0
     for row, r0, r1 in zip(rows, left, right, strict=True):
         votes = [a.judge(row["pair_id"], float(r0), float(r1))[0] for a in annotators]
         votes_right += sum(
             v == a.oracle(float(r0), float(r1)) for v, a in zip(votes, annotators, strict=True)
         )
-        label_0, label_1 = labels[majority(votes)[0]]
+        label_0, label_1 = LABELS[majority(votes)[0]]
         records.append(
             {"caption": row["prompt"], "jpg_0": row["image_0"], "jpg_1": row["image_1"], "label_0": label_0, "label_1": label_1}
         )  # fmt: skip
