@@ -60,20 +60,11 @@ def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_presets(canvas_home: Path) -> dict[str, Path]:
     """Build the tiny preset once per session; returns {'clip': weights file, 'sd15': folder}."""
-    import fcntl
-    import json
 
     from canvas.core.presets.loading import init_preset
 
-    # init_preset always rebuilds; xdist workers share canvas_home, so one builds and the others read it.
-    with open(canvas_home / "tiny_presets.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = canvas_home / "tiny_presets.json"
-        if done.exists():
-            return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
-        paths = init_preset("tiny")
-        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-        return paths
+    # xdist workers share canvas_home: one builds under the build lock, the others find it built.
+    return init_preset("tiny", rebuild=False)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         from canvas.core.presets.loading import init_preset
         from canvas.core.sample_data import write_sample
 
-        init_preset("tiny")
+        init_preset("tiny", rebuild=False)  # a fresh machine builds it here; a second run reuses it
         summary = write_sample(out / "sample.parquet")
         return {"rows": summary["rows"], "file": str(out / "sample.parquet")}
 

@@ -165,6 +165,53 @@ def test_processes_starting_together_build_a_preset_once(tmp_path: Path) -> None
     assert log.read_text() == "built\n" and marker.read_text() == "done"
 
 
+def _init_preset_logged(root: str, log: str, name: str, rebuild: bool) -> None:
+    import time
+
+    from canvas.core.presets import loading
+
+    def build(out_dir: Path) -> Path:
+        with open(log, "a") as f:
+            f.write(f"{name} start\n")
+        time.sleep(0.5)  # long enough for the other process to arrive while this one builds
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "model_index.json").write_text("{}")
+        with open(log, "a") as f:
+            f.write(f"{name} end\n")
+        return out_dir
+
+    loading.BUILDERS["tiny"] = build
+    loading.build_tiny_clip = lambda out_dir: (
+        out_dir.mkdir(parents=True, exist_ok=True) or (out_dir / loading.CLIP_WEIGHTS_FILE).write_text("w")
+    )
+    loading.init_preset("tiny", Path(root), rebuild=rebuild)
+
+
+def test_a_rebuild_waits_for_a_build_in_progress_and_a_plain_init_reuses_the_preset(tmp_path: Path) -> None:
+    # `canvas models init` (a rebuild) used to skip the build lock: in the test suite the demo's rebuild
+    # replaced the shared preset folder while another worker was building it (FileNotFoundError in
+    # save_pretrained). A rebuild now waits its turn; the demo builds only what is missing.
+    import multiprocessing
+    import time
+
+    log = tmp_path / "builds.log"
+    context = multiprocessing.get_context("fork")
+    first = context.Process(target=_init_preset_logged, args=(str(tmp_path), str(log), "first", True))
+    first.start()
+    while not log.exists():
+        time.sleep(0.05)
+    second = context.Process(target=_init_preset_logged, args=(str(tmp_path), str(log), "second", True))
+    second.start()
+    for worker in (first, second):
+        worker.join(30)
+    assert (first.exitcode, second.exitcode) == (0, 0)
+    assert log.read_text().split("\n")[:4] == ["first start", "first end", "second start", "second end"]
+    reuse = context.Process(target=_init_preset_logged, args=(str(tmp_path), str(log), "reuse", False))
+    reuse.start()
+    reuse.join(30)
+    assert reuse.exitcode == 0 and "reuse" not in log.read_text()
+
+
 def test_a_preset_builds_whole_on_any_rank_of_a_distributed_launch(tmp_path: Path, monkeypatch) -> None:
     """Under torchrun the first process to take the build lock builds the preset, and that may be rank 1;
     transformers 5 writes model weights only on rank 0 of an initialized process group, so a rank-1 build

@@ -13,7 +13,7 @@ from typing import Any
 
 from canvas.core.errors import CanvasError
 from canvas.core.paths import build_once, preset_dir
-from canvas.core.presets.clip import build_tiny_clip
+from canvas.core.presets.clip import CLIP_WEIGHTS_FILE, build_tiny_clip
 from canvas.core.presets.diffusion import build_tiny_sd
 from canvas.core.presets.photo import build_tiny_photo_sd
 from canvas.core.presets.registry import PIPELINE_PRESETS, PRESET_ROOT, TINY_PRETRAINED
@@ -69,15 +69,23 @@ def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, *
     return pipe
 
 
-def init_preset(preset: str = TINY_PRETRAINED, root: Path | None = None) -> dict[str, Path]:
-    """(Re)build the tiny CLIP and one pipeline preset into `root` (default `$CANVAS_HOME`); the paths written."""
+def init_preset(
+    preset: str = TINY_PRETRAINED, root: Path | None = None, rebuild: bool = True
+) -> dict[str, Path]:
+    """Build the tiny CLIP and one pipeline preset into `root` (default `$CANVAS_HOME`); the paths.
+
+    `rebuild=False` builds only what is missing. Either way under the build lock that build-on-first-use
+    takes: a rebuild replaces the folder, and another process building or reading it meanwhile (a test
+    worker, a second job) would otherwise lose files under it.
+    """
     if preset not in PIPELINE_PRESETS:
         raise CanvasError(f"unknown preset {preset!r}; known: {', '.join(PIPELINE_PRESETS)}")
     base = preset_dir(PRESET_ROOT, root)
-    return {
-        "clip": build_tiny_clip(base / "clip"),
-        PIPELINE_PRESETS[preset].folder: BUILDERS[preset](base / PIPELINE_PRESETS[preset].folder),
-    }
+    clip = base / "clip" / CLIP_WEIGHTS_FILE
+    build_once(clip, lambda: build_tiny_clip(clip.parent), rebuild)
+    folder = base / PIPELINE_PRESETS[preset].folder
+    build_once(folder / "model_index.json", lambda: BUILDERS[preset](folder), rebuild)
+    return {"clip": clip, PIPELINE_PRESETS[preset].folder: folder}
 
 
 if __name__ == "__main__":  # `python -m canvas.core.presets.loading NAME FOLDER`: what `_build` runs
