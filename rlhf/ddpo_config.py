@@ -218,6 +218,15 @@ class DDPOConfig:
             "decided on small models; docs/benchmarks.md). (ours)"
         },
     )
+    train_earliest_epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "The epochs that train only train_timestep_fraction of the steps (with train_timesteps: "
+            "earliest, the first ones); later epochs train every step. A curriculum: the cheap early steps, "
+            "where most of the reward is decided, first, then the texture the later steps set. None: every "
+            "epoch. (ours)"
+        },
+    )
 
     # ---- advantages ----
     per_prompt_stat_tracking: bool = field(
@@ -270,6 +279,10 @@ class DDPOConfig:
             f"train_timesteps must be one of {', '.join(TRAIN_TIMESTEP_CHOICES)}, got {self.train_timesteps!r}",
         )
         need(
+            self.train_earliest_epochs is None or self.train_earliest_epochs >= 0,
+            f"train_earliest_epochs must be >= 0, got {self.train_earliest_epochs}",
+        )
+        need(
             min(self.sample_batch_size, self.sample_num_batches_per_epoch, self.train_batch_size) >= 1,
             "batch sizes and sample_num_batches_per_epoch must be >= 1",
         )
@@ -311,3 +324,8 @@ class DDPOConfig:
     def num_train_timesteps(self) -> int:
         """Timesteps trained per trajectory (at least one)."""
         return max(1, int(self.sample_num_steps * self.train_timestep_fraction))
+
+    def train_timesteps_in(self, epoch: int) -> int:
+        """Timesteps trained per trajectory in `epoch` (0-based): all of them once train_earliest_epochs are over."""
+        over = self.train_earliest_epochs is not None and epoch >= self.train_earliest_epochs
+        return self.sample_num_steps if over else self.num_train_timesteps

@@ -234,6 +234,9 @@ class DDPOTrainer(TrainerBase):
         total, steps = samples["latents"].shape[:2]
         guidance = cfg.sample_guidance_scale if cfg.train_cfg else 1.0
         info: dict[str, list[float]] = defaultdict(list)
+        trained = cfg.train_timesteps_in(epoch)
+        # one optimizer step per training batch, whatever the number of trained timesteps this epoch
+        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * trained
         self.unet.train()
         for _ in range(cfg.train_num_inner_epochs):
             order = torch.randperm(total, generator=gen).to(acc.device)
@@ -251,7 +254,7 @@ class DDPOTrainer(TrainerBase):
                 shuffled[k] = shuffled[k][rows, t_order]
             for start in range(0, total, cfg.train_batch_size):
                 batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
-                for j in range(cfg.num_train_timesteps):
+                for j in range(trained):
                     self._train_step(batch, j, guidance, epoch, info)
         return {k: float(np.mean(v)) for k, v in info.items()}
 

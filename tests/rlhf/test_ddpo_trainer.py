@@ -186,3 +186,33 @@ def test_train_timesteps_chooses_which_steps_are_trained(
         assert trained == set(schedule[:4])
     else:  # a random half per sample: later steps get trained too
         assert trained - set(schedule[:4])
+
+
+def test_train_earliest_epochs_trains_the_earliest_steps_first_then_all(
+    tmp_path: Path, tiny_presets, monkeypatch
+) -> None:
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+
+    calls: list[int] = []
+    original = ddpo_trainer.transition_log_prob
+
+    def recording(unet, scheduler, latents, next_latents, timesteps, *rest):
+        calls.append(int(timesteps[0]))
+        return original(unet, scheduler, latents, next_latents, timesteps, *rest)
+
+    monkeypatch.setattr(ddpo_trainer, "transition_log_prob", recording)
+    config = small_config(
+        tmp_path, num_epochs=2, sample_num_steps=8, train_timesteps="earliest", train_earliest_epochs=1
+    )
+    trainer = DDPOTrainer(config, prompts=PROMPTS)
+    trainer.train()
+    schedule = [int(t) for t in trainer.pipe.scheduler.timesteps]
+    batches = config.train_num_inner_epochs * 4 // config.train_batch_size  # 4 samples per epoch
+    first, second = calls[: batches * 4], calls[batches * 4 :]
+    assert set(first) == set(schedule[:4]) and sorted(set(second)) == sorted(schedule)
+    assert len(second) == batches * 8
+    # every epoch ends with the same number of optimizer steps, however many timesteps it trained
+    steps = [m["optimizer_steps"] for m in read_metrics(tmp_path)]
+    assert steps == [config.optimizer_steps_per_epoch, 2 * config.optimizer_steps_per_epoch]
+    with pytest.raises(CanvasError, match="train_earliest_epochs must be >= 0"):
+        small_config(tmp_path, train_earliest_epochs=-1)
