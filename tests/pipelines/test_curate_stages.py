@@ -287,7 +287,7 @@ def test_near_dedup_stage_equals_the_global_search_without_gathering_all_hashes(
     from canvas.pipelines.curate_near_dedup import _hash_item
 
     rng = np.random.default_rng(5)
-    base = _record("base", _png(0), 0)
+    base = _record("base", _png(0, (32, 32)), 0)  # small: beam.Create pickles every record's bytes
     hashes = [int(v) for v in rng.integers(0, 2**63, 300, dtype=np.uint64)]
     for j in range(60):  # copies 0..10 bits away: some within the radius 8, some not
         h = hashes[j]
@@ -325,7 +325,7 @@ def test_clip_score_percentile_threshold_equals_the_sorted_one() -> None:
 
     rng = np.random.default_rng(6)
     scores = np.concatenate([np.round(rng.normal(0.3, 0.02, 300), 3), 0.31 + rng.random(100) * 1e-4])
-    base = _record("base", _png(0), 0)
+    base = _record("base", _png(0, (32, 32)), 0)  # small: beam.Create pickles every record's bytes
     records = [
         dataclasses.replace(base, key=f"k{i:04d}", source=f"t#{i}", clip_score=float(s))
         for i, s in enumerate(scores)
