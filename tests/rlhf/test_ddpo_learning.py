@@ -10,10 +10,10 @@ The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo_quick.yaml`: 24 epochs of 2 x 3
 training batch 8 per process, lr 3e-3, and a curriculum: the first 8 epochs train only the sampler's first 6
 steps (where ~80% of a sample's reward variance is decided), later epochs every step. Measured 2026-12-03 on
 2 cores, 32 fresh samples drawn with a seed no epoch used (the same noise for base and tuned; base ~1.25 kB):
-the reward of fresh samples rises by +17.8% / +19.3% / +17.6% (run seeds 0/1/2), ~6.5 minutes
+the reward of fresh samples rises by +17.8% / +19.3% / +17.6% / +17.4% (run seeds 0-3), ~6.5 minutes
 of training each on this machine (one that runs the old recipe about half as fast as where it was tuned).
 
-Asserted: +14%, the smallest seed minus twice the spread (1.7 points). RL runs are chaotic under float rounding: a run repeats bit for bit on one machine, but
+Asserted: +13%, the smallest seed minus twice the spread (1.9 points), rounded down. RL runs are chaotic under float rounding: a run repeats bit for bit on one machine, but
 another CPU is another draw, so the margin comes from the spread over seeds, not from one run.
 
 The longer recipe, `rlhf/recipes/ddpo_jpeg_tiny_photo.yaml` (28 epochs of 2 x 96 samples, all steps), reaches
@@ -32,7 +32,7 @@ import pytest
 from canvas.rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.14
+MIN_GAIN = 0.13
 
 RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo_quick.yaml"
 
