@@ -60,7 +60,6 @@ def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_presets(canvas_home: Path) -> dict[str, Path]:
     """Build the tiny preset once per session; returns {'clip': weights file, 'sd15': folder}."""
-
     from canvas.core.presets.loading import init_preset
 
     # xdist workers share canvas_home: one builds under the build lock, the others find it built.

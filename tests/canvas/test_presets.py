@@ -180,10 +180,12 @@ def _init_preset_logged(root: str, log: str, name: str, rebuild: bool) -> None:
             f.write(f"{name} end\n")
         return out_dir
 
+    def build_clip(out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / loading.CLIP_WEIGHTS_FILE).write_text("w")
+
     loading.BUILDERS["tiny"] = build
-    loading.build_tiny_clip = lambda out_dir: (
-        out_dir.mkdir(parents=True, exist_ok=True) or (out_dir / loading.CLIP_WEIGHTS_FILE).write_text("w")
-    )
+    loading.build_tiny_clip = build_clip
     loading.init_preset("tiny", Path(root), rebuild=rebuild)
 
 

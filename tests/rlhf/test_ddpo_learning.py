@@ -13,8 +13,9 @@ steps (where ~80% of a sample's reward variance is decided), later epochs every 
 the reward of fresh samples rises by +17.8% / +19.3% / +17.6% / +17.4% (run seeds 0-3), ~6.5 minutes
 of training each on this machine (one that runs the old recipe about half as fast as where it was tuned).
 
-Asserted: +13%, the smallest seed minus twice the spread (1.9 points), rounded down. RL runs are chaotic under float rounding: a run repeats bit for bit on one machine, but
-another CPU is another draw, so the margin comes from the spread over seeds, not from one run.
+Asserted: +13%, the smallest seed minus twice the spread (1.9 points), rounded down. RL runs are chaotic
+under float rounding: a run repeats bit for bit on one machine, but another CPU is another draw, so the
+margin comes from the spread over seeds, not from one run.
 
 The longer recipe, `rlhf/recipes/ddpo_jpeg_tiny_photo.yaml` (28 epochs of 2 x 96 samples, all steps), reaches
 +20.7% in ~11 minutes where it was tuned; `bench/bench_ddpo_learning.py` runs recipes beyond this budget, and

@@ -84,7 +84,7 @@ def init_preset(
     clip = base / "clip" / CLIP_WEIGHTS_FILE
     build_once(clip, lambda: build_tiny_clip(clip.parent), rebuild)
     folder = base / PIPELINE_PRESETS[preset].folder
-    build_once(folder / "model_index.json", lambda: BUILDERS[preset](folder), rebuild)
+    build_once(folder / "model_index.json", lambda: _build(preset, folder), rebuild)
     return {"clip": clip, PIPELINE_PRESETS[preset].folder: folder}
 
 
