@@ -9,11 +9,12 @@ import numpy as np
 
 from canvas.curation.best_copy import CopyQuality, why_kept
 from canvas.curation.semdedup.pairwise import (
+    close_pairs,
     is_small,
+    kept_in_pairs,
     kept_in_upper,
     max_sim_to_earlier,
     most_similar_kept,
-    removed_by_bound,
     upper_sims,
 )
 from canvas.curation.semdedup.ranking import rank_cluster
@@ -81,13 +82,16 @@ def dedup_cluster(
         return []
     order = rank_cluster(keys, centroid_sims, clip_scores, policy, qualities)
     ranked = np.asarray(embeddings, dtype=np.float32)[order]
-    # A cluster whose n x n fits max_block_bytes: an exact Cauchy-Schwarz bound from 1/8 of the dimensions
-    # rules out almost every pair, the rest are checked exactly. When the bound passes too many pairs (a
-    # loose eps): one full product for <= 512 rows (reused for duplicate_of), else column blocks.
-    small = is_small(len(ranked), max_block_bytes)
-    fits = 4 * len(ranked) ** 2 <= max_block_bytes  # the bound's n x n matrix
-    matrix, removed = None, removed_by_bound(ranked, 1.0 - eps) if fits else None
-    if removed is None:
+    # An exact Cauchy-Schwarz bound from 1/8 of the dimensions rules out almost every pair, in column blocks
+    # (memory O(n * block) at any cluster size); the pairs that pass get their true cosine, and they also
+    # name each removed row's most similar kept row. When the bound passes too many pairs (a loose eps):
+    # one full product for <= 512 rows (reused for duplicate_of), else column blocks of full products.
+    matrix, pairs = None, close_pairs(ranked, 1.0 - eps, max_block_bytes)
+    if pairs is not None:
+        removed = np.zeros(len(ranked), dtype=bool)
+        removed[pairs[1]] = True
+    else:
+        small = is_small(len(ranked), max_block_bytes)
         matrix, best = upper_sims(ranked) if small else (None, max_sim_to_earlier(ranked, max_block_bytes))
         removed = best >= np.float32(1.0 - eps)
     rows = np.flatnonzero(removed)
@@ -96,7 +100,14 @@ def dedup_cluster(
     if matrix is not None:
         kept_rows, sims = kept_in_upper(matrix, ~removed, rows)
     else:
-        kept_rows, sims = most_similar_kept(ranked, ~removed, rows, max_block_bytes)
+        kept_rows, sims, found = (
+            kept_in_pairs(pairs, ~removed, rows)
+            if pairs is not None
+            else (np.zeros(len(rows), np.int64), np.zeros(len(rows), np.float32), np.zeros(len(rows), bool))
+        )
+        rest = np.flatnonzero(~found)  # removed through a removed row only: search every kept row
+        if len(rest):
+            kept_rows[rest], sims[rest] = most_similar_kept(ranked, ~removed, rows[rest], max_block_bytes)
     why = {
         "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
         "semdedup_easy": "more like its cluster centroid (semdedup_easy)",

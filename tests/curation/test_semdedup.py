@@ -82,7 +82,11 @@ def test_small_cluster_duplicate_of_from_the_one_product_equals_the_blocked_path
 
 
 def test_bound_prefilter_removes_exactly_what_the_full_product_removes() -> None:
-    from canvas.curation.semdedup.pairwise import removed_by_bound, upper_sims
+    from canvas.curation.semdedup.pairwise import close_pairs, upper_sims
+
+    def removed_by_bound(x: np.ndarray, threshold: float) -> np.ndarray | None:
+        pairs = close_pairs(x, threshold)
+        return None if pairs is None else np.isin(np.arange(len(x)), pairs[1])
 
     rng = np.random.default_rng(7)
     topic = _unit(rng.normal(size=(1, 512)))
@@ -95,3 +99,42 @@ def test_bound_prefilter_removes_exactly_what_the_full_product_removes() -> None
         assert removed is not None
         assert (removed == (best >= np.float32(1.0 - eps))).all()
     assert removed_by_bound(x, 0.0) is None  # a loose threshold: every pair passes, the full product runs
+
+
+def _chained_cluster(n: int = 700, seed: int = 3) -> np.ndarray:
+    """A cluster-like set (cosine ~0.6 between rows) with copies, copies of copies (chains: c is close to
+    b, b to a, c not to a) and triples, in a random order."""
+    rng = np.random.default_rng(seed)
+    topic = _unit(rng.normal(size=(1, 512)))
+    base = _unit(topic + 0.06 * rng.normal(size=(n, 512)))
+    step = 0.0052  # cosine ~0.993 a step: one step is a duplicate at eps 0.01, two steps (~0.986) are not
+    b = _unit(base[:60] + step * rng.normal(size=(60, 512)))
+    c = _unit(b[:40] + step * rng.normal(size=(40, 512)))
+    triples = _unit(base[60:80] + 0.002 * rng.normal(size=(20, 512)))
+    return np.vstack([base, b, c, triples])[rng.permutation(n + 120)]
+
+
+@pytest.mark.parametrize("block_bytes", [4 * 820 * 1, 4 * 820 * 37, 256 * 1024 * 1024])
+def test_dedup_cluster_equals_brute_force_with_chains_at_any_block_size(block_bytes: int) -> None:
+    """Removed rows and the kept row each one names equal the full matrix's (SemDeDup's rule: a row goes when
+    any earlier row, kept or not, is within eps; it names the most similar kept row), whether the bound's
+    product runs in 1, 37 or all columns at once, including rows removed only through a removed row."""
+    x = _chained_cluster()
+    n, eps = len(x), 0.01
+    keys = [f"k{i:04d}" for i in range(n)]  # smallest_key: priority = row order
+    full = x.astype(np.float64) @ x.T.astype(np.float64)
+    earlier = np.triu(np.ones((n, n), dtype=bool), k=1)  # [i, j]: row i comes before row j
+    best_earlier = np.where(earlier, full, -np.inf).max(axis=0)
+    removed = best_earlier >= 1.0 - eps
+    kept = ~removed
+    expected = {}
+    for r in np.flatnonzero(removed):
+        k = np.flatnonzero(kept)[np.argmax(full[r, kept])]
+        expected[keys[r]] = (keys[k], full[r, k])
+    got = dedup_cluster(keys, x, np.zeros(n), np.zeros(n), eps, "smallest_key", max_block_bytes=block_bytes)
+    assert {d.key: d.duplicate_of for d in got} == {k: v[0] for k, v in expected.items()}
+    np.testing.assert_allclose([d.cosine for d in got], [expected[d.key][1] for d in got], atol=1e-5)
+    via_removed_only = [
+        r for r in np.flatnonzero(removed) if full[r, kept].max() < 1.0 - eps
+    ]  # the fallback search runs for these
+    assert len(expected) > 100 and via_removed_only
