@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,9 +38,67 @@ def fit_kmeans(sample: np.ndarray, n_clusters: int, niter: int = 20, seed: int =
 
 def assign_clusters(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(cluster id, cosine to that centroid) for each row; ties go to the lower cluster id."""
+    ids, sims = nearest_centroids(embeddings, centroids, 1)
+    return ids[:, 0], sims[:, 0]
+
+
+def nearest_centroids(embeddings: np.ndarray, centroids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) ids and cosines of each row's k nearest centroids, nearest first (one flat product: asking
+    for the second nearest costs nothing measurable over the first). Missing ones (k > centroids): -1."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    sims, ids = index.search(np.ascontiguousarray(embeddings, dtype=np.float32), 1)
-    return ids[:, 0].astype(np.int64), sims[:, 0]
+    sims, ids = index.search(np.ascontiguousarray(embeddings, dtype=np.float32), k)
+    return ids.astype(np.int64), sims
+
+
+def fit_projection(sample: np.ndarray, dims: int) -> np.ndarray:
+    """(d, dims): the sample's top `dims` principal directions (uncentred, so the direction the embeddings
+    share stays: the clustering is spherical). Deterministic up to the sign of each direction."""
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    gram = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for start in range(0, len(x), 65536):  # x^T x in float64 a block at a time: d x d memory, not n x d
+        block = x[start : start + 65536].astype(np.float64)
+        gram += block.T @ block
+    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues: the last columns are the top directions
+    return np.ascontiguousarray(vectors[:, ::-1][:, :dims], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class KMeansModel:
+    """Spherical k-means centroids, in the embeddings' own space (projection None) or in a lower-dimensional
+    one: rows are multiplied by `projection` (d, r) and normalised before the centroids see them.
+
+    Why a projection: assigning every row costs n x k x d products; at 10M x 512 with k = 3162 that was
+    194 s of SemDeDup's 316 s from disk on 2 cores. In r = d/4 dimensions it is 4x cheaper. The clusters
+    are then those of a k-means in the projected space (a coarser view: the within-cluster cosines, which
+    decide duplicates, are still computed on the full embeddings); copies split by a cluster border are
+    what `dedup_boundaries` recovers."""
+
+    centroids: np.ndarray  # (k, r)
+    projection: np.ndarray | None = None  # (d, r)
+
+    def __len__(self) -> int:
+        return len(self.centroids)
+
+    def embed(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if self.projection is None:
+            return x
+        y = x @ self.projection
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+    def nearest(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`nearest_centroids` of the rows in the model's space."""
+        return nearest_centroids(self.embed(embeddings), self.centroids, k)
+
+
+def fit_model(
+    sample: np.ndarray, n_clusters: int, niter: int = 20, seed: int = 0, dims: int | None = None
+) -> KMeansModel:
+    """`fit_kmeans` on the sample, in its own space (dims None) or its top `dims` principal directions."""
+    if dims is None:
+        return KMeansModel(fit_kmeans(sample, n_clusters, niter=niter, seed=seed))
+    model = KMeansModel(np.zeros((0, dims), np.float32), fit_projection(sample, dims))
+    return KMeansModel(fit_kmeans(model.embed(sample), n_clusters, niter=niter, seed=seed), model.projection)

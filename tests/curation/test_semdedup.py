@@ -138,3 +138,27 @@ def test_dedup_cluster_equals_brute_force_with_chains_at_any_block_size(block_by
         r for r in np.flatnonzero(removed) if full[r, kept].max() < 1.0 - eps
     ]  # the fallback search runs for these
     assert len(expected) > 100 and via_removed_only
+
+
+def test_kmeans_in_principal_directions_assigns_in_that_space() -> None:
+    """fit_model(dims=r): the projection is the sample's top r principal directions (orthonormal), the
+    centroids live in that space, and a row's nearest centroid is the nearest of its normalised projection;
+    dims=None is plain fit_kmeans."""
+    from canvas.curation.semdedup.kmeans import fit_model, nearest_centroids
+
+    rng = np.random.default_rng(4)
+    x = _unit(rng.normal(size=(3000, 64)) * np.linspace(4.0, 0.2, 64))  # variance falls along the axes
+    model = fit_model(x, 12, niter=10, seed=1, dims=8)
+    assert model.projection.shape == (64, 8) and model.centroids.shape == (12, 8)
+    np.testing.assert_allclose(model.projection.T @ model.projection, np.eye(8), atol=1e-5)
+    assert (np.abs(model.projection[:8]).sum(axis=0) > 0.9).all()  # the high-variance axes come first
+    y = x @ model.projection
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    ids, sims = model.nearest(x, 2)
+    expected_ids, expected_sims = nearest_centroids(y, model.centroids, 2)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(sims, expected_sims, atol=1e-6)
+    assert (sims[:, 0] >= sims[:, 1]).all()
+    np.testing.assert_array_equal(
+        fit_model(x, 12, niter=10, seed=1).centroids, fit_kmeans(x, 12, niter=10, seed=1)
+    )
