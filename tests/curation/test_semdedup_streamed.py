@@ -64,14 +64,20 @@ def test_ranges_split_work_evenly_and_cover_everything() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_gather_rows_reads_scattered_rows_through_a_map_per_piece(tmp_path: Path, dtype: str) -> None:
+def test_gather_rows_reads_scattered_rows_in_pieces_and_refuses_a_truncated_file(
+    tmp_path: Path, dtype: str
+) -> None:
     x = np.random.default_rng(1).normal(size=(1000, 16)).astype(dtype)
     np.save(tmp_path / "emb.npy", x)
     rows = np.sort(np.random.default_rng(2).choice(1000, 123, replace=False))
-    got = gather_rows(tmp_path / "emb.npy", rows, piece=7)  # 18 maps, the last piece short
+    got = gather_rows(tmp_path / "emb.npy", rows, piece=7)  # 18 pieces, the last one short
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, x[rows].astype(np.float32))
     assert gather_rows(tmp_path / "emb.npy", rows[:0]).shape == (0, 16)
+    with open(tmp_path / "emb.npy", "r+b") as handle:  # a copy cut short: the last rows are gone
+        handle.truncate((tmp_path / "emb.npy").stat().st_size - 40 * 16 * x.itemsize)
+    with pytest.raises(ValueError, match="past the end of the file"):
+        gather_rows(tmp_path / "emb.npy", np.array([0, 999]))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
