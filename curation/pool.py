@@ -80,7 +80,7 @@ def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Reject
         return reject("no key (uid, key or image_path)")
     if require_uid and not _UID.fullmatch(raw.key):
         return reject(f"uid {raw.key!r} is not 32 hex digits (DataComp's uid)")
-    img, txt = raw.embedding, raw.text_embedding
+    img, txt = raw.embedding, raw.text_embedding  # float32 (read_pool_shard upcasts DataComp's float16)
     norms = (float(np.linalg.norm(img)), float(np.linalg.norm(txt)))
     if not all(np.isfinite(norms)) or min(norms) == 0.0:
         return reject("precomputed embedding is zero or not finite")
@@ -100,8 +100,7 @@ def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Reject
         original_width=raw.original_width,
         original_height=raw.original_height,
         clip_score=float(np.dot(img, txt)),
-        embedding=img.astype(np.float32),
-        text_embedding=txt.astype(np.float32),
+        embedding=img,
     )
 
 

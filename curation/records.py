@@ -64,8 +64,9 @@ class Record:
     clip_score: float | None = None
     nsfw_score: float | None = None
     cluster_id: int | None = None
-    embedding: np.ndarray | None = field(default=None, compare=False)  # L2-normalised image embedding
-    text_embedding: np.ndarray | None = field(default=None, compare=False)
+    # L2-normalised image embedding. The caption's is used once, for `clip_score`, and not carried: at pool
+    # scale every byte a record holds is held again by each grouping stage it passes.
+    embedding: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def phash_hex(self) -> str:

@@ -47,9 +47,7 @@ class ClipModelHandler(ModelHandler[list[Record], PredictionResult, ClipEmbedder
         allow_in_pillow(max(r.width * r.height for r in batch))  # decode may have run in another process
         outputs = model.embed([(r.image, r.caption) for r in batch])
         for record, out in zip(batch, outputs, strict=True):
-            scored = dataclasses.replace(
-                record, embedding=out.image_embedding, text_embedding=None, clip_score=out.score
-            )
+            scored = dataclasses.replace(record, embedding=out.image_embedding, clip_score=out.score)
             yield PredictionResult(scored, out, model_id=f"{self.model_name}/{self.pretrained}")
 
     def should_skip_batching(self) -> bool:

@@ -35,3 +35,18 @@ def test_pool_rows_become_records_with_the_given_embeddings_or_a_reason() -> Non
     assert abs(float(np.linalg.norm(out[0].embedding)) - 1.0) < 1e-5
     assert isinstance(out[2], Rejection) and "not 32 hex digits" in out[2].reason
     assert isinstance(out[3], Rejection) and "zero or not finite" in out[3].reason
+
+
+def test_float16_pool_embeddings_are_scored_in_float32_and_the_caption_embedding_not_kept() -> None:
+    # A float16 dot product would move scores by up to 5e-5 here (records near a threshold would land on the
+    # wrong side); the caption embedding is used once, for the score, and must not ride along after it.
+    rng = np.random.default_rng(1)
+    img, txt = rng.normal(size=(16, 512)), rng.normal(size=(16, 512)) + 0.5
+    uids = [f"{i:032x}" for i in range(16)]
+    records = [metadata_record(r) for r in read_pool_shard(*_shard(uids, img, txt), "p.parquet", 0, "b32")]
+    a = img.astype(np.float16).astype(np.float64)
+    b = txt.astype(np.float16).astype(np.float64)
+    exact = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    scores = np.array([r.clip_score for r in records])
+    assert np.max(np.abs(scores - exact)) < 1e-6
+    assert all(r.embedding.dtype == np.float32 and not hasattr(r, "text_embedding") for r in records)
