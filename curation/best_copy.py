@@ -17,7 +17,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from canvas.curation.records import Record
+from canvas.curation.records import CompactPickle, Record
 
 LOSSLESS = frozenset({"png", "webp-lossless", "bmp", "tiff"})
 
@@ -49,7 +49,7 @@ def encoding_of(data: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class CopyQuality:
+class CopyQuality(CompactPickle):
     """What ranks one copy. `width`/`height` are the original size (metadata) or the decoded one."""
 
     key: str

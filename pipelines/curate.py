@@ -110,7 +110,9 @@ class Curate(beam.PTransform):
         records = score[KEPT]
         if self.images:
             records = step("Nsfw", NsfwFilter(cfg.nsfw, self.workers_per_machine), records)
-        records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px), records)
+        records = step(
+            "SemanticDedup", SemanticDedup(cfg.semdedup, px, carry_records=not self.images), records
+        )
         rejections = tuple(rejected) | "AllRejected" >> beam.Flatten()
         if any(c.enabled for c in (cfg.exact_dedup, cfg.near_dedup, cfg.semdedup)):
             rejections = (records, rejections) | "ResolveDuplicateOf" >> ResolveDuplicateOf()

@@ -2,7 +2,8 @@
 GroupByKey on the cluster -> within-cluster duplicates -> join decisions back to the records.
 
 Only (source, key, embedding, score) travel through the clustering; the records (with their images) are
-joined back by source. A worker holds one cluster at a time: memory is bounded by the largest cluster.
+joined back by source. Records without images travel themselves and skip the join (`carry_records`). A
+worker holds one cluster at a time: memory is bounded by the largest cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from canvas.curation import records as stage
 from canvas.curation.best_copy import CopyQuality, copy_quality
-from canvas.curation.records import Record, Rejection
+from canvas.curation.records import CompactPickle, Record, Rejection
 from canvas.curation.semdedup import (
     SemDedupConfig,
     assign_clusters,
@@ -30,7 +31,9 @@ from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthroug
 
 
 @dataclass(frozen=True)
-class SemItem:
+class SemItem(CompactPickle):
+    ARRAYS = ("embedding",)
+
     uid: str
     key: str
     embedding: np.ndarray
@@ -43,13 +46,19 @@ def _sem_item(r: Record) -> SemItem:
     return SemItem(r.source, r.key, embedding, float(r.clip_score), copy_quality(r))
 
 
-def _sample_rank(item: SemItem) -> bytes:
+def _item(member: Record | SemItem) -> SemItem:
+    """What the clustering reads, from either kind of member (see `SemanticDedup.carry_records`)."""
+    return _sem_item(member) if isinstance(member, Record) else member
+
+
+def _sample_rank(member: Record | SemItem) -> bytes:
     # A hash of the key, not its position: the same records are sampled whatever the file layout.
-    return hashlib.blake2b(f"{item.key}\0{item.uid}".encode(), digest_size=8).digest()
+    uid = member.source if isinstance(member, Record) else member.uid
+    return hashlib.blake2b(f"{member.key}\0{uid}".encode(), digest_size=8).digest()
 
 
-def _fit(sample: list[SemItem], n_total: int, config: SemDedupConfig) -> np.ndarray:
-    ordered = sorted(sample, key=lambda it: (it.key, it.uid))
+def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -> np.ndarray:
+    ordered = sorted(map(_item, sample), key=lambda it: (it.key, it.uid))
     k = auto_n_clusters(n_total) if config.n_clusters == "auto" else int(config.n_clusters)
     if not ordered:
         return np.zeros((1, 1), dtype=np.float32)
@@ -57,38 +66,70 @@ def _fit(sample: list[SemItem], n_total: int, config: SemDedupConfig) -> np.ndar
     return fit_kmeans(x, k, niter=config.kmeans_iters, seed=config.seed)
 
 
-def _assign(batch: list[SemItem], centroids: np.ndarray) -> Iterator[tuple[int, tuple[SemItem, float]]]:
-    ids, sims = assign_clusters(np.stack([it.embedding for it in batch]), centroids)
-    for item, cid, sim in zip(batch, ids, sims, strict=True):
-        yield int(cid), (item, float(sim))
+def _assign(
+    batch: list[Record | SemItem], centroids: np.ndarray
+) -> Iterator[tuple[int, tuple[Record | SemItem, float]]]:
+    x = np.stack([np.asarray(m.embedding, dtype=np.float32) for m in batch])
+    ids, sims = assign_clusters(x, centroids)
+    for member, cid, sim in zip(batch, ids, sims, strict=True):
+        yield int(cid), (member, float(sim))
+
+
+def _apply(
+    record: Record, cluster_id: int, decision: tuple | None, eps: float, thumbnail_px: int
+) -> Iterator:
+    """The record with its cluster, or its semantic-duplicate rejection."""
+    record = dataclasses.replace(record, cluster_id=cluster_id)
+    if decision is None:
+        yield record
+        return
+    kept, cosine, why = decision
+    rej = Rejection(
+        key=record.key,
+        stage=stage.SEMANTIC_DEDUP,
+        reason=f"semantic duplicate of {kept} in cluster {cluster_id}: cosine {cosine:.6f} >= 1 - eps "
+        f"({1 - eps:.6f}); kept {kept}: {why}",
+        source=record.source,
+        duplicate_of=kept,
+        score=cosine,
+        clip_score=record.clip_score,
+        nsfw_score=record.nsfw_score,
+        cluster_id=cluster_id,
+    )
+    yield _rejected(_with_thumbnail(rej, record, thumbnail_px))
 
 
 class _DedupClusterFn(beam.DoFn):
-    """One cluster -> (uid, (cluster id, (kept key, cosine) or None)) for each member."""
+    """One cluster -> for each member, (uid, (cluster id, (kept key, cosine, why) or None)) to join back,
+    or, when the members are the records themselves, the kept record or its rejection."""
 
-    def __init__(self, config: SemDedupConfig) -> None:
+    def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
         self.config = config
+        self.thumbnail_px = thumbnail_px
 
-    def process(self, element: tuple[int, Iterable[tuple[SemItem, float]]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[tuple[Record | SemItem, float]]]) -> Iterator:
         cluster_id, members = element
-        members = sorted(members, key=lambda m: (m[0].key, m[0].uid))
+        members = sorted(((_item(m), s, m) for m, s in members), key=lambda t: (t[0].key, t[0].uid))
         Metrics.distribution("curate", "semdedup_cluster_size").update(len(members))
-        keys = [m.key for m, _ in members]
         decisions = dedup_cluster(
-            keys,
-            np.stack([m.embedding for m, _ in members]),
-            np.array([s for _, s in members], dtype=np.float32),
-            np.array([m.clip_score for m, _ in members], dtype=np.float32),
+            [it.key for it, _, _ in members],
+            np.stack([it.embedding for it, _, _ in members]),
+            np.array([s for _, s, _ in members], dtype=np.float32),
+            np.array([it.clip_score for it, _, _ in members], dtype=np.float32),
             float(self.config.eps),
             self.config.keep,
             self.config.max_block_bytes,
-            [m.quality for m, _ in members],
+            [it.quality for it, _, _ in members],
         )
         # dedup_cluster reports keys; members with equal keys (possible only without exact dedup) share fate.
         by_key = {d.key: d for d in decisions}
-        for member, _ in members:
-            d = by_key.get(member.key)
-            yield member.uid, (cluster_id, None if d is None else (d.duplicate_of, d.cosine, d.why))
+        for item, _, member in members:
+            d = by_key.get(item.key)
+            decision = None if d is None else (d.duplicate_of, d.cosine, d.why)
+            if isinstance(member, Record):
+                yield from _apply(member, cluster_id, decision, float(self.config.eps), self.thumbnail_px)
+            else:
+                yield item.uid, (cluster_id, decision)
 
 
 class _ApplySemanticFn(beam.DoFn):
@@ -100,52 +141,49 @@ class _ApplySemanticFn(beam.DoFn):
         _, joined = element
         for record in joined["record"]:
             cluster_id, decision = joined["decision"][0]
-            record = dataclasses.replace(record, cluster_id=cluster_id)
-            if decision is None:
-                yield record
-                continue
-            kept, cosine, why = decision
-            rej = Rejection(
-                key=record.key,
-                stage=stage.SEMANTIC_DEDUP,
-                reason=f"semantic duplicate of {kept} in cluster {cluster_id}: cosine {cosine:.6f} >= 1 - eps "
-                f"({1 - self.eps:.6f}); kept {kept}: {why}",
-                source=record.source,
-                duplicate_of=kept,
-                score=cosine,
-                clip_score=record.clip_score,
-                nsfw_score=record.nsfw_score,
-                cluster_id=cluster_id,
-            )
-            yield _rejected(_with_thumbnail(rej, record, self.thumbnail_px))
+            yield from _apply(record, cluster_id, decision, self.eps, self.thumbnail_px)
 
 
 class SemanticDedup(beam.PTransform):
-    """Records with embeddings -> kept records (with `cluster_id`) and semantic-duplicate rejections."""
+    """Records with embeddings -> kept records (with `cluster_id`) and semantic-duplicate rejections.
 
-    def __init__(self, config: SemDedupConfig, thumbnail_px: int) -> None:
+    `carry_records`: the records themselves travel through the sample, the assignment and the grouping by
+    cluster, and the decisions are applied in the cluster step. Right for records without images (a pool
+    of precomputed embeddings), which are no larger than the SemItem that would stand for them: it saves
+    the join back by source, whose CoGroupByKey holds every record twice (its Flatten and its
+    GroupByKey; on the in-process DirectRunner, until the run ends). With images, only SemItems travel
+    (a worker then holds one cluster's embeddings, not its pictures) and the join brings the records back.
+    """
+
+    def __init__(self, config: SemDedupConfig, thumbnail_px: int, carry_records: bool = False) -> None:
         super().__init__()
         self.config = config
         self.thumbnail_px = thumbnail_px
+        self.carry_records = carry_records
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.config
         if not cfg.enabled:
             return _passthrough(records, "SemDedup")
-        items = records | "Items" >> beam.Map(_sem_item)
-        n_total = beam.pvalue.AsSingleton(items | "Count" >> beam.combiners.Count.Globally())
+        members = records if self.carry_records else records | "Items" >> beam.Map(_sem_item)
+        n_total = beam.pvalue.AsSingleton(members | "Count" >> beam.combiners.Count.Globally())
         centroids = beam.pvalue.AsSingleton(
-            items
+            members
             | "Sample" >> beam.combiners.Top.Of(cfg.sample_size, key=_sample_rank)
             | "KMeans" >> beam.Map(_fit, n_total=n_total, config=cfg)
         )
-        decisions = (
-            items
+        clusters = (
+            members
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4096)
             | "Assign" >> beam.FlatMap(_assign, centroids=centroids)
             | "GroupClusters" >> beam.GroupByKey()
-            | "DedupClusters" >> beam.ParDo(_DedupClusterFn(cfg))
         )
+        if self.carry_records:
+            out = clusters | "DedupClusters" >> beam.ParDo(
+                _DedupClusterFn(cfg, self.thumbnail_px)
+            ).with_outputs(REJECTED, main=KEPT)
+            return _outputs(out[KEPT], out[REJECTED])
+        decisions = clusters | "DedupClusters" >> beam.ParDo(_DedupClusterFn(cfg))
         out = (
             {"record": records | "BySource" >> beam.Map(lambda r: (r.source, r)), "decision": decisions}
             | "Join" >> beam.CoGroupByKey()

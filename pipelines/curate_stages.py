@@ -55,6 +55,8 @@ def _rejected(rej: Rejection) -> beam.pvalue.TaggedOutput:
 
 def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
     """Attach a small picture of a removed duplicate, so the report can show it beside the kept one."""
+    if not record.image:  # a pool row: metadata and embeddings only
+        return rej
     try:
         allow_in_pillow(record.width * record.height)
         return dataclasses.replace(rej, thumbnail=thumbnail(open_rgb(record.image), px))

@@ -7,6 +7,7 @@ import io
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
@@ -145,7 +146,8 @@ def test_clip_score_percentile_keeps_the_top_share() -> None:
         assert_that(out[REJECTED] | beam.combiners.Count.Globally(), equal_to([7]), label="rejected")
 
 
-def test_semantic_dedup_on_planted_embeddings_bounded_by_clusters() -> None:
+@pytest.mark.parametrize("carry_records", [False, True], ids=["join-back", "records-travel"])
+def test_semantic_dedup_on_planted_embeddings_bounded_by_clusters(carry_records: bool) -> None:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(30, 16))
     base /= np.linalg.norm(base, axis=1, keepdims=True)
@@ -162,7 +164,7 @@ def test_semantic_dedup_on_planted_embeddings_bounded_by_clusters() -> None:
     ]
     cfg = SemDedupConfig(eps=0.01, n_clusters=4, keep="smallest_key")
     with TestPipeline() as p:
-        out = p | beam.Create(records) | SemanticDedup(cfg, thumbnail_px=32)
+        out = p | beam.Create(records) | SemanticDedup(cfg, thumbnail_px=32, carry_records=carry_records)
         assert_that(
             _why(out[REJECTED], "R"),
             equal_to([(f"b{i:02d}", "semantic_dedup", f"a{i:02d}") for i in range(5)]),
