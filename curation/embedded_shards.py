@@ -47,7 +47,7 @@ def records_with_embeddings(
     index: int,
 ) -> Iterator[RawRecord]:
     """One metadata shard's rows as RawRecords without images, carrying their image and text embeddings
-    (float32). The first of `key_columns` present names the rows. Reads only the key, caption and
+    (float16 as stored, else float32). The first of `key_columns` present names the rows. Reads only the key, caption and
     original-size columns (not url, exif, ...)."""
     meta = pq.ParquetFile(parquet)
     present = meta.schema_arrow.names
@@ -56,7 +56,9 @@ def records_with_embeddings(
         raise CanvasError(f"{path}: needs `{caption_column}` and one of {', '.join(key_columns)}")
     wanted = [key_column, caption_column, *(c for c in SIZE_COLUMNS if c in present)]
     table = meta.read(columns=wanted)
-    img, txt = np.asarray(img, dtype=np.float32), np.asarray(txt, dtype=np.float32)
+    img, txt = (
+        a if a.dtype == np.float16 else a.astype(np.float32) for a in (np.asarray(img), np.asarray(txt))
+    )
     if len(img) != table.num_rows or len(txt) != table.num_rows:
         raise CanvasError(
             f"{path}: {len(img)} image and {len(txt)} text embeddings for {table.num_rows} rows"

@@ -80,7 +80,8 @@ def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Reject
         return reject("no key (uid, key or image_path)")
     if require_uid and not _UID.fullmatch(raw.key):
         return reject(f"uid {raw.key!r} is not 32 hex digits (DataComp's uid)")
-    img, txt = raw.embedding, raw.text_embedding  # float32 (read_pool_shard upcasts DataComp's float16)
+    # in float32: a float16 dot product would move the score by up to ~5e-5
+    img, txt = np.asarray(raw.embedding, np.float32), np.asarray(raw.text_embedding, np.float32)
     norms = (float(np.linalg.norm(img)), float(np.linalg.norm(txt)))
     if not all(np.isfinite(norms)) or min(norms) == 0.0:
         return reject("precomputed embedding is zero or not finite")
@@ -100,7 +101,8 @@ def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Reject
         original_width=raw.original_width,
         original_height=raw.original_height,
         clip_score=float(np.dot(img, txt)),
-        embedding=img,
+        # float16 as shipped (lossless, half the bytes; `unit_embedding` normalises it as above), else unit
+        embedding=raw.embedding if raw.embedding.dtype == np.float16 else img,
     )
 
 

@@ -122,8 +122,10 @@ class Record(CompactPickle):
     clip_score: float | None = None
     nsfw_score: float | None = None
     cluster_id: int | None = None
-    # L2-normalised image embedding. The caption's is used once, for `clip_score`, and not carried: at pool
-    # scale every byte a record holds is held again by each grouping stage it passes.
+    # The image embedding: float32 and L2-normalised, or float16 exactly as a pool shipped it (DataComp's are
+    # unit vectors rounded to float16), half the bytes and no second rounding; read it through
+    # `unit_embedding`. The caption's is used once, for `clip_score`, and not carried: at pool scale every
+    # byte a record holds is held again by each grouping stage it passes.
     embedding: np.ndarray | None = field(default=None, compare=False)
 
     @property
@@ -134,6 +136,15 @@ class Record(CompactPickle):
     def rank_key(self) -> tuple[str, tuple[int, int]]:
         """The deterministic tie-break every stage uses: smallest key, then earliest input position."""
         return (self.key, self.ordinal)
+
+
+def unit_embedding(embedding: np.ndarray) -> np.ndarray:
+    """`Record.embedding` as every stage uses it: float32, unit norm (float32 ones are stored unit already)."""
+    x = np.asarray(embedding)
+    if x.dtype == np.float32:
+        return x
+    x = x.astype(np.float32)
+    return x / float(np.linalg.norm(x))
 
 
 @dataclass(frozen=True)

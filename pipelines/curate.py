@@ -212,17 +212,11 @@ def _curate_into(
             | "AllUids" >> beam.combiners.ToList()
             | "WriteUids" >> beam.Map(_write_uids, path=f"{tmp}/{UIDS_FILE}")
         )
-    _ = (
-        out[KEPT]
-        | "CuratedRows" >> beam.Map(record_row)
-        | "WriteCurated"
-        >> WriteSortedParquet(f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard)
+    _ = out[KEPT] | "WriteCurated" >> WriteSortedParquet(
+        f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard, to_row=record_row
     )
-    _ = (
-        out[REJECTED]
-        | "RejectedRows" >> beam.Map(rejection_row)
-        | "WriteRejected"
-        >> WriteSortedParquet(f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard)
+    _ = out[REJECTED] | "WriteRejected" >> WriteSortedParquet(
+        f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard, to_row=rejection_row
     )
     stats_path = f"{tmp}/_stats/report_stats.json"
     _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from canvas.curation import records as stage
 from canvas.curation.best_copy import CopyQuality, copy_quality
-from canvas.curation.records import CompactPickle, Record, Rejection
+from canvas.curation.records import CompactPickle, Record, Rejection, unit_embedding
 from canvas.curation.semdedup import (
     SemDedupConfig,
     assign_clusters,
@@ -42,7 +43,7 @@ class SemItem(CompactPickle):
 
 
 def _sem_item(r: Record) -> SemItem:
-    embedding = np.asarray(r.embedding, dtype=np.float32)
+    embedding = unit_embedding(r.embedding)
     return SemItem(r.source, r.key, embedding, float(r.clip_score), copy_quality(r))
 
 
@@ -57,6 +58,19 @@ def _sample_rank(member: Record | SemItem) -> bytes:
     return hashlib.blake2b(f"{member.key}\0{uid}".encode(), digest_size=8).digest()
 
 
+def _sample_candidate(member: Record | SemItem, n_total: int, size: int) -> bool:
+    """Whether a member's rank is in the top share of ranks that holds the `size` largest with room to
+    spare: size + 6 sqrt(size) + 64 expected, so fewer than `size` pass with probability ~1e-9 (the sample
+    is then all that passed). Why: Top.Of keeps up to `size` per bundle before its grouping, so with
+    bundles smaller than the sample (one pool shard is ~25k rows, the sample 100k) every member went into
+    that grouping, twice materialised. Filtered first, the same top `size` reach it and little else."""
+    spare = size + 6.0 * math.sqrt(size) + 64.0
+    if spare >= n_total:
+        return True
+    rank = int.from_bytes(_sample_rank(member), "big")
+    return rank >= (1.0 - spare / n_total) * 2.0**64
+
+
 def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -> np.ndarray:
     ordered = sorted(map(_item, sample), key=lambda it: (it.key, it.uid))
     k = auto_n_clusters(n_total) if config.n_clusters == "auto" else int(config.n_clusters)
@@ -69,7 +83,7 @@ def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -
 def _assign(
     batch: list[Record | SemItem], centroids: np.ndarray
 ) -> Iterator[tuple[int, tuple[Record | SemItem, float]]]:
-    x = np.stack([np.asarray(m.embedding, dtype=np.float32) for m in batch])
+    x = np.stack([unit_embedding(m.embedding) for m in batch])
     ids, sims = assign_clusters(x, centroids)
     for member, cid, sim in zip(batch, ids, sims, strict=True):
         yield int(cid), (member, float(sim))
@@ -169,9 +183,16 @@ class SemanticDedup(beam.PTransform):
         n_total = beam.pvalue.AsSingleton(members | "Count" >> beam.combiners.Count.Globally())
         centroids = beam.pvalue.AsSingleton(
             members
+            | "SampleCandidates" >> beam.Filter(_sample_candidate, n_total=n_total, size=cfg.sample_size)
             | "Sample" >> beam.combiners.Top.Of(cfg.sample_size, key=_sample_rank)
             | "KMeans" >> beam.Map(_fit, n_total=n_total, config=cfg)
         )
+        # Not the members themselves into the assignment: a step that reads the same collection as the
+        # sample's filter and waits for the centroids made from it never ran on the FnApiRunner ("watermark-
+        # pending bundles did not execute"), with the batching inside the step or with the count, sample and
+        # assignment all reading the batches. So the members are materialised twice (as themselves for the
+        # filter, which waits for the count, and as batches for the assignment), as the sample's grouping did
+        # before the filter bounded it.
         clusters = (
             members
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4096)

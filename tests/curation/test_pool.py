@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from canvas.curation.pool import metadata_record, read_pool_shard
-from canvas.curation.records import Record, Rejection
+from canvas.curation.records import Record, Rejection, unit_embedding
 
 
 def _shard(uids: list[str], img: np.ndarray, txt: np.ndarray, **cols: list) -> tuple[io.BytesIO, io.BytesIO]:
@@ -32,7 +32,9 @@ def test_pool_rows_become_records_with_the_given_embeddings_or_a_reason() -> Non
     assert out[0].original_width is None and out[0].source == "pool/s.parquet#0"
     a, b = img[0] / np.linalg.norm(img[0]), txt[0] / np.linalg.norm(txt[0])
     assert abs(out[0].clip_score - float(a @ b)) < 1e-2  # float16 storage
-    assert abs(float(np.linalg.norm(out[0].embedding)) - 1.0) < 1e-5
+    assert out[0].embedding.dtype == np.float16  # as shipped: lossless, half the bytes of float32
+    assert np.array_equal(out[0].embedding, img[0].astype(np.float16))
+    assert abs(float(np.linalg.norm(unit_embedding(out[0].embedding))) - 1.0) < 1e-6
     assert isinstance(out[2], Rejection) and "not 32 hex digits" in out[2].reason
     assert isinstance(out[3], Rejection) and "zero or not finite" in out[3].reason
 
@@ -49,4 +51,4 @@ def test_float16_pool_embeddings_are_scored_in_float32_and_the_caption_embedding
     exact = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     scores = np.array([r.clip_score for r in records])
     assert np.max(np.abs(scores - exact)) < 1e-6
-    assert all(r.embedding.dtype == np.float32 and not hasattr(r, "text_embedding") for r in records)
+    assert not any(hasattr(r, "text_embedding") for r in records)

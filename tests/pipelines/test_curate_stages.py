@@ -22,7 +22,7 @@ from canvas.curation.semdedup import SemDedupConfig
 from canvas.pipelines.curate_io import _ReadShard
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
 from canvas.pipelines.curate_near_dedup import NearDedup
-from canvas.pipelines.curate_semdedup import SemanticDedup
+from canvas.pipelines.curate_semdedup import SemanticDedup, _sample_candidate, _sample_rank
 from canvas.pipelines.curate_stages import (
     KEPT,
     REJECTED,
@@ -339,3 +339,18 @@ def test_clip_score_percentile_threshold_equals_the_sorted_one() -> None:
             | ClipScoreFilter(ClipScoreConfig(mode="percentile", keep_top_percent=30))
         )
         assert_that(out[THRESHOLD], equal_to([percentile_threshold(scores, 30)]), label="threshold")
+
+
+def test_semdedup_sample_candidates_hold_the_same_sample_and_few_others() -> None:
+    # Top.Of keeps `size` per bundle before grouping: with small bundles everything reached its grouping.
+    # The candidate filter must pass the same top `size` ranks (the sample, so the centroids) and ~size more.
+    members = [
+        Record(f"{i:032x}", "c", b"", f"s#{i}", (0, i), 1, 1, "", "", 0, embedding=None)
+        for i in range(20_000)
+    ]
+    size = 500
+    top = sorted(members, key=_sample_rank)[-size:]
+    candidates = [m for m in members if _sample_candidate(m, len(members), size)]
+    assert sorted(candidates, key=_sample_rank)[-size:] == top
+    assert size <= len(candidates) < 1.5 * size
+    assert all(_sample_candidate(m, 600, size) for m in members[:600])  # n near the size: all of them
