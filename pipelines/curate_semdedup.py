@@ -23,12 +23,14 @@ from canvas.curation.best_copy import CopyQuality, copy_quality
 from canvas.curation.records import CompactPickle, Record, Rejection, unit_embedding
 from canvas.curation.semdedup import (
     SemDedupConfig,
-    assign_clusters,
     auto_n_clusters,
     dedup_cluster,
     fit_kmeans,
 )
+from canvas.curation.semdedup.kmeans import nearest_centroids
 from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
+
+BORDER = "border"  # survivors near a second centroid, for the border pass
 
 
 @dataclass(frozen=True)
@@ -80,28 +82,30 @@ def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -
     return fit_kmeans(x, k, niter=config.kmeans_iters, seed=config.seed)
 
 
-def _assign(
-    batch: list[Record | SemItem], centroids: np.ndarray
-) -> Iterator[tuple[int, tuple[Record | SemItem, float]]]:
+def _assign(batch: list[Record | SemItem], centroids: np.ndarray) -> Iterator[tuple[int, tuple]]:
+    """(nearest centroid, (member, cosine to it, second-nearest centroid or -1, how much nearer the first
+    is)) per member."""
     x = np.stack([unit_embedding(m.embedding) for m in batch])
-    ids, sims = assign_clusters(x, centroids)
-    for member, cid, sim in zip(batch, ids, sims, strict=True):
-        yield int(cid), (member, float(sim))
+    ids, sims = nearest_centroids(x, centroids, 2)
+    for member, (cid, second), (sim, sim2) in zip(batch, ids.tolist(), sims.tolist(), strict=True):
+        yield cid, (member, sim, second, sim - sim2 if second >= 0 else math.inf)
 
 
 def _apply(
     record: Record, cluster_id: int, decision: tuple | None, eps: float, thumbnail_px: int
 ) -> Iterator:
-    """The record with its cluster, or its semantic-duplicate rejection."""
+    """The record with its cluster, or its semantic-duplicate rejection. `decision`: (kept key, cosine,
+    why it was kept, where: None for within its cluster, else the pair of clusters of the border pass)."""
     record = dataclasses.replace(record, cluster_id=cluster_id)
     if decision is None:
         yield record
         return
-    kept, cosine, why = decision
+    kept, cosine, why, border = decision
+    where = f"in cluster {cluster_id}" if border is None else f"across the border of clusters {border}"
     rej = Rejection(
         key=record.key,
         stage=stage.SEMANTIC_DEDUP,
-        reason=f"semantic duplicate of {kept} in cluster {cluster_id}: cosine {cosine:.6f} >= 1 - eps "
+        reason=f"semantic duplicate of {kept} {where}: cosine {cosine:.6f} >= 1 - eps "
         f"({1 - eps:.6f}); kept {kept}: {why}",
         source=record.source,
         duplicate_of=kept,
@@ -113,37 +117,74 @@ def _apply(
     yield _rejected(_with_thumbnail(rej, record, thumbnail_px))
 
 
+def _by_key_and_uid(entry: tuple) -> tuple[str, str]:
+    return entry[0].key, entry[0].uid
+
+
+def _decide(group: list[tuple[SemItem, float]], config: SemDedupConfig) -> dict[str, tuple]:
+    """dedup_cluster over (item, cosine to its own centroid) pairs -> key -> (kept, cosine, why)."""
+    decisions = dedup_cluster(
+        [it.key for it, _ in group],
+        np.stack([it.embedding for it, _ in group]),
+        np.array([s for _, s in group], dtype=np.float32),
+        np.array([it.clip_score for it, _ in group], dtype=np.float32),
+        float(config.eps),
+        config.keep,
+        config.max_block_bytes,
+        [it.quality for it, _ in group],
+    )
+    # dedup_cluster reports keys; members with equal keys (possible only without exact dedup) share fate.
+    return {d.key: (d.duplicate_of, d.cosine, d.why) for d in decisions}
+
+
 class _DedupClusterFn(beam.DoFn):
-    """One cluster -> for each member, (uid, (cluster id, (kept key, cosine, why) or None)) to join back,
-    or, when the members are the records themselves, the kept record or its rejection."""
+    """One cluster -> for each member, (uid, (cluster id, decision)) to join back or, when the members are
+    the records themselves, the kept record or its rejection. Survivors within `border_margin` of their
+    second-nearest centroid go to the BORDER output instead, keyed by that pair of clusters."""
 
     def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
         self.config = config
         self.thumbnail_px = thumbnail_px
 
-    def process(self, element: tuple[int, Iterable[tuple[Record | SemItem, float]]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator:
         cluster_id, members = element
-        members = sorted(((_item(m), s, m) for m, s in members), key=lambda t: (t[0].key, t[0].uid))
+        members = sorted(((_item(m), s, nb, mg, m) for m, s, nb, mg in members), key=_by_key_and_uid)
         Metrics.distribution("curate", "semdedup_cluster_size").update(len(members))
-        decisions = dedup_cluster(
-            [it.key for it, _, _ in members],
-            np.stack([it.embedding for it, _, _ in members]),
-            np.array([s for _, s, _ in members], dtype=np.float32),
-            np.array([it.clip_score for it, _, _ in members], dtype=np.float32),
-            float(self.config.eps),
-            self.config.keep,
-            self.config.max_block_bytes,
-            [it.quality for it, _, _ in members],
-        )
-        # dedup_cluster reports keys; members with equal keys (possible only without exact dedup) share fate.
-        by_key = {d.key: d for d in decisions}
-        for item, _, member in members:
+        by_key = _decide([(it, s) for it, s, _, _, _ in members], self.config)
+        margin = float(self.config.border_margin)
+        for item, sim, second, gap, member in members:
             d = by_key.get(item.key)
-            decision = None if d is None else (d.duplicate_of, d.cosine, d.why)
-            if isinstance(member, Record):
-                yield from _apply(member, cluster_id, decision, float(self.config.eps), self.thumbnail_px)
-            else:
-                yield item.uid, (cluster_id, decision)
+            if d is None and second >= 0 and gap < margin:
+                pair = (min(cluster_id, second), max(cluster_id, second))
+                yield beam.pvalue.TaggedOutput(BORDER, (pair, (member, sim, cluster_id)))
+                continue
+            yield from _emit(member, item, cluster_id, None if d is None else (*d, None), self)
+
+
+def _emit(member: Record | SemItem, item: SemItem, cluster_id: int, decision: tuple | None, fn: beam.DoFn):
+    if isinstance(member, Record):
+        yield from _apply(member, cluster_id, decision, float(fn.config.eps), fn.thumbnail_px)
+    else:
+        yield item.uid, (cluster_id, decision)
+
+
+class _DedupBorderFn(beam.DoFn):
+    """One pair of neighbouring clusters' border survivors -> deduplicated together, same rule and keep
+    policy (cosines to their own centroids): the copies k-means split between two clusters, which
+    SemDeDup within clusters cannot see. Output as `_DedupClusterFn`'s, each member keeping its cluster."""
+
+    def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
+        self.config = config
+        self.thumbnail_px = thumbnail_px
+
+    def process(self, element: tuple[tuple[int, int], Iterable[tuple]]) -> Iterator:
+        pair, members = element
+        members = sorted(((_item(m), s, c, m) for m, s, c in members), key=_by_key_and_uid)
+        by_key = _decide([(it, s) for it, s, _, _ in members], self.config) if len(members) > 1 else {}
+        where = f"{pair[0]} and {pair[1]}"
+        for item, _, cluster_id, member in members:
+            d = by_key.get(item.key)
+            yield from _emit(member, item, cluster_id, None if d is None else (*d, where), self)
 
 
 class _ApplySemanticFn(beam.DoFn):
@@ -199,12 +240,20 @@ class SemanticDedup(beam.PTransform):
             | "Assign" >> beam.FlatMap(_assign, centroids=centroids)
             | "GroupClusters" >> beam.GroupByKey()
         )
+        first = clusters | "DedupClusters" >> beam.ParDo(
+            _DedupClusterFn(cfg, self.thumbnail_px)
+        ).with_outputs(BORDER, REJECTED, main=KEPT)
+        border = (
+            first[BORDER]
+            | "GroupBorders" >> beam.GroupByKey()
+            | "DedupBorders"
+            >> beam.ParDo(_DedupBorderFn(cfg, self.thumbnail_px)).with_outputs(REJECTED, main=KEPT)
+        )
         if self.carry_records:
-            out = clusters | "DedupClusters" >> beam.ParDo(
-                _DedupClusterFn(cfg, self.thumbnail_px)
-            ).with_outputs(REJECTED, main=KEPT)
-            return _outputs(out[KEPT], out[REJECTED])
-        decisions = clusters | "DedupClusters" >> beam.ParDo(_DedupClusterFn(cfg))
+            kept = (first[KEPT], border[KEPT]) | "MergeKept" >> beam.Flatten()
+            rejected = (first[REJECTED], border[REJECTED]) | "MergeRejected" >> beam.Flatten()
+            return _outputs(kept, rejected)
+        decisions = (first[KEPT], border[KEPT]) | "MergeDecisions" >> beam.Flatten()
         out = (
             {"record": records | "BySource" >> beam.Map(lambda r: (r.source, r)), "decision": decisions}
             | "Join" >> beam.CoGroupByKey()

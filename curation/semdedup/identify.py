@@ -48,6 +48,15 @@ class SemDedupConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "k-means seed"})
+    border_margin: float = field(
+        default=0.01,
+        metadata={
+            "help": "border pass: survivors whose nearest centroid is less than this much (cosine) nearer than "
+            "their second are deduplicated again with the other such survivors of that pair of clusters, "
+            "catching the copies k-means split between neighbours (1M-record pool: recall 0.934 without it); "
+            "0 turns it off"
+        },
+    )
     max_block_bytes: int = field(
         default=256 * 1024 * 1024, metadata={"help": "memory for one block of within-cluster similarities"}
     )

@@ -354,3 +354,42 @@ def test_semdedup_sample_candidates_hold_the_same_sample_and_few_others() -> Non
     assert sorted(candidates, key=_sample_rank)[-size:] == top
     assert size <= len(candidates) < 1.5 * size
     assert all(_sample_candidate(m, 600, size) for m in members[:600])  # n near the size: all of them
+
+
+@pytest.mark.parametrize("carry_records", [False, True], ids=["join-back", "records-travel"])
+def test_semantic_dedup_border_pass_finds_the_copy_that_k_means_put_in_the_next_cluster(
+    carry_records: bool,
+) -> None:
+    # Two clusters, mirror images of each other (coordinates 0 and 1 swapped), so the border between their
+    # centroids is the plane of equal coordinates 0 and 1; two copies sit just either side of it.
+    rng = np.random.default_rng(1)
+    e0, e1 = np.eye(16)[0], np.eye(16)[1]
+    noise = 0.1 * rng.normal(size=(500, 16)) * (np.arange(16) >= 2)  # enough that the copies barely move them
+    around = [*(e0 + noise), *(e1 + noise)]
+    mid, step = (e0 + e1) / np.sqrt(2), 0.003 * (e0 - e1)
+    vectors = [*around, mid + step, mid - step]  # the last two: copies (cosine 0.99996), margins 0.006
+    vectors = [v / np.linalg.norm(v) for v in vectors]
+    # pool-like records (no image): 1002 pictures made Create's pickling (bz2) nearly all of the test's time
+    base = dataclasses.replace(_record("k", _png(0), 0), image=b"", clip_score=0.0)
+    records = [
+        dataclasses.replace(
+            base, key=f"k{i:04d}", source=f"s#{i}", ordinal=(0, i), embedding=v.astype(np.float32)
+        )
+        for i, v in enumerate(vectors)
+    ]
+
+    def run(margin: float) -> list:
+        cfg = SemDedupConfig(eps=0.01, n_clusters=2, keep="smallest_key", border_margin=margin)
+        with TestPipeline() as p:
+            out = p | beam.Create(records) | SemanticDedup(cfg, thumbnail_px=32, carry_records=carry_records)
+            rejected = out[REJECTED] | beam.Map(
+                lambda r: (r.key, r.duplicate_of, "across the border" in r.reason)
+            )
+            assert_that(out[KEPT] | beam.combiners.Count.Globally(), equal_to([len(records) - found[margin]]))
+            assert_that(rejected, equal_to(expected[margin]), label="rejected")
+        return []
+
+    found = {0.0: 0, 0.01: 1}
+    expected = {0.0: [], 0.01: [("k1001", "k1000", True)]}
+    run(0.0)  # SemDeDup within clusters alone: the copies sit in two clusters, nothing is found
+    run(0.01)
