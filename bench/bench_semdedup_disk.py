@@ -1,8 +1,9 @@
 """SemDeDup past memory (issue 20 item 5): N x 512 embeddings in an `.npy` on disk, read by the
 `curation/semdedup/streamed.py` blocks (k-means on a bounded sample in its top `--dims` principal
 directions, assignment streamed in chunks writing per-cluster row ids to disk, per-cluster pairwise on rows
-read by pread, then the border pass at `--border-margin`; the defaults are the settings that met the goals). Prints wall time per
-step, peak RSS (file pages mapped count), recall/precision against planted copies.
+read by pread, then the border pass at `--border-margin`; the defaults are the settings that met the
+goals). Prints wall time per step, peak RSS (file pages mapped count), recall/precision against planted
+copies.
 
 Goals: 10M x 512 in <= 4 min with <= 4 GB peak on 2 cores, recall >= 0.98, precision >= 0.99.
 

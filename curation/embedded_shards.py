@@ -47,8 +47,8 @@ def records_with_embeddings(
     index: int,
 ) -> Iterator[RawRecord]:
     """One metadata shard's rows as RawRecords without images, carrying their image and text embeddings
-    (float16 as stored, else float32). The first of `key_columns` present names the rows. Reads only the key, caption and
-    original-size columns (not url, exif, ...)."""
+    (float16 as stored, else float32). The first of `key_columns` present names the rows. Reads only the
+    key, caption and original-size columns (not url, exif, ...)."""
     meta = pq.ParquetFile(parquet)
     present = meta.schema_arrow.names
     key_column = next((c for c in key_columns if c in present), None)

@@ -137,14 +137,26 @@ def _decide(group: list[tuple[SemItem, float]], config: SemDedupConfig) -> dict[
     return {d.key: (d.duplicate_of, d.cosine, d.why) for d in decisions}
 
 
-class _DedupClusterFn(beam.DoFn):
-    """One cluster -> for each member, (uid, (cluster id, decision)) to join back or, when the members are
-    the records themselves, the kept record or its rejection. Survivors within `border_margin` of their
-    second-nearest centroid go to the BORDER output instead, keyed by that pair of clusters."""
+class _DecisionsFn(beam.DoFn):
+    """What both passes emit per member: (uid, (cluster id, decision)) to join back or, when the members are
+    the records themselves, the kept record or its rejection."""
 
     def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
         self.config = config
         self.thumbnail_px = thumbnail_px
+
+    def _emit(
+        self, member: Record | SemItem, item: SemItem, cluster_id: int, decision: tuple | None
+    ) -> Iterator:
+        if isinstance(member, Record):
+            yield from _apply(member, cluster_id, decision, float(self.config.eps), self.thumbnail_px)
+        else:
+            yield item.uid, (cluster_id, decision)
+
+
+class _DedupClusterFn(_DecisionsFn):
+    """One cluster -> each member's decision (`_DecisionsFn`). Survivors within `border_margin` of their
+    second-nearest centroid go to the BORDER output instead, keyed by that pair of clusters."""
 
     def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator:
         cluster_id, members = element
@@ -158,24 +170,13 @@ class _DedupClusterFn(beam.DoFn):
                 pair = (min(cluster_id, second), max(cluster_id, second))
                 yield beam.pvalue.TaggedOutput(BORDER, (pair, (member, sim, cluster_id)))
                 continue
-            yield from _emit(member, item, cluster_id, None if d is None else (*d, None), self)
+            yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
 
 
-def _emit(member: Record | SemItem, item: SemItem, cluster_id: int, decision: tuple | None, fn: beam.DoFn):
-    if isinstance(member, Record):
-        yield from _apply(member, cluster_id, decision, float(fn.config.eps), fn.thumbnail_px)
-    else:
-        yield item.uid, (cluster_id, decision)
-
-
-class _DedupBorderFn(beam.DoFn):
+class _DedupBorderFn(_DecisionsFn):
     """One pair of neighbouring clusters' border survivors -> deduplicated together, same rule and keep
     policy (cosines to their own centroids): the copies k-means split between two clusters, which
     SemDeDup within clusters cannot see. Output as `_DedupClusterFn`'s, each member keeping its cluster."""
-
-    def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
-        self.config = config
-        self.thumbnail_px = thumbnail_px
 
     def process(self, element: tuple[tuple[int, int], Iterable[tuple]]) -> Iterator:
         pair, members = element
@@ -184,7 +185,7 @@ class _DedupBorderFn(beam.DoFn):
         where = f"{pair[0]} and {pair[1]}"
         for item, _, cluster_id, member in members:
             d = by_key.get(item.key)
-            yield from _emit(member, item, cluster_id, None if d is None else (*d, where), self)
+            yield from self._emit(member, item, cluster_id, None if d is None else (*d, where))
 
 
 class _ApplySemanticFn(beam.DoFn):
