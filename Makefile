@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 OUT ?= demo-output
 LS_TEMPLATE := $(LS_VENV)/canvas-data-template/canvas-template.json
 
-.PHONY: help setup browser prism test lint bench demo clean
+.PHONY: help setup browser prism presets test lint bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed $(LS_VENV)/.installed $(LS_TEMPLATE) browser prism  ## create .venv (project + dev tools), .venv-labelstudio (+ a pre-migrated data dir), headless Chromium, Beam's Prism runner (idempotent)
+setup: $(VENV)/.installed $(LS_VENV)/.installed $(LS_TEMPLATE) browser prism presets  ## create .venv (project + dev tools), .venv-labelstudio (+ a pre-migrated data dir), headless Chromium, Beam's Prism runner, the model presets (idempotent)
 
 # torch/torchvision first, pinned: those wheels lie on the build machines' disk; any other release downloads GBs.
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,12 @@ $(PRISM): $(VENV)/.installed
 	mkdir -p $(dir $@)
 	GOBIN=$(abspath $(dir $@)) $(GO) install github.com/apache/beam/sdks/v2/go/cmd/prism@v$$($(PY) -c 'import apache_beam; print(apache_beam.__version__)')
 	touch $@
+
+# The embedded model presets, built into $CANVAS_HOME as a download of weights would land there (tiny-photo:
+# ~2.5 min on 2 cores). Skipped when built under the current build key; the test session copies them.
+presets: $(VENV)/.installed  ## build the tiny model presets into CANVAS_HOME (skipped when current)
+	$(PY) -m canvas models init --preset tiny --rebuild false
+	$(PY) -m canvas models init --preset tiny-photo --rebuild false
 
 # Two workers, a test file per worker at a time, in conftest's order (longest first): xdist's default reorder
 # by test count put the one-test DDPO learning file last, so it ran alone at the end (CI: 25.8 min).

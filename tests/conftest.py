@@ -41,14 +41,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def canvas_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every test sees a fresh CANVAS_HOME, so the build-on-first-use path is exercised, not a user's cache.
 
+    One exception, for time: pipeline presets that the user's CANVAS_HOME holds under the current build key
+    (`make setup` builds them there; `canvas.core.presets.build_key`) are copied in, not built again
+    (`tiny-photo` took ~250 s of a 2-core `make test`). Their weights are the ones a build here would give;
+    anything stale or unstamped is built here as before. `CANVAS_TEST_FRESH_PRESETS=1` builds everything.
+
     xdist workers share one (beside their own temp roots): presets build once under the build lock
     instead of once per worker."""
+    from canvas.core.paths import DEFAULT_HOME
+    from canvas.core.presets.loading import copy_current_presets
+
     if os.environ.get("PYTEST_XDIST_WORKER"):
         home = tmp_path_factory.getbasetemp().parent / "canvas_home"
         home.mkdir(exist_ok=True)
     else:
         home = tmp_path_factory.mktemp("canvas_home")
     old = os.environ.get("CANVAS_HOME")
+    if os.environ.get("CANVAS_TEST_FRESH_PRESETS") != "1":
+        copy_current_presets(Path(old or DEFAULT_HOME).expanduser(), home)
     os.environ["CANVAS_HOME"] = str(home)
     yield home
     if old is None:

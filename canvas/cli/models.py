@@ -27,8 +27,8 @@ def _init(args: argparse.Namespace) -> int:
 
     config = config_from_args(ModelsInitConfig, args)
     start = time.perf_counter()
-    paths = init_preset(config.preset, config.dir)
+    paths = init_preset(config.preset, config.dir, rebuild=config.rebuild)
     for name, path in paths.items():
         print(f"{name}: {path}")
-    print(f"built preset {config.preset!r} in {time.perf_counter() - start:.1f} s")
+    print(f"preset {config.preset!r} ready in {time.perf_counter() - start:.1f} s")
     return 0

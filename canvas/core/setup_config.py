@@ -20,6 +20,13 @@ class ModelsInitConfig:
         },
     )
     dir: Path | None = field(default=None, metadata={"help": "root folder instead of $CANVAS_HOME"})
+    rebuild: bool = field(
+        default=True,
+        metadata={
+            "help": "build again even when a build under the current build key is there (false: "
+            "build only what is missing or stale; what `make setup` runs)"
+        },
+    )
 
 
 @dataclass

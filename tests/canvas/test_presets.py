@@ -227,3 +227,28 @@ def test_a_preset_builds_whole_on_any_rank_of_a_distributed_launch(tmp_path: Pat
     pipe = load_pipeline("tiny", root=tmp_path)
     assert (tmp_path / "presets" / "tiny" / "sd15" / "text_encoder" / "model.safetensors").is_file()
     assert type(pipe).__name__ == "StableDiffusionPipeline"
+
+
+def test_a_current_preset_is_copied_into_a_fresh_home_and_a_stale_one_is_built_again(tmp_path: Path) -> None:
+    """`make setup` builds the presets into the user's CANVAS_HOME and the test session copies them into its
+    fresh one: only under the current build key. A folder built by other builder code or libraries (another
+    key) is neither copied nor reused by `init_preset(rebuild=False)`: it is built again."""
+    from canvas.core.presets.build_key import BUILD_KEY_FILE, build_key
+    from canvas.core.presets.loading import copy_current_presets, init_preset
+
+    source, fresh, other = tmp_path / "user-home", tmp_path / "fresh", tmp_path / "other"
+    built = init_preset("tiny", source, rebuild=False)["sd15"]
+    assert (built / BUILD_KEY_FILE).read_text().strip() == build_key()
+
+    assert copy_current_presets(source, fresh) == ["tiny"]
+    weights = Path("unet") / "diffusion_pytorch_model.safetensors"
+    assert (fresh / "presets/tiny/sd15" / weights).read_bytes() == (built / weights).read_bytes()
+    assert type(load_pipeline("tiny", root=fresh)).__name__ == "StableDiffusionPipeline"
+
+    (built / BUILD_KEY_FILE).write_text("a key of older builder code\n")
+    unet_bytes = (built / weights).read_bytes()
+    (built / weights).write_bytes(b"stale")
+    assert copy_current_presets(source, other) == [] and not (other / "presets").exists()
+    init_preset("tiny", source, rebuild=False)
+    assert (built / BUILD_KEY_FILE).read_text().strip() == build_key()
+    assert (built / weights).read_bytes() == unet_bytes  # rebuilt: seeded, so the same weights

@@ -7,12 +7,15 @@ its builder here.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from canvas.core.atomic import replace_path
 from canvas.core.errors import CanvasError
 from canvas.core.paths import build_once, preset_dir
+from canvas.core.presets.build_key import is_current, stamp
 from canvas.core.presets.clip import CLIP_WEIGHTS_FILE, build_tiny_clip
 from canvas.core.presets.diffusion import build_tiny_sd
 from canvas.core.presets.photo import build_tiny_photo_sd
@@ -50,6 +53,7 @@ def _build(name: str, path: Path) -> None:
         subprocess.run([sys.executable, "-m", __name__, name, str(path)], check=True)
     else:
         BUILDERS[name](path)
+    stamp(path)
 
 
 def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, **kwargs: Any) -> Any:
@@ -74,7 +78,8 @@ def init_preset(
 ) -> dict[str, Path]:
     """Build the tiny CLIP and one pipeline preset into `root` (default `$CANVAS_HOME`); the paths.
 
-    `rebuild=False` builds only what is missing. Either way under the build lock that build-on-first-use
+    `rebuild=False` builds only what is missing or was built under another build key (older builder code
+    or libraries: `canvas.core.presets.build_key`). Either way under the build lock that build-on-first-use
     takes: a rebuild replaces the folder, and another process building or reading it meanwhile (a test
     worker, a second job) would otherwise lose files under it.
     """
@@ -84,8 +89,31 @@ def init_preset(
     clip = base / "clip" / CLIP_WEIGHTS_FILE
     build_once(clip, lambda: build_tiny_clip(clip.parent), rebuild)
     folder = base / PIPELINE_PRESETS[preset].folder
-    build_once(folder / "model_index.json", lambda: _build(preset, folder), rebuild)
+    stale = rebuild or not is_current(folder)
+    build_once(folder / "model_index.json", lambda: _build(preset, folder), stale)
     return {"clip": clip, PIPELINE_PRESETS[preset].folder: folder}
+
+
+def copy_current_presets(source: Path, root: Path | None = None) -> list[str]:
+    """Copy every pipeline preset that `source` (another CANVAS_HOME) holds under the current build key into
+    `root` (default `$CANVAS_HOME`) where `root` lacks it; the names `root` now holds from it. Under the build lock, as a
+    build: processes starting together copy once and never see a half-copied folder."""
+    copied = []
+    for name, preset in PIPELINE_PRESETS.items():
+        src = preset_dir(PRESET_ROOT, source) / preset.folder
+        dest = preset_dir(PRESET_ROOT, root) / preset.folder
+        if src.resolve() == dest.resolve() or not (src / "model_index.json").exists() or not is_current(src):
+            continue
+        build_once(dest / "model_index.json", lambda src=src, dest=dest: _copy(src, dest))
+        copied.append(name)
+    return copied
+
+
+def _copy(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".copy-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    replace_path(tmp, dest)
 
 
 if __name__ == "__main__":  # `python -m canvas.core.presets.loading NAME FOLDER`: what `_build` runs
