@@ -112,34 +112,3 @@ def noisy_photo_preferences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("prefs") / "noisy.parquet"
     return write_preferences(path, brightness_oracle_records(200, seed=0, tie_every=16, flip_every=10))
-
-
-def pretrain_tiny_base(out_dir: Path, vae_steps: int = 40, unet_steps: int = 120, seed: int = 0) -> Path:
-    """The tiny preset, briefly pretrained on photo crops: a base model that has preferences to shift.
-
-    The preset's random weights cannot serve an image-level oracle: its random VAE maps brighter images to
-    latents that decode no brighter (measured correlation about -0.2), and its random UNet cannot denoise.
-    A few steps of autoencoding (VAE) and of the plain diffusion loss (UNet) on real photos fix both,
-    as pretraining does for real models. Written with `save_pretrained`, loaded like any folder.
-    """
-    import torch
-
-    from canvas.core.presets.loading import load_pipeline
-    from canvas.core.presets.photo import pretrain_on_pixels
-    from canvas.rlhf.diffusion_model import image_to_tensor
-
-    pipe = load_pipeline("tiny")
-    records = brightness_oracle_records(128, seed=seed + 100)
-    pixels = torch.stack([image_to_tensor(r[k], 32) for r in records for k in ("jpg_0", "jpg_1")]) * 2 - 1
-    captions = [r["caption"] for r in records for _ in range(2)]
-    pretrain_on_pixels(
-        pipe, pixels, captions, seed, vae_steps, unet_steps, unet_batch=32, calibrate_scaling=False
-    )
-    pipe.save_pretrained(out_dir, safe_serialization=True)
-    return out_dir
-
-
-@pytest.fixture(scope="session")
-def pretrained_tiny_base(tmp_path_factory: pytest.TempPathFactory, tiny_presets) -> Path:
-    """A pipeline folder: the tiny preset after `pretrain_tiny_base`."""
-    return pretrain_tiny_base(tmp_path_factory.mktemp("tiny-base") / "pipeline")

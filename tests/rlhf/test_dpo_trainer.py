@@ -147,13 +147,22 @@ def test_sdxl_preset_trains_and_loads(oracle_preferences: Path, tmp_path: Path, 
 @pytest.mark.slow
 def test_dpo_learns_the_oracle_preferences(
     oracle_preferences: Path,
-    pretrained_tiny_base: Path,
     photo_names: tuple[str, ...],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Brighter-wins pairs -> the tuned model's samples are brighter than the base's for the same seeds."""
+    """Brighter-wins pairs -> the tuned model's samples are brighter than the base's for the same seeds.
+
+    Base: the `tiny-photo` preset (pretrained on the sample photos, colour variants included; a random
+    VAE/UNet has no brightness to shift). Measured over seeds 0/1/2 (2026-12-04): held-out implicit
+    accuracy 0.93 / 0.89 / 0.93, eval win rate 1.0 / 1.0 / 1.0 over 66 prompts, mean brightness 0.475 ->
+    0.489 / 0.492 / 0.500. Until then the base was a test-only pretraining of the `tiny` preset (85 s on 2
+    idle cores, ~170 s inside `make test`), which this preset, built once by `make setup`, replaces."""
     from safetensors.torch import load_file
+
+    from canvas.core.presets.loading import resolve_pretrained
+
+    pretrained_tiny_base = resolve_pretrained("tiny-photo")
 
     out = tmp_path / "dpo"
     config = tmp_path / "dpo.yaml"
@@ -164,7 +173,7 @@ def test_dpo_learns_the_oracle_preferences(
     assert main(["train", "dpo", "--config", str(config), "--eval_noise_draws", "4"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ties_dropped"] == 20 and summary["config"]["beta"] == 5000.0
-    assert summary["heldout_implicit_acc"] > 0.6, summary  # 30 held-out pairs x 4 noise draws; chance = 0.5
+    assert summary["heldout_implicit_acc"] > 0.75, summary  # 30 held-out pairs x 4 noise draws; chance = 0.5
     metrics = read_metrics(out)
     assert len(metrics) == 80 and {"loss", "implicit_acc", "model_diff", "ref_diff"} <= metrics[-1].keys()
     lora = load_file(str(out / "pytorch_lora_weights.safetensors"))
@@ -181,6 +190,6 @@ def test_dpo_learns_the_oracle_preferences(
     assert code == 0
     result = json.loads((tmp_path / "eval/summary.json").read_text())
     assert result["n_prompts"] == 66
-    assert result["win_rate"] >= 0.6 and result["win_rate_ci95"][0] > 0.5, result
+    assert result["win_rate"] >= 0.8 and result["win_rate_ci95"][0] > 0.5, result
     assert result["tuned_mean_reward"] > result["base_mean_reward"]
     assert (tmp_path / "eval/grid.png").stat().st_size > 0
