@@ -17,6 +17,10 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# tryfirst: xdist's worker plugin reads the xdist_group markers in its own pytest_collection_modifyitems (it
+# appends "@group" to each node id, which is what loadgroup schedules by); registered after this conftest, it
+# ran first and saw no markers, so every test was its own work unit (the quick demo ran on both workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers with `--dist loadgroup`), a test file's tests run on
     one worker, so a module fixture (the quick demo, a curate run) is built once, not once per worker
@@ -35,6 +39,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 0 if path.endswith("test_ddpo_learning.py") else 1 if path in slow else 2
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_grouped_by_xdist(request: pytest.FixtureRequest) -> None:
+    """On an xdist worker under `--dist loadgroup`, every test must carry its group in its node id (xdist's
+    own collection hook adds it); if not, grouping broke silently (pytest 9.2 with xdist 3.8 did) and module
+    fixtures such as the quick demo run once per worker: every test errors with this message instead."""
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup")):
+        return
+    items = request.session.items
+    lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if lost:
+        pytest.fail(
+            f"--dist loadgroup does not group tests with this pytest/pytest-xdist pair ({lost[0]} has no "
+            "@group suffix); see the pytest pin in pyproject.toml",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
