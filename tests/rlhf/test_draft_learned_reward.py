@@ -13,9 +13,15 @@ cores shared, load average 4-5), base -> tuned of the 16 fresh samples:
   (+0.317); mean gain 0.298, sd 0.025;
   oracle brightness: seed 0: 0.4055 -> 0.4652 (+0.0597), seed 1: 0.4043 -> 0.4561 (+0.0519), seed 2:
   0.3880 -> 0.4444 (+0.0564); mean gain 0.0560, sd 0.0039 (+14% over the base).
+Re-measured 2026-12-04 (same recipe; the base's samples have changed since, their oracle brightness is
+0.44-0.46 where it was 0.39-0.41, and the learned reward scores them higher): learned reward seed 0: 0.324
+-> 0.497 (+0.173), seed 1: 0.303 -> 0.463 (+0.160), seed 2: 0.269 -> 0.452 (+0.183), mean 0.172, sd 0.012;
+oracle brightness +0.0424 / +0.0387 / +0.0405, mean 0.0405, sd 0.0019. The same with 1 or 2 torch
+threads for the reward model (DRaFT itself runs on one). The learned margin was 0.15, 94% of seed 1's
+gain: now 0.10, the mean minus 6 sd (60% of the smallest seed's gain).
 The reward model: held-out accuracy 0.79 on its noisy labels (selected epoch 1, early stop at 11), 3 CPU s.
-DRaFT: 80 reward queries, 17-19 CPU s per run. Asserted: learned gain > 0.15 and brightness gain > 0.025,
-about half the smallest seed's gain each (the mean minus 6 and 8 sd). A learner that does not learn
+DRaFT: 80 reward queries, 17-19 CPU s per run (15 s on 2026-12-04). Asserted then: learned gain > 0.15 and
+brightness gain > 0.025, about half the smallest seed's gain each (the mean minus 6 and 8 sd). A learner that does not learn
 fails: with learning_rate 1e-12 (0 is refused by the config) the same test measured learned 0.141 -> 0.141
 (gain -2e-7) and brightness 0.4055 -> 0.4055.
 """
@@ -35,8 +41,8 @@ from canvas.rlhf.reward_trainer import RewardTrainer
 
 PROMPTS = [f"a photo of a {name}" for name in ("coffee", "moon", "brick", "rocket")]
 STEPS = 10
-MIN_LEARNED_GAIN = 0.15  # seeds 0-2: +0.309 / +0.270 / +0.317 (docstring)
-MIN_ORACLE_GAIN = 0.025  # seeds 0-2: +0.0597 / +0.0519 / +0.0564
+MIN_LEARNED_GAIN = 0.10  # seeds 0-2 (2026-12-04): +0.173 / +0.160 / +0.183 (docstring)
+MIN_ORACLE_GAIN = 0.025  # seeds 0-2 (2026-12-04): +0.0424 / +0.0387 / +0.0405
 
 
 @pytest.mark.slow
