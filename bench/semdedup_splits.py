@@ -40,7 +40,8 @@ def main() -> None:
         uids, parts = [], []
         for shard in sorted(pool.glob("shard_*.parquet")):
             uids += pq.read_table(shard, columns=["uid"]).column(0).to_pylist()
-            parts.append(np.load(shard.with_suffix(".npz"))["b32_img"].astype(np.float32))
+            with np.load(shard.with_suffix(".npz")) as arrays:
+                parts.append(arrays["b32_img"].astype(np.float32))
         x = np.concatenate(parts)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         truth = pq.read_table(pool.parent / f"{pool.name}_truth.parquet").to_pydict()

@@ -20,10 +20,10 @@ oracle brightness +0.0424 / +0.0387 / +0.0405, mean 0.0405, sd 0.0019. The same 
 threads for the reward model (DRaFT itself runs on one). The learned margin was 0.15, 94% of seed 1's
 gain: now 0.10, the mean minus 6 sd (60% of the smallest seed's gain).
 The reward model: held-out accuracy 0.79 on its noisy labels (selected epoch 1, early stop at 11), 3 CPU s.
-DRaFT: 80 reward queries, 17-19 CPU s per run (15 s on 2026-12-04). Asserted then: learned gain > 0.15 and
-brightness gain > 0.025, about half the smallest seed's gain each (the mean minus 6 and 8 sd). A learner that does not learn
-fails: with learning_rate 1e-12 (0 is refused by the config) the same test measured learned 0.141 -> 0.141
-(gain -2e-7) and brightness 0.4055 -> 0.4055.
+DRaFT: 80 reward queries, 17-19 CPU s per run (15 s on 2026-12-04). Asserted then: learned gain > 0.15
+and brightness gain > 0.025, about half the smallest seed's gain each (the mean minus 6 and 8 sd). A
+learner that does not learn fails: with learning_rate 1e-12 (0 is refused by the config) the same test
+measured learned 0.141 -> 0.141 (gain -2e-7) and brightness 0.4055 -> 0.4055.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canvas.core.atomic import replace_path
+from canvas.core.atomic import atomic_path
 from canvas.core.errors import CanvasError
 from canvas.core.paths import build_once, preset_dir
 from canvas.core.presets.build_key import is_current, stamp
@@ -95,25 +95,23 @@ def init_preset(
 
 
 def copy_current_presets(source: Path, root: Path | None = None) -> list[str]:
-    """Copy every pipeline preset that `source` (another CANVAS_HOME) holds under the current build key into
-    `root` (default `$CANVAS_HOME`) where `root` lacks it; the names `root` now holds from it. Under the build lock, as a
-    build: processes starting together copy once and never see a half-copied folder."""
+    """Copy every pipeline preset that `source` (another CANVAS_HOME) holds under the current build key
+    into `root` (default `$CANVAS_HOME`) where `root` lacks it; the names `root` now holds from it. Under
+    the build lock, as a build: processes starting together copy once and never see a half-copied folder."""
     copied = []
     for name, preset in PIPELINE_PRESETS.items():
         src = preset_dir(PRESET_ROOT, source) / preset.folder
         dest = preset_dir(PRESET_ROOT, root) / preset.folder
         if src.resolve() == dest.resolve() or not (src / "model_index.json").exists() or not is_current(src):
             continue
-        build_once(dest / "model_index.json", lambda src=src, dest=dest: _copy(src, dest))
+        build_once(dest / "model_index.json", lambda src=src, dest=dest: _copy_folder(src, dest))
         copied.append(name)
     return copied
 
 
-def _copy(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".copy-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    replace_path(tmp, dest)
+def _copy_folder(src: Path, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        shutil.copytree(src, tmp)
 
 
 if __name__ == "__main__":  # `python -m canvas.core.presets.loading NAME FOLDER`: what `_build` runs
