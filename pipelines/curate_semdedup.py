@@ -1,5 +1,7 @@
 """SemDeDup as Beam transforms, in NeMo Curator's steps: k-means on a sample -> assign every embedding ->
-GroupByKey on the cluster -> within-cluster duplicates -> join decisions back to the records.
+GroupByKey on the cluster -> within-cluster duplicates -> the border pass (survivors grouped by cluster
+again, with the survivors of other clusters that lie near its centroid: `curation/semdedup/border.py`)
+-> join decisions back to the records.
 
 Only (source, key, embedding, score) travel through the clustering; the records (with their images) are
 joined back by source. Records without images travel themselves and skip the join (`carry_records`). A
@@ -27,10 +29,11 @@ from canvas.curation.semdedup import (
     dedup_cluster,
     fit_kmeans,
 )
+from canvas.curation.semdedup.border import HOME, STAY, VISIT, dedup_visits
 from canvas.curation.semdedup.kmeans import nearest_centroids
 from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
 
-BORDER = "border"  # survivors near a second centroid, for the border pass
+BORDER = "border"  # survivors on to the border pass, keyed by the cluster whose group they join
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def _apply(
     record: Record, cluster_id: int, decision: tuple | None, eps: float, thumbnail_px: int
 ) -> Iterator:
     """The record with its cluster, or its semantic-duplicate rejection. `decision`: (kept key, cosine,
-    why it was kept, where: None for within its cluster, else the pair of clusters of the border pass)."""
+    why it was kept, where: None for within its cluster, else the clusters of the border pass)."""
     record = dataclasses.replace(record, cluster_id=cluster_id)
     if decision is None:
         yield record
@@ -155,8 +158,10 @@ class _DecisionsFn(beam.DoFn):
 
 
 class _DedupClusterFn(_DecisionsFn):
-    """One cluster -> each member's decision (`_DecisionsFn`). Survivors within `border_margin` of their
-    second-nearest centroid go to the BORDER output instead, keyed by that pair of clusters."""
+    """One cluster -> each member's decision (`_DecisionsFn`), rejections at once. With a border margin,
+    the survivors go on to the BORDER output keyed by cluster, for `_DedupBorderFn`: each one to its own
+    cluster's group (HOME), and one within `border_margin` of its second-nearest centroid also to that
+    cluster's group (VISIT, decided there) while its item stays home to be compared with (STAY)."""
 
     def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator:
         cluster_id, members = element
@@ -166,26 +171,60 @@ class _DedupClusterFn(_DecisionsFn):
         margin = float(self.config.border_margin)
         for item, sim, second, gap, member in members:
             d = by_key.get(item.key)
-            if d is None and second >= 0 and gap < margin:
-                pair = (min(cluster_id, second), max(cluster_id, second))
-                yield beam.pvalue.TaggedOutput(BORDER, (pair, (member, sim, cluster_id)))
-                continue
-            yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
+            if d is not None or margin <= 0:
+                yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
+            elif second >= 0 and gap < margin:
+                yield beam.pvalue.TaggedOutput(BORDER, (second, (VISIT, member, sim, cluster_id)))
+                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (STAY, item, sim, second)))
+            else:
+                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (HOME, member, sim, cluster_id)))
 
 
 class _DedupBorderFn(_DecisionsFn):
-    """One pair of neighbouring clusters' border survivors -> deduplicated together, same rule and keep
-    policy (cosines to their own centroids): the copies k-means split between two clusters, which
-    SemDeDup within clusters cannot see. Output as `_DedupClusterFn`'s, each member keeping its cluster."""
+    """One cluster's survivors with the survivors of other clusters visiting it -> a decision for each
+    HOME and VISIT member (`dedup_visits`: same rule and keep policy, cosines to their own centroids),
+    each member keeping its own cluster. STAY members are only compared with: their own visit decides them.
+    """
 
-    def process(self, element: tuple[tuple[int, int], Iterable[tuple]]) -> Iterator:
-        pair, members = element
-        members = sorted(((_item(m), s, c, m) for m, s, c in members), key=_by_key_and_uid)
-        by_key = _decide([(it, s) for it, s, _, _ in members], self.config) if len(members) > 1 else {}
-        where = f"{pair[0]} and {pair[1]}"
-        for item, _, cluster_id, member in members:
+    def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator:
+        cluster_id, entries = element
+        entries = sorted(
+            ((_item(m), role, s, other, m) for role, m, s, other in entries), key=_by_key_and_uid
+        )
+        roles = np.array([role for _, role, _, _, _ in entries], dtype=np.int8)
+        Metrics.counter("curate", "semdedup_border_visitors").inc(int(np.sum(roles == VISIT)))
+        # HOME carries its own cluster, VISIT the cluster it comes from, STAY the one it visits.
+        homes = np.array([cluster_id if r == STAY else o for _, r, _, o, _ in entries], dtype=np.int64)
+        moves_to = np.array([o if r == STAY else -1 for _, r, _, o, _ in entries], dtype=np.int64)
+        items = [it for it, _, _, _, _ in entries]
+        by_key = {}
+        if np.any(roles == VISIT):
+            cfg = self.config
+            decisions = dedup_visits(
+                [it.key for it in items],
+                np.stack([it.embedding for it in items]),
+                roles,
+                homes,
+                moves_to,
+                np.array([s for _, _, s, _, _ in entries], dtype=np.float32),
+                np.array([it.clip_score for it in items], dtype=np.float32),
+                float(cfg.eps),
+                cfg.keep,
+                [it.quality for it in items],
+                cfg.max_block_bytes,
+            )
+            home_of = {it.key: int(h) for it, h in zip(items, homes, strict=True)}
+            by_key = {d.key: d for d in decisions}
+        for (item, role, _, _, member), home in zip(entries, homes.tolist(), strict=True):
+            if role == STAY:
+                continue
             d = by_key.get(item.key)
-            yield from self._emit(member, item, cluster_id, None if d is None else (*d, where))
+            if d is None:
+                yield from self._emit(member, item, home, None)
+                continue
+            pair = sorted({home, cluster_id, home_of[d.duplicate_of]})
+            where = " and ".join(map(str, pair))
+            yield from self._emit(member, item, home, (d.duplicate_of, d.cosine, d.why, where))
 
 
 class _ApplySemanticFn(beam.DoFn):

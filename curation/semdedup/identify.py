@@ -52,9 +52,9 @@ class SemDedupConfig:
         default=0.01,
         metadata={
             "help": "border pass: survivors whose nearest centroid is less than this much (cosine) nearer than "
-            "their second are deduplicated again with the other such survivors of that pair of clusters, "
-            "catching the copies k-means split between neighbours (1M-record pool: recall 0.934 without it); "
-            "0 turns it off"
+            "their second visit that second cluster and are deduplicated against every survivor there, "
+            "catching the copies k-means split between neighbours (curation/semdedup/border.py; 1M-record "
+            "pool: recall 0.934 without it); 0 turns it off"
         },
     )
     max_block_bytes: int = field(
@@ -117,19 +117,24 @@ def dedup_cluster(
         rest = np.flatnonzero(~found)  # removed through a removed row only: search every kept row
         if len(rest):
             kept_rows[rest], sims[rest] = most_similar_kept(ranked, ~removed, rows[rest], max_block_bytes)
-    why = {
-        "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
-        "semdedup_easy": "more like its cluster centroid (semdedup_easy)",
-        "clip_score": "higher CLIP score",
-        "smallest_key": "smaller key",
-    }
-
-    def reason(removed: int, kept: int) -> str:
-        if policy == "best" and qualities is not None:
-            return why_kept(qualities[kept], qualities[removed])
-        return why[policy]
-
     return [
-        ClusterDecision(keys[order[r]], keys[order[k]], float(s), reason(order[r], order[k]))
+        ClusterDecision(
+            keys[order[r]], keys[order[k]], float(s), keep_reason(policy, qualities, order[r], order[k])
+        )
         for r, k, s in zip(rows, kept_rows, sims, strict=True)
     ]
+
+
+_WHY = {
+    "semdedup_hard": "less like its cluster centroid (semdedup_hard)",
+    "semdedup_easy": "more like its cluster centroid (semdedup_easy)",
+    "clip_score": "higher CLIP score",
+    "smallest_key": "smaller key",
+}
+
+
+def keep_reason(policy: str, qualities: Sequence[CopyQuality] | None, removed: int, kept: int) -> str:
+    """Why item `kept` ranks ahead of item `removed` under the keep policy (indices into `qualities`)."""
+    if policy == "best" and qualities is not None:
+        return why_kept(qualities[kept], qualities[removed])
+    return _WHY[policy]

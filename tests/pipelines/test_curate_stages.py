@@ -19,10 +19,11 @@ from canvas.curation.filters import BasicFilterConfig
 from canvas.curation.near_dedup import NearDedupConfig
 from canvas.curation.records import RawRecord, Record, Rejection
 from canvas.curation.semdedup import SemDedupConfig
+from canvas.curation.semdedup.kmeans import nearest_centroids
 from canvas.pipelines.curate_io import _ReadShard
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
 from canvas.pipelines.curate_near_dedup import NearDedup
-from canvas.pipelines.curate_semdedup import SemanticDedup, _sample_candidate, _sample_rank
+from canvas.pipelines.curate_semdedup import SemanticDedup, _fit, _sample_candidate, _sample_rank
 from canvas.pipelines.curate_stages import (
     KEPT,
     REJECTED,
@@ -393,3 +394,45 @@ def test_semantic_dedup_border_pass_finds_the_copy_that_k_means_put_in_the_next_
     expected = {0.0: [], 0.01: [("k1001", "k1000", True)]}
     run(0.0)  # SemDeDup within clusters alone: the copies sit in two clusters, nothing is found
     run(0.01)
+
+
+@pytest.mark.parametrize("carry_records", [False, True], ids=["join-back", "records-travel"])
+@pytest.mark.parametrize("visitor_first", [False, True], ids=["home-ranks-first", "visitor-ranks-first"])
+def test_semantic_dedup_border_pass_finds_a_copy_whose_original_is_deep_in_the_next_cluster(
+    carry_records: bool, visitor_first: bool
+) -> None:
+    # As above, two mirror-image clusters, but only the copy is near the border: the original lies well
+    # inside the other cluster (gap 0.03 > margin), so a pass over pairs of clusters' border rows alone
+    # never holds both (on a 1M pool of random directions, a quarter of the split semantic copies). The
+    # copy visits the original's cluster and meets every survivor there.
+    rng = np.random.default_rng(1)
+    e0, e1 = np.eye(16)[0], np.eye(16)[1]
+    noise = 0.1 * rng.normal(size=(500, 16)) * (np.arange(16) >= 2)
+    mid, across = (e0 + e1) / np.sqrt(2), (e1 - e0) / np.sqrt(2)
+    original = mid + 0.0212 * across  # gap to the other centroid ~ +0.03: no border row
+    copy = mid - 0.0035 * across  # ~0.005 on cluster 0's side: within the margin of cluster 1
+    vectors = [*(e0 + noise), *(e1 + noise), original, copy]
+    vectors = [v / np.linalg.norm(v) for v in vectors]
+    base = dataclasses.replace(_record("k", _png(0), 0), image=b"", clip_score=0.0)
+    keys = [f"k{i:04d}" for i in range(len(vectors))]
+    if visitor_first:  # smallest_key keeps the smaller key: the copy's
+        keys[-2:] = keys[-1], keys[-2]
+    records = [
+        dataclasses.replace(base, key=k, source=f"s#{i}", ordinal=(0, i), embedding=v.astype(np.float32))
+        for i, (k, v) in enumerate(zip(keys, vectors, strict=True))
+    ]
+    cfg = SemDedupConfig(eps=0.01, n_clusters=2, keep="smallest_key", border_margin=0.01)
+    # The geometry the test is about, on the pipeline's own centroids.
+    ids, sims = nearest_centroids(
+        np.stack(vectors[-2:]).astype(np.float32), _fit(records, len(records), cfg), 2
+    )
+    assert ids[0, 0] != ids[1, 0], "the copies must sit in two clusters"
+    assert sims[0, 0] - sims[0, 1] > 0.02 and sims[1, 0] - sims[1, 1] < 0.01
+    kept_key, removed_key = (keys[-1], keys[-2]) if visitor_first else (keys[-2], keys[-1])
+    with TestPipeline() as p:
+        out = p | beam.Create(records) | SemanticDedup(cfg, thumbnail_px=32, carry_records=carry_records)
+        rejected = out[REJECTED] | beam.Map(
+            lambda r: (r.key, r.duplicate_of, "across the border" in r.reason)
+        )
+        assert_that(out[KEPT] | beam.combiners.Count.Globally(), equal_to([len(records) - 1]))
+        assert_that(rejected, equal_to([(removed_key, kept_key, True)]), label="rejected")
