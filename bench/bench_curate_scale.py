@@ -9,8 +9,8 @@ Recall counts, per planted group, the members that reached SemDeDup (not rejecte
 all but one of them should go. Precision: of the SemDeDup removals, the share that name a member of their
 own planted group as `duplicate_of`.
 
-Usage: .venv/bin/python bench/bench_curate_scale.py [--max 100000] [--runner-args ...]
-       (--max 1000000 adds the 1M run)
+Usage: .venv/bin/python bench/bench_curate_scale.py [--max 100000] [--sizes N ...] [--keep DIR]
+       [--runner-args ...]   (--max 1000000 adds the 1M run)
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_curate(pool: Path, out: Path, runner_args: list[str]) -> tuple[float, in
     return time.perf_counter() - t0, peak
 
 
-def dedup_quality(truth_path: Path, out: Path) -> tuple[float, float, dict[str, int]]:
+def dedup_quality(truth_path: Path, out: Path) -> tuple[float, float, dict[str, int], int]:
     truth = pq.read_table(truth_path, columns=["uid", "group"]).to_pydict()
     group_of = dict(zip(truth["uid"], truth["group"], strict=True))
     rejected = pq.read_table(out / "rejected", columns=["key", "stage", "duplicate_of"]).to_pylist()
@@ -88,32 +88,38 @@ def dedup_quality(truth_path: Path, out: Path) -> tuple[float, float, dict[str, 
             alive[g] += 1
     should_go = sum(c - 1 for c in alive.values() if c > 1)
     sem = [r for r in rejected if r["stage"] == "semantic_dedup"]
-    right = sum(1 for r in sem if group_of[r["key"]] == group_of[r["duplicate_of"]])
+    # duplicate_of is null when the ledger found no kept record showing the picture: never right.
+    right = sum(1 for r in sem if group_of[r["key"]] == group_of.get(r["duplicate_of"]))
     recall = right / should_go if should_go else 1.0
     precision = right / len(sem) if sem else 1.0
-    return recall, precision, dict(by_stage)
+    return recall, precision, dict(by_stage), sum(1 for r in sem if r["duplicate_of"] is None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max", type=int, default=100_000, help="largest size to run (1000000 adds 1M)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="run only these sizes (default: 10k up to --max)"
+    )
+    parser.add_argument("--keep", type=Path, help="make pools and outputs here and keep them (default: temp)")
     parser.add_argument("--runner-args", nargs=argparse.REMAINDER, default=[], help="Beam flags for curate")
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in (s for s in SIZES if s <= args.max):
+    with tempfile.TemporaryDirectory() as temp:
+        tmp = args.keep or temp
+        for n in args.sizes or [s for s in SIZES if s <= args.max]:
             pool = Path(tmp) / f"pool{n}"
             t0 = time.perf_counter()
             planted = make_pool(pool, n, shards=max(1, math.ceil(n / ROWS_PER_SHARD)), seed=n)
             made = time.perf_counter() - t0
             wall, peak = run_curate(pool, Path(tmp) / f"out{n}", args.runner_args)
-            recall, precision, by_stage = dedup_quality(
+            recall, precision, by_stage, nulls = dedup_quality(
                 Path(tmp) / f"pool{n}_truth.parquet", Path(tmp) / f"out{n}"
             )
             rows.append((n, wall))
             print(
                 f"n={n:>9,}  wall {wall:8.1f} s  {n / wall:8.0f} records/s  peak RSS {peak / 2**30:5.2f} GiB  "
-                f"recall {recall:.4f}  precision {precision:.4f}  (pool made in {made:.1f} s; planted {planted}; "
+                f"recall {recall:.4f}  precision {precision:.4f}  null duplicate_of {nulls}  (pool made in {made:.1f} s; planted {planted}; "
                 f"rejected by stage {by_stage})",
                 flush=True,
             )

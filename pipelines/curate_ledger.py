@@ -18,9 +18,10 @@ from canvas.curation.records import STAGES, Rejection
 
 __all__ = ["MAX_HOPS", "ResolveDuplicateOf"]
 
-# A pointer set at one dedup decision leads to a survivor of that decision; the longest chain is a repeated
-# key -> identical pixels (both exact dedup) -> pHash near dup -> semantic dup -> kept: four lookups.
-MAX_HOPS = 4
+# A pointer set at one dedup decision leads to a survivor of that decision; a long chain is a repeated key
+# -> identical pixels (both exact dedup) -> pHash near dup -> semantic dup (within a cluster) -> semantic dup
+# (the border pass, pointing at a survivor that visits a third cluster) -> its own border decision -> kept.
+MAX_HOPS = 6
 _KEPT = "kept"
 _PENDING = "pending"
 _FATE = "fate"

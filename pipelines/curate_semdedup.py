@@ -195,7 +195,6 @@ class _DedupBorderFn(_DecisionsFn):
         Metrics.counter("curate", "semdedup_border_visitors").inc(int(np.sum(roles == VISIT)))
         # HOME carries its own cluster, VISIT the cluster it comes from, STAY the one it visits.
         homes = np.array([cluster_id if r == STAY else o for _, r, _, o, _ in entries], dtype=np.int64)
-        moves_to = np.array([o if r == STAY else -1 for _, r, _, o, _ in entries], dtype=np.int64)
         items = [it for it, _, _, _, _ in entries]
         by_key = {}
         if np.any(roles == VISIT):
@@ -204,8 +203,6 @@ class _DedupBorderFn(_DecisionsFn):
                 [it.key for it in items],
                 np.stack([it.embedding for it in items]),
                 roles,
-                homes,
-                moves_to,
                 np.array([s for _, _, s, _, _ in entries], dtype=np.float32),
                 np.array([it.clip_score for it in items], dtype=np.float32),
                 float(cfg.eps),

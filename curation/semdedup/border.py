@@ -14,12 +14,13 @@ directions, 27% of the semantic copies k-means split from their original had a s
 that was not the original's cluster, and the original itself was deep inside its cluster, so no pair
 group held both (bench/semdedup_splits.py: 6.2% of split semantic copies missed; this shape 1.8%).
 
-The rule, for a close pair (cosine >= 1 - eps; one of them is always a visitor, as survivors of one
-cluster are never close): the one ranked lower by the keep policy is removed if it can be removed here.
-If it cannot (a STAY), the visitor is removed instead, unless the STAY visits the visitor's own cluster:
-then the same pair meets there with the roles swapped, and it is decided there. So every close pair
-that either copy's visit reaches loses exactly one item, and the keep policy decides whenever both can
-be removed in one group.
+The rule is SemDeDup's own, with one global order (the keep policy): an item is removed when a close
+item (cosine >= 1 - eps) ranks ahead of it, and only in a group where it can be removed. Survivors of
+one cluster are never close, so every close pair holds a visitor. A pair whose lower-ranked item is a
+STAY is left alone here: if the STAY visits the other's cluster, the pair meets there with the roles
+swapped and is decided there; if not, it is not removed (a missed duplicate, never a lost picture). So
+the top-ranked copy of any set of copies always survives, and every pointer goes up the order (no cycle
+for the ledger to follow).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ def dedup_visits(
     keys: list[str],
     embeddings: np.ndarray,
     roles: np.ndarray,
-    homes: np.ndarray,
-    moves_to: np.ndarray,
     centroid_sims: np.ndarray,
     clip_scores: np.ndarray,
     eps: float,
@@ -50,10 +49,10 @@ def dedup_visits(
 ) -> list[ClusterDecision]:
     """One cluster's border group -> the removed HOME and VISIT items (`ClusterDecision`s, keyed by key).
 
-    `roles`: HOME/STAY/VISIT per item; `homes`: each item's own cluster; `moves_to`: the cluster a STAY
-    visits (ignored for the others); `centroid_sims`: cosine to its own centroid (what the SemDeDup keep
-    policies rank by). Each removed item names the partner that removed it: the most similar one that is
-    not itself removed here, else the most similar one.
+    `roles`: HOME/STAY/VISIT per item; `centroid_sims`: cosine to its own centroid (what the SemDeDup keep
+    policies rank by). Each removed item names the partner that removed it (the most similar one not
+    itself removed here, else the most similar one), followed through this group's removals to an item
+    kept here or a STAY; its cosine is to the one named.
     """
     roles = np.asarray(roles)
     visitors = np.flatnonzero(roles == VISIT)
@@ -77,15 +76,9 @@ def dedup_visits(
     v, j, cosine = np.concatenate(found_v), np.concatenate(found_j), np.concatenate(found_c)
     once = (roles[j] != VISIT) | (v < j)  # a pair of visitors is found from both sides
     v, j, cosine = v[once], j[once], cosine[once]
-    ahead = np.where(position[v] < position[j], v, j)
-    behind = np.where(ahead == v, j, v)
-    removable = roles != STAY
-    # The lower-ranked one goes if it can; else (a STAY) the visitor, unless the STAY visits the visitor's
-    # cluster, where this pair is decided with the roles swapped.
-    swapped = moves_to[behind] == homes[ahead]
-    loser = np.where(removable[behind], behind, np.where(swapped, -1, ahead))
-    winner = np.where(loser == behind, ahead, behind)
-    decided = loser >= 0
+    loser = np.where(position[v] < position[j], j, v)
+    winner = np.where(loser == j, v, j)
+    decided = roles[loser] != STAY  # a STAY is decided where it visits
     loser, winner, cosine = loser[decided], winner[decided], cosine[decided]
     if len(loser) == 0:
         return []
@@ -94,13 +87,15 @@ def dedup_visits(
     # Per loser: a surviving winner first, then the highest cosine, then the winner's rank.
     pick = np.lexsort((position[winner], -cosine, removed[winner], loser))
     first = np.r_[True, loser[pick][1:] != loser[pick][:-1]]
+    beaten_by = {int(loser[k]): int(winner[k]) for k in pick[first]}
     decisions = []
-    for k in pick[first]:
-        lost, won = int(loser[k]), int(winner[k])
-        why = (
-            keep_reason(policy, qualities, lost, won)
-            if position[won] < position[lost]
-            else "it is decided in the cluster it visits, so the visitor gives way"
-        )
-        decisions.append(ClusterDecision(keys[lost], keys[won], float(cosine[k]), why))
+    for lost, won in beaten_by.items():
+        # Name the end of the chain inside this group (an item kept here, or a STAY, decided where it
+        # visits): the ledger's pointer then needs at most one more hop. Every step goes up the order.
+        named = won
+        while named in beaten_by:
+            named = beaten_by[named]
+        why = keep_reason(policy, qualities, lost, named)
+        why += "" if named == won else f" (through {keys[won]}, itself removed here)"
+        decisions.append(ClusterDecision(keys[lost], keys[named], float(x[lost] @ x[named]), why))
     return decisions
