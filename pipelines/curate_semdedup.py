@@ -48,8 +48,9 @@ class SemItem(CompactPickle):
 
 
 def _sem_item(r: Record) -> SemItem:
-    embedding = unit_embedding(r.embedding)
-    return SemItem(r.source, r.key, embedding, float(r.clip_score), copy_quality(r))
+    # The embedding as the record holds it (a pool's float16 is half the bytes of the float32 unit vector
+    # every use makes of it with `unit_embedding`, bit-equal): SemItems wait in groupings at pool scale.
+    return SemItem(r.source, r.key, r.embedding, float(r.clip_score), copy_quality(r))
 
 
 def _item(member: Record | SemItem) -> SemItem:
@@ -81,7 +82,7 @@ def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -
     k = auto_n_clusters(n_total) if config.n_clusters == "auto" else int(config.n_clusters)
     if not ordered:
         return np.zeros((1, 1), dtype=np.float32)
-    x = np.stack([it.embedding for it in ordered]).astype(np.float32)
+    x = np.stack([unit_embedding(it.embedding) for it in ordered])
     return fit_kmeans(x, k, niter=config.kmeans_iters, seed=config.seed)
 
 
@@ -128,7 +129,7 @@ def _decide(group: list[tuple[SemItem, float]], config: SemDedupConfig) -> dict[
     """dedup_cluster over (item, cosine to its own centroid) pairs -> key -> (kept, cosine, why)."""
     decisions = dedup_cluster(
         [it.key for it, _ in group],
-        np.stack([it.embedding for it, _ in group]),
+        np.stack([unit_embedding(it.embedding) for it, _ in group]),
         np.array([s for _, s in group], dtype=np.float32),
         np.array([it.clip_score for it, _ in group], dtype=np.float32),
         float(config.eps),
@@ -201,7 +202,7 @@ class _DedupBorderFn(_DecisionsFn):
             cfg = self.config
             decisions = dedup_visits(
                 [it.key for it in items],
-                np.stack([it.embedding for it in items]),
+                np.stack([unit_embedding(it.embedding) for it in items]),
                 roles,
                 np.array([s for _, _, s, _, _ in entries], dtype=np.float32),
                 np.array([it.clip_score for it in items], dtype=np.float32),
