@@ -12,7 +12,7 @@ cluster holds three roles:
 Why not the pairs of neighbouring clusters' border rows only (the earlier pass): on a 1M pool of random
 directions, 27% of the semantic copies k-means split from their original had a second-nearest centroid
 that was not the original's cluster, and the original itself was deep inside its cluster, so no pair
-group held both (bench/semdedup_splits.py: 6.2% of split semantic copies missed; this shape 1.8%).
+group held both (bench/semdedup_splits.py: 6.2% of the semantic copies missed; this shape 1.8%).
 
 The rule is SemDeDup's own, with one global order (the keep policy): an item is removed when a close
 item (cosine >= 1 - eps) ranks ahead of it, and only in a group where it can be removed. Survivors of
