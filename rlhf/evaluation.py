@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,31 @@ def evaluate(
     Example:
         >>> evaluate("tiny", "dpo-output", "prompts.txt", "brightness", "eval-output")["win_rate"]
     """
+    summaries = evaluate_many(
+        pretrained, {"": lora}, prompts, {"": reward}, lambda _, __: Path(output_dir), seed,
+        num_inference_steps, guidance_scale, batch_size, bootstrap_samples, grid_columns,
+    )  # fmt: skip
+    return summaries["", ""]
+
+
+def evaluate_many(
+    pretrained: str,
+    loras: dict[str, str | Path],
+    prompts: Sequence[str] | str | Path,
+    rewards: dict[str, str],
+    output_dir_for: Callable[[str, str], Path],
+    seed: int = 0,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 7.5,
+    batch_size: int = 16,
+    bootstrap_samples: int = 2000,
+    grid_columns: int = 8,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """`evaluate` for several LoRAs (name -> folder) and rewards (name -> reward) on one base: the base
+    images are sampled once and each LoRA's once, then scored by every reward (the demo's 3 methods x 2
+    rewards sampled 12 times before). Returns (LoRA name, reward name) -> summary, each written to
+    `output_dir_for(lora name, reward name)`. Same images as `evaluate` one pair at a time: the LoRA is
+    unloaded between methods, so each one is applied to the untouched base."""
     from canvas.core.presets.loading import load_pipeline
 
     if isinstance(prompts, str | Path):
@@ -93,35 +118,59 @@ def evaluate(
     prompts = list(prompts)
     if not prompts:
         raise CanvasError("no prompts to evaluate")
-    lora_path = Path(lora)
-    if not (lora_path / "pytorch_lora_weights.safetensors").exists():
-        raise CanvasError(f"no LoRA weights in {lora_path} (expected pytorch_lora_weights.safetensors)")
-    scorer = load_reward(reward)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for lora in loras.values():
+        if not (Path(lora) / "pytorch_lora_weights.safetensors").exists():
+            raise CanvasError(f"no LoRA weights in {lora} (expected pytorch_lora_weights.safetensors)")
+    scorers = {name: load_reward(reward) for name, reward in rewards.items()}
 
     pipe = load_pipeline(pretrained)
     kwargs = {"seed": seed, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
     base = sample_images(pipe, prompts, batch_size=batch_size, desc="base", **kwargs)
-    pipe.load_lora_weights(str(lora_path))  # the stock diffusers loader: what users of the LoRA will run
-    tuned = sample_images(pipe, prompts, batch_size=batch_size, desc="tuned", **kwargs)
+    base_scores = {name: score_checked(scorer, base, prompts) for name, scorer in scorers.items()}
+    summaries = {}
+    for method, lora in loras.items():
+        pipe.load_lora_weights(str(lora))  # the stock diffusers loader: what users of the LoRA will run
+        tuned = sample_images(pipe, prompts, batch_size=batch_size, desc=f"tuned {method}".strip(), **kwargs)
+        pipe.unload_lora_weights()
+        for name, scorer in scorers.items():
+            out = Path(output_dir_for(method, name))
+            out.mkdir(parents=True, exist_ok=True)
+            summaries[method, name] = _summarize(
+                base, tuned, base_scores[name], score_checked(scorer, tuned, prompts), prompts, out,
+                {"reward": getattr(scorer, "name", rewards[name]), "pretrained": pretrained, "lora": str(lora),
+                 **kwargs},
+                bootstrap_samples, grid_columns,
+            )  # fmt: skip
+    return summaries
 
-    base_scores = score_checked(scorer, base, prompts)
-    tuned_scores = score_checked(scorer, tuned, prompts)
+
+def _summarize(
+    base: torch.Tensor,
+    tuned: torch.Tensor,
+    base_scores: torch.Tensor,
+    tuned_scores: torch.Tensor,
+    prompts: list[str],
+    out: Path,
+    about: dict[str, Any],
+    bootstrap_samples: int,
+    grid_columns: int,
+) -> dict[str, Any]:
+    """Win rate, its bootstrap interval and per-prompt scores -> summary.json and grid.png in `out`."""
+    seed = about["seed"]
     wins = win_scores(base_scores, tuned_scores)
     low, high = bootstrap_interval(wins, samples=bootstrap_samples, seed=seed)
     summary = {
         "win_rate": float(wins.mean()),
         "win_rate_ci95": [low, high],
         "n_prompts": len(prompts),
-        "reward": getattr(scorer, "name", reward),
+        "reward": about["reward"],
         "base_mean_reward": float(base_scores.mean()),
         "tuned_mean_reward": float(tuned_scores.mean()),
-        "pretrained": pretrained,
-        "lora": str(lora_path),
+        "pretrained": about["pretrained"],
+        "lora": about["lora"],
         "seed": seed,
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": guidance_scale,
+        "num_inference_steps": about["num_inference_steps"],
+        "guidance_scale": about["guidance_scale"],
         "per_prompt": [
             {"prompt": p, "seed": seed + i, "base": float(b), "tuned": float(t)}
             for i, (p, b, t) in enumerate(zip(prompts, base_scores, tuned_scores, strict=True))

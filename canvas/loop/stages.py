@@ -139,18 +139,22 @@ def plan(cfg: DemoConfig) -> tuple[list[Stage], Callable[[], None]]:
         return {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
 
     def evaluate_both() -> dict[str, Any]:
-        from canvas.rlhf.evaluation import evaluate
+        from canvas.rlhf.evaluation import evaluate_many
 
         prompts = (out / "prompts.txt").read_text().splitlines()[: cfg.eval_prompts]
+        summaries = evaluate_many(
+            cfg.pretrained,
+            {method: out / method for method in ("dpo", "ddpo", "draft")},
+            prompts,
+            {"oracle": cfg.oracle, "learned": str(out / "reward")},
+            lambda method, reward_name: out / "eval" / f"{method}-{reward_name}",
+            seed=cfg.seed,
+            num_inference_steps=cfg.gen_steps,
+        )
         results: dict[str, Any] = {}
-        for method in ("dpo", "ddpo", "draft"):
-            for reward_name, reward in (("oracle", cfg.oracle), ("learned", str(out / "reward"))):
-                summary = evaluate(
-                    cfg.pretrained, out / method, prompts, reward, out / "eval" / f"{method}-{reward_name}",
-                    seed=cfg.seed, num_inference_steps=cfg.gen_steps,
-                )  # fmt: skip
-                results[f"{method}_{reward_name}_win_rate"] = summary["win_rate"]
-                results[f"{method}_{reward_name}_ci95_low"] = summary["win_rate_ci95"][0]
+        for (method, reward_name), summary in summaries.items():
+            results[f"{method}_{reward_name}_win_rate"] = summary["win_rate"]
+            results[f"{method}_{reward_name}_ci95_low"] = summary["win_rate_ci95"][0]
         return results
 
     def cleanup() -> None:

@@ -50,3 +50,36 @@ def test_eval_without_lora_weights_is_a_one_line_error(
     )
     err = capsys.readouterr().err
     assert code == 2 and "no LoRA weights" in err and err.count("\n") == 1
+
+
+def test_evaluate_many_scores_the_images_evaluate_samples_pair_by_pair(tmp_path: Path, tiny_presets) -> None:
+    # Base sampled once and each LoRA applied to an untouched base (unloaded between methods): the same
+    # images, so the same per-prompt scores, as one `evaluate` call per (LoRA, reward).
+    from canvas.core.presets.loading import load_pipeline
+    from canvas.rlhf.evaluation import evaluate, evaluate_many
+    from canvas.rlhf.lora import add_unet_lora, save_unet_lora
+
+    loras = {}
+    for i, targets in enumerate((["to_q", "to_v"], ["to_k", "conv1", "conv2"])):
+        torch.manual_seed(i)
+        pipe = load_pipeline("tiny")
+        with torch.no_grad():
+            for p in add_unet_lora(pipe.unet, rank=4, target_modules=targets):
+                p.add_(0.3 * torch.randn_like(p))
+        save_unet_lora(pipe.unet, tmp_path / f"lora{i}")
+        loras[f"m{i}"] = tmp_path / f"lora{i}"
+    prompts = ["a red ball", "a blue sky", "green grass"]
+    rewards = {"bright": "brightness", "jpeg": "jpeg_compressibility"}
+    kwargs = {"seed": 3, "num_inference_steps": 3, "guidance_scale": 1.0}
+    many = evaluate_many(
+        "tiny", loras, prompts, rewards, lambda m, r: tmp_path / "many" / f"{m}-{r}", **kwargs
+    )
+    assert sorted(many) == [(m, r) for m in ("m0", "m1") for r in ("bright", "jpeg")]
+    for (method, name), summary in many.items():
+        one = evaluate(
+            "tiny", loras[method], prompts, rewards[name], tmp_path / f"one-{method}-{name}", **kwargs
+        )
+        assert summary["per_prompt"] == one["per_prompt"] and summary["win_rate"] == one["win_rate"]
+        assert (tmp_path / "many" / f"{method}-{name}" / "grid.png").exists()
+    # The LoRAs differ, so a method that saw the previous one's adapter would not match above.
+    assert many["m0", "bright"]["tuned_mean_reward"] != many["m1", "bright"]["tuned_mean_reward"]
