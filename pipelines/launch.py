@@ -12,8 +12,9 @@ A pipeline module only builds its transforms; everything around them is here, do
 - Options: every flag must be a Beam pipeline option, with a valid value, and the runner must exist;
   otherwise `CanvasError` (one line, with a did-you-mean for a misspelt flag). Beam itself only warns
   about unknown flags, so a typo would silently run with the default.
-- Runner: the user's `--runner`, else Beam's DirectRunner. Never forced, so Flink, Spark, Dataflow or a
-  portable job server run the same pipeline.
+- Runner: the user's `--runner`, else Beam's DirectRunner as it runs a batch job offline (the FnApiRunner,
+  in-process or `--direct_running_mode=multi_processing`; `local_batch_runner`). Never forced, so Flink,
+  Spark, Dataflow or a portable job server run the same pipeline.
 - Output: `canvas.core.outputs` (temp folder beside the output, marker, lock, `--overwrite`, atomic
   commit). Pipelines write through Beam's FileSystems, so the output may be local, gs://, s3:// or hdfs://.
 - Results: workers write small JSON files (counts from combiners), which the driver reads; the driver never
@@ -92,6 +93,24 @@ def pipeline_options(pipeline_args: Sequence[str], command: str = "curate") -> t
     except (ValueError, ImportError, AttributeError) as exc:  # unknown name, module, or class
         raise CanvasError(f"--runner={runner}: {exc}") from exc
     return options, runner
+
+
+def local_batch_runner(options: PipelineOptions) -> Any:
+    """The default runner: what Beam's DirectRunner runs a batch pipeline on when Prism is not at hand, the
+    FnApiRunner with the pipeline's options in its provision info (its SDK workers read them there).
+
+    Why not the DirectRunner itself: since Beam 2.6x it first tries PrismRunner, downloading the prism binary
+    from GitHub. Offline that fails at once and it falls back to the FnApiRunner (every figure in
+    docs/benchmarks.md), but each try leaves an empty /tmp/beam-temp* folder, and with internet a job would
+    fetch an executable mid-run and run on another runner than the one measured and tested. An explicit
+    `--runner=DirectRunner` (or `PrismRunner`) still gets Beam's own behaviour."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
 def workers_are_local(options: PipelineOptions, runner: str) -> bool:
@@ -209,6 +228,8 @@ class BeamLauncher:
             commit_output(tmp, output, self.command)
 
     def pipeline(self) -> beam.Pipeline:
+        if self.options.view_as(StandardOptions).runner is None:
+            return beam.Pipeline(runner=local_batch_runner(self.options), options=self.options)
         return beam.Pipeline(options=self.options)
 
     def run(self, pipeline: beam.Pipeline) -> PipelineResult:
