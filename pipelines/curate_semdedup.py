@@ -176,7 +176,7 @@ class _DedupClusterFn(_DecisionsFn):
                 yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
             elif second >= 0 and gap < margin:
                 yield beam.pvalue.TaggedOutput(BORDER, (second, (VISIT, member, sim, cluster_id)))
-                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (STAY, item, sim, second)))
+                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (STAY, item, sim, cluster_id)))
             else:
                 yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (HOME, member, sim, cluster_id)))
 
@@ -190,12 +190,10 @@ class _DedupBorderFn(_DecisionsFn):
     def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator:
         cluster_id, entries = element
         entries = sorted(
-            ((_item(m), role, s, other, m) for role, m, s, other in entries), key=_by_key_and_uid
-        )
+            ((_item(m), role, s, home, m) for role, m, s, home in entries), key=_by_key_and_uid
+        )  # home: each member's own cluster (a VISIT's is another)
         roles = np.array([role for _, role, _, _, _ in entries], dtype=np.int8)
         Metrics.counter("curate", "semdedup_border_visitors").inc(int(np.sum(roles == VISIT)))
-        # HOME carries its own cluster, VISIT the cluster it comes from, STAY the one it visits.
-        homes = np.array([cluster_id if r == STAY else o for _, r, _, o, _ in entries], dtype=np.int64)
         items = [it for it, _, _, _, _ in entries]
         by_key = {}
         if np.any(roles == VISIT):
@@ -211,9 +209,9 @@ class _DedupBorderFn(_DecisionsFn):
                 [it.quality for it in items],
                 cfg.max_block_bytes,
             )
-            home_of = {it.key: int(h) for it, h in zip(items, homes, strict=True)}
+            home_of = {it.key: home for it, _, _, home, _ in entries}
             by_key = {d.key: d for d in decisions}
-        for (item, role, _, _, member), home in zip(entries, homes.tolist(), strict=True):
+        for item, role, _, home, member in entries:
             if role == STAY:
                 continue
             d = by_key.get(item.key)

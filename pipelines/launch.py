@@ -99,7 +99,7 @@ def local_batch_runner(options: PipelineOptions) -> Any:
     """The default runner: what Beam's DirectRunner runs a batch pipeline on when Prism is not at hand, the
     FnApiRunner with the pipeline's options in its provision info (its SDK workers read them there).
 
-    Why not the DirectRunner itself: since Beam 2.6x it first tries PrismRunner, downloading the prism binary
+    Why not the DirectRunner itself: Beam's (2.77 here) first tries PrismRunner, downloading the prism binary
     from GitHub. Offline that fails at once and it falls back to the FnApiRunner (every figure in
     docs/benchmarks.md), but each try leaves an empty /tmp/beam-temp* folder, and with internet a job would
     fetch an executable mid-run and run on another runner than the one measured and tested. An explicit

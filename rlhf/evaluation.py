@@ -137,7 +137,7 @@ def evaluate_many(
             out.mkdir(parents=True, exist_ok=True)
             summaries[method, name] = _summarize(
                 base, tuned, base_scores[name], score_checked(scorer, tuned, prompts), prompts, out,
-                {"reward": getattr(scorer, "name", rewards[name]), "pretrained": pretrained, "lora": str(lora),
+                {"reward": getattr(scorer, "name", rewards[name]), "pretrained": pretrained, "lora": str(Path(lora)),
                  **kwargs},
                 bootstrap_samples, grid_columns,
             )  # fmt: skip
