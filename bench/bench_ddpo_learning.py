@@ -18,9 +18,14 @@ With `--step-variance` it prints instead which sampler steps decide a sample's r
 the reward when only the noise of steps >= k is redrawn (the same initial noise, prompt and earlier noise),
 for several k. What the later steps leave is what training on them can act on (`train_timesteps`).
 
+With `--value-correlation` it prints how well the value behind `advantage_baseline: predicted_x0` (the
+reward of the sampler's predicted clean image before step k) tracks the final reward, by step, over 64
+samples, and what the values cost: the trainer's own sampling and `_step_values`.
+
 Usage: .venv/bin/python bench/bench_ddpo_learning.py [--epochs 40] [--batches-per-epoch 16] [--threads 1]
        [--set FIELD=VALUE ...]
        .venv/bin/python bench/bench_ddpo_learning.py --step-variance [--set sample_num_steps=16]
+       .venv/bin/python bench/bench_ddpo_learning.py --value-correlation [--threads 2]
 """
 
 from __future__ import annotations
@@ -108,6 +113,26 @@ def reward_variance_by_step(trainer: Any, groups: int = 16, repeats: int = 4) ->
     return {k: torch.stack([rewards(k, d) for d in range(repeats)], 1).var(1).mean().item() for k in ks}
 
 
+@torch.no_grad()
+def value_correlation_by_step(trainer: Any, num_samples: int = 64) -> tuple[list[float], float]:
+    """(corr(value before step k, final reward) for each step k, seconds the values took)."""
+    from canvas.rlhf.ddim_logprob import sample_with_logprob
+    from canvas.rlhf.rewards import score_checked
+
+    cfg = trainer.config
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(num_samples)]
+    traj = sample_with_logprob(
+        trainer.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
+        generator=torch.Generator().manual_seed(0), keep_pred_x0=True,
+    )  # fmt: skip
+    final = score_checked(trainer.reward, traj.images, prompts)
+    started = time.perf_counter()
+    values = trainer._step_values(traj.pred_x0, prompts)
+    seconds = time.perf_counter() - started
+    both = torch.cat([final[:, None], values], dim=1).T
+    return torch.corrcoef(both)[0, 1:].tolist(), seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -123,6 +148,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--step-variance", action="store_true", help="only the reward variance by sampler step"
+    )
+    parser.add_argument(
+        "--value-correlation", action="store_true", help="only the per-step baseline's value vs the reward"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -154,6 +182,14 @@ def main() -> None:
             )
             for k, v in by_step.items():
                 print(f"  k = {k:2d}: {v:.3e} ({v / by_step[0]:.0%} of k = 0)")
+            return
+        if args.value_correlation:
+            corr, seconds = value_correlation_by_step(trainer)
+            print(
+                f"corr(reward of the predicted clean image before step k, final reward), 64 samples, "
+                f"{config.sample_num_steps} steps (values: {seconds:.2f} s, {args.threads} thread(s)):"
+            )
+            print("  " + "  ".join(f"k={k}: {c:.2f}" for k, c in enumerate(corr)))
             return
         ceiling = reward_of_smoothed_latents(trainer, args.eval_samples, seed=12345)  # before any update
         started = time.perf_counter()

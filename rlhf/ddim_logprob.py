@@ -33,6 +33,7 @@ class DDIMStepOutput:
     log_prob: torch.Tensor  # (B,): mean over latent elements of the Gaussian log-density
     prev_sample_mean: torch.Tensor
     std_dev_t: torch.Tensor  # broadcastable to the latents: (B, 1, ..., 1)
+    pred_original_sample: torch.Tensor  # the model's estimate of x_0 from `sample`
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SampleTrajectory:
     timesteps: torch.Tensor  # (B, T)
     prompt_embeds: torch.Tensor  # (B, L, D)
     negative_prompt_embeds: torch.Tensor  # (B, L, D)
+    pred_x0: torch.Tensor | None = None  # (B, T, C, h, w): step k's estimate of x_0 from x_{t_k}, if kept
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -126,7 +128,7 @@ def ddim_step_with_logprob(
         prev_sample.detach().float(), mean, torch.where(deterministic, 1.0, std_dev_t)
     )
     log_prob = torch.where(deterministic.flatten(), torch.zeros_like(log_prob), log_prob)
-    return DDIMStepOutput(prev_sample, log_prob, mean.to(sample.dtype), std_dev_t)
+    return DDIMStepOutput(prev_sample, log_prob, mean.to(sample.dtype), std_dev_t, pred_x0.to(sample.dtype))
 
 
 def predict_noise(
@@ -181,11 +183,13 @@ def sample_with_logprob(
     generator: torch.Generator | None = None,
     negative_prompt: str = "",
     unet: Any = None,
+    keep_pred_x0: bool = False,
 ) -> SampleTrajectory:
     """Sample images for `prompts` and record the trajectory (latents, per-step log-probs, timesteps).
 
     `unet` overrides `pipe.unet` (e.g. the accelerate-wrapped training model). Same steps as
     `StableDiffusionPipeline.__call__(prompts, eta=eta, generator=generator, output_type="pt")`.
+    `keep_pred_x0` also keeps each step's estimate of the clean latents (DDPO's per-step baseline).
     """
     unet = unet if unet is not None else pipe.unet
     scheduler = pipe.scheduler
@@ -196,7 +200,7 @@ def sample_with_logprob(
     latents = pipe.prepare_latents(
         len(prompts), pipe.unet.config.in_channels, size, size, prompt_embeds.dtype, device, generator
     )
-    chain, log_probs = [latents], []
+    chain, log_probs, pred_x0 = [latents], [], []
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         noise_pred = predict_noise(unet, model_input, t, prompt_embeds, negative_embeds, guidance_scale)
@@ -204,6 +208,8 @@ def sample_with_logprob(
         latents = step.prev_sample
         chain.append(latents)
         log_probs.append(step.log_prob)
+        if keep_pred_x0:
+            pred_x0.append(step.pred_original_sample)
     return SampleTrajectory(
         images=decode_latents(pipe, latents),
         latents=torch.stack(chain, dim=1),
@@ -211,6 +217,7 @@ def sample_with_logprob(
         timesteps=scheduler.timesteps.reshape(1, -1).repeat(len(prompts), 1),
         prompt_embeds=prompt_embeds,
         negative_prompt_embeds=negative_embeds,
+        pred_x0=torch.stack(pred_x0, dim=1) if keep_pred_x0 else None,
     )
 
 

@@ -30,6 +30,7 @@ from canvas.rlhf.run_knobs import (
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 TRAIN_TIMESTEP_CHOICES = ("random", "earliest")
+ADVANTAGE_BASELINES = ("none", "predicted_x0")
 # Ready-made `--config` files: rlhf/recipes/*.yaml (each says what it is for and why its knobs differ).
 RECIPES_DIR = Path(__file__).with_name("recipes")
 
@@ -244,6 +245,25 @@ class DDPOConfig:
         metadata={"help": "Rewards a prompt needs before its own stats replace the batch's. Default: both."},
     )
 
+    advantage_baseline: str = field(
+        default="none",
+        metadata={
+            "help": "none: every step of a trajectory shares its reward's advantage (both). predicted_x0: step "
+            "k's advantage is the reward minus a per-step linear fit on the reward of the sampler's predicted "
+            "clean image before step k, a baseline of the state there: unbiased (up to fitting the coefficient "
+            "on the batch, as the batch mean is), and it removes what earlier steps decided, most of a late "
+            "step's noise. Batch-normalised; not with per_prompt_stat_tracking. (ours)"
+        },
+    )
+    advantage_baseline_every: int = field(
+        default=1,
+        metadata={
+            "help": "With advantage_baseline: compute the value every N steps; the steps between use the latest "
+            "one (a baseline of an earlier state is still unbiased). Each value costs a VAE decode and a reward "
+            "call per sample, about as much as a UNet call on small models. (ours)"
+        },
+    )
+
     # ---- what the run shows (ours) ----
     sample_grid_freq: int = field(
         default=10, metadata={"help": "Epochs between sample-grid PNGs (samples/epoch-N.png); 0 = never."}
@@ -300,6 +320,15 @@ class DDPOConfig:
         need(
             self.per_prompt_stat_tracking_min_count <= self.per_prompt_stat_tracking_buffer_size,
             "per_prompt_stat_tracking_min_count must be <= per_prompt_stat_tracking_buffer_size",
+        )
+        need(
+            self.advantage_baseline in ADVANTAGE_BASELINES,
+            f"advantage_baseline must be one of {', '.join(ADVANTAGE_BASELINES)}, got {self.advantage_baseline!r}",
+        )
+        need(self.advantage_baseline_every >= 1, "advantage_baseline_every must be >= 1")
+        need(
+            not (self.per_prompt_stat_tracking and self.advantage_baseline != "none"),
+            "advantage_baseline needs per_prompt_stat_tracking: false (the baseline replaces the prompt's mean)",
         )
         need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

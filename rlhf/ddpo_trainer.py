@@ -23,14 +23,18 @@ import torch
 
 from canvas.core.errors import CanvasError
 from canvas.core.formats.prompts import training_prompts
-from canvas.rlhf.ddim_logprob import sample_with_logprob, transition_log_prob
+from canvas.rlhf.ddim_logprob import decode_latents, sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
 from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.launch import create_accelerator
 from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
-from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+from canvas.rlhf.stat_tracking import (
+    PerPromptStatTracker,
+    batch_normalized_advantages,
+    step_baseline_advantages,
+)
 from canvas.rlhf.tracking import RunLogger, read_metrics
 from canvas.rlhf.trainer_base import TrainerBase
 
@@ -172,13 +176,14 @@ class DDPOTrainer(TrainerBase):
         cfg, acc = self.config, self.accelerator
         unet = acc.unwrap_model(self.unet)
         batches, all_prompts = defaultdict(list), []
+        baseline, steps = cfg.advantage_baseline == "predicted_x0", cfg.sample_num_steps
         for _ in range(cfg.sample_num_batches_per_epoch):
             ids = torch.randint(len(self.prompts), (cfg.sample_batch_size,), generator=gen)
             prompts = [self.prompts[i] for i in ids.tolist()]
             with acc.autocast():
                 traj = sample_with_logprob(
                     self.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
-                    generator=gen, negative_prompt=cfg.negative_prompt, unet=unet,
+                    generator=gen, negative_prompt=cfg.negative_prompt, unet=unet, keep_pred_x0=baseline,
                 )  # fmt: skip
             if not (torch.isfinite(traj.latents).all() and torch.isfinite(traj.log_probs).all()):
                 raise CanvasError(
@@ -189,6 +194,14 @@ class DDPOTrainer(TrainerBase):
             except CanvasError as exc:
                 raise CanvasError(f"epoch {epoch + 1}: {exc}") from exc
             all_prompts += prompts
+            if baseline:
+                # only the steps this epoch trains ("earliest": the first ones) need a value
+                valued = steps if cfg.train_timesteps != "earliest" else cfg.train_timesteps_in(epoch)
+                every = cfg.advantage_baseline_every
+                values = self._step_values(traj.pred_x0[:, :valued:every], prompts)
+                # the steps in between use the latest value: still a function of an earlier state
+                values = values.repeat_interleave(every, dim=1)[:, :valued]
+                batches["step_values"].append(values.to(acc.device))
             for key, value in {
                 "latents": traj.latents[:, :-1],
                 "next_latents": traj.latents[:, 1:],
@@ -202,6 +215,15 @@ class DDPOTrainer(TrainerBase):
                 batches[key].append(value)
         return {k: torch.cat(v) for k, v in batches.items()}, all_prompts
 
+    @torch.no_grad()
+    def _step_values(self, pred_x0: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """(B, T): the reward of each step's predicted clean image (the value estimate of the baseline)."""
+        batch, steps = pred_x0.shape[:2]
+        with self.accelerator.autocast():
+            images = decode_latents(self.pipe, pred_x0.flatten(0, 1))
+        repeated = [p for p in prompts for _ in range(steps)]
+        return score_checked(self.reward, images, repeated).reshape(batch, steps)
+
     def _gather_rewards_and_set_advantages(
         self, samples: dict[str, torch.Tensor], prompts: list[str]
     ) -> torch.Tensor:
@@ -209,11 +231,19 @@ class DDPOTrainer(TrainerBase):
         acc = self.accelerator
         rewards = acc.gather(samples["rewards"]).cpu()
         all_prompts = [p for part in _gather_objects(acc, prompts) for p in part]
-        if self.config.per_prompt_stat_tracking:
+        if "step_values" in samples:
+            values = acc.gather(samples["step_values"]).cpu()
+            advantages = step_baseline_advantages(rewards, values)
+            # steps without a value are not trained this epoch
+            advantages = torch.nn.functional.pad(
+                advantages, (0, samples["log_probs"].shape[1] - values.shape[1])
+            )
+        elif self.config.per_prompt_stat_tracking:
             advantages = self.stat_tracker.update(all_prompts, rewards)
         else:
             advantages = batch_normalized_advantages(rewards)
-        local = advantages.reshape(acc.num_processes, -1)[acc.process_index]
+        # (N,) or, with a per-step baseline, (N, T)
+        local = advantages.reshape(acc.num_processes, -1, *advantages.shape[1:])[acc.process_index]
         samples["advantages"] = local.to(acc.device)
         return rewards
 
@@ -250,7 +280,10 @@ class DDPOTrainer(TrainerBase):
                 )
             rows = torch.arange(total, device=acc.device)[:, None]
             shuffled = {k: samples[k][order] for k in keys}
-            for k in ("latents", "next_latents", "log_probs", "timesteps"):
+            per_step = ["latents", "next_latents", "log_probs", "timesteps"]
+            if shuffled["advantages"].ndim == 2:
+                per_step.append("advantages")
+            for k in per_step:
                 shuffled[k] = shuffled[k][rows, t_order]
             for start in range(0, total, cfg.train_batch_size):
                 batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
@@ -269,10 +302,11 @@ class DDPOTrainer(TrainerBase):
                     batch["timesteps"][:, j], batch["prompt_embeds"],
                     batch["negative_prompt_embeds"] if cfg.train_cfg else None, guidance, cfg.sample_eta,
                 )  # fmt: skip
+            advantages = batch["advantages"]
             out = ddpo_clipped_loss(
                 log_prob,
                 batch["log_probs"][:, j],
-                batch["advantages"],
+                advantages[:, j] if advantages.ndim == 2 else advantages,
                 cfg.train_clip_range,
                 cfg.train_adv_clip_max,
             )

@@ -24,6 +24,27 @@ def batch_normalized_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return ((r - r.mean()) / (r.std(unbiased=False) + STD_EPS)).float()
 
 
+def step_baseline_advantages(rewards: torch.Tensor, step_values: torch.Tensor) -> torch.Tensor:
+    """Per-step advantages `(N, T)`: each sample's reward minus a per-step linear fit of the reward on
+    `step_values[:, k]` (a value estimate of the state before step k, e.g. the reward of the sampler's
+    predicted clean image there).
+
+    A baseline that depends only on the state before step k leaves step k's policy gradient unbiased
+    and removes the part of the reward that earlier steps decided; the least-squares coefficient makes
+    it never worse than the batch mean (variance times 1 - corr^2). Every step is divided by the reward's
+    std, so each keeps its true weight in the gradient (dividing by each step's own residual std, which
+    weighs the late steps up, learned no faster on the JPEG recipe: docs/benchmarks.md).
+    """
+    r = rewards.double()
+    v = step_values.double()
+    rc = r - r.mean()
+    vc = v - v.mean(dim=0)
+    var_v = (vc**2).mean(dim=0)
+    beta = torch.where(var_v > 0, (vc * rc[:, None]).mean(dim=0) / var_v.clamp(min=1e-30), 0.0)
+    residual = rc[:, None] - beta * vc
+    return (residual / (r.std(unbiased=False) + STD_EPS)).float()
+
+
 class PerPromptStatTracker:
     """Rolling per-prompt reward buffers; `update` returns the advantages of a batch."""
 

@@ -48,6 +48,10 @@ def test_step_matches_diffusers_for_the_same_noise(overrides: dict, eta: float) 
             model_output, t, sample, eta=eta, generator=torch.Generator().manual_seed(int(t))
         )
         torch.testing.assert_close(ours.prev_sample, theirs.prev_sample, rtol=1e-5, atol=1e-5)
+        # DDPO's per-step baseline decodes this estimate of x_0
+        torch.testing.assert_close(
+            ours.pred_original_sample, theirs.pred_original_sample, rtol=1e-5, atol=1e-5
+        )
         # The mean is diffusers' step with zero noise; std is eta * sigma_t from the scheduler itself.
         mean = scheduler.step(
             model_output, t, sample, eta=eta, variance_noise=torch.zeros_like(noise)

@@ -216,3 +216,43 @@ def test_train_earliest_epochs_trains_the_earliest_steps_first_then_all(
     assert steps == [config.optimizer_steps_per_epoch, 2 * config.optimizer_steps_per_epoch]
     with pytest.raises(CanvasError, match="train_earliest_epochs must be >= 0"):
         small_config(tmp_path, train_earliest_epochs=-1)
+
+
+def test_advantage_baseline_gives_each_trained_step_its_own_advantage(
+    tmp_path: Path, tiny_presets, monkeypatch
+) -> None:
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+    from canvas.rlhf.rewards import JpegSizeReward
+
+    scored: list[int] = []
+    advantages: list[float] = []
+    jpeg = JpegSizeReward()
+
+    def reward(images, prompts):
+        scored.append(len(images))
+        return jpeg(images, prompts)
+
+    original = ddpo_trainer.ddpo_clipped_loss
+
+    def recording(log_prob, old_log_prob, adv, *rest):
+        advantages.append(float(adv[0]))
+        return original(log_prob, old_log_prob, adv, *rest)
+
+    monkeypatch.setattr(ddpo_trainer, "ddpo_clipped_loss", recording)
+    config = small_config(
+        tmp_path, num_epochs=1, sample_num_steps=8, train_timesteps="earliest", train_num_inner_epochs=1,
+        train_gradient_accumulation_steps=1, per_prompt_stat_tracking=False, eval_num_samples=0,
+        advantage_baseline="predicted_x0", advantage_baseline_every=2,
+    )  # fmt: skip
+    DDPOTrainer(config, reward=reward, prompts=PROMPTS).train()
+    # per batch of 2 samples: the 2 final images, then values before trained steps 0 and 2 of 0-3
+    assert scored == [2, 4, 2, 4]
+    # each sample's 4 trained steps in order (batch size 1): steps 0-1 share a value, 2-3 the next one
+    per_sample = [advantages[i : i + 4] for i in range(0, len(advantages), 4)]
+    assert len(per_sample) == 4
+    for adv in per_sample:
+        assert adv[0] == adv[1] and adv[2] == adv[3] and adv[0] != adv[2]
+    with pytest.raises(CanvasError, match="advantage_baseline needs per_prompt_stat_tracking: false"):
+        small_config(tmp_path, advantage_baseline="predicted_x0")
+    with pytest.raises(CanvasError, match="advantage_baseline must be one of none, predicted_x0"):
+        small_config(tmp_path, per_prompt_stat_tracking=False, advantage_baseline="value_net")
