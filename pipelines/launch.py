@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import difflib
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,36 @@ def local_batch_runner(options: PipelineOptions) -> Any:
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+@contextlib.contextmanager
+def returning_freed_memory(interval_s: float = 1.0) -> Iterator[None]:
+    """While the body runs, hand this process's freed heap pages back to the OS every `interval_s` (glibc's
+    `malloc_trim`; a no-op elsewhere).
+
+    Why: the FnApiRunner drops each materialised collection once consumed, but its elements are many small
+    chunks, and glibc keeps the pages they freed, so the process's RSS stayed at the high-water mark of
+    every earlier stage and the next stage's buffers came on top. Measured on a 300k-record pool
+    (`canvas curate`, in-process): peak RSS 3.59 -> 3.04 GiB; MALLOC_ARENA_MAX=2 instead: 3.49
+    (docs/benchmarks.md)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library already loaded in this process
+    except (OSError, AttributeError):  # not glibc
+        yield
+        return
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(interval_s):
+            trim(0)
+
+    thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def workers_are_local(options: PipelineOptions, runner: str) -> bool:
@@ -233,7 +265,9 @@ class BeamLauncher:
         return beam.Pipeline(options=self.options)
 
     def run(self, pipeline: beam.Pipeline) -> PipelineResult:
-        """Run `pipeline` on the chosen runner and wait for it (a failed run raises)."""
-        result = pipeline.run()
-        result.wait_until_finish()
+        """Run `pipeline` on the chosen runner and wait for it (a failed run raises). This process (with
+        the default runner, the workers too) gives its freed memory back as it goes (`returning_freed_memory`)."""
+        with returning_freed_memory():
+            result = pipeline.run()
+            result.wait_until_finish()
         return result
