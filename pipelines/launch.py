@@ -123,8 +123,8 @@ def returning_freed_memory(interval_s: float = 1.0) -> Iterator[None]:
     Why: the FnApiRunner drops each materialised collection once consumed, but its elements are many small
     chunks, and glibc keeps the pages they freed, so the process's RSS stayed at the high-water mark of
     every earlier stage and the next stage's buffers came on top. Measured on a 300k-record pool
-    (`canvas curate`, in-process): peak RSS 3.59 -> 3.04 GiB; MALLOC_ARENA_MAX=2 instead: 3.49
-    (docs/benchmarks.md)."""
+    (`canvas curate`, in-process): peak RSS 3.59 -> 3.04 GiB (MALLOC_ARENA_MAX=2 instead: 3.49); at 1M
+    9.34 -> 6.79 GiB (docs/benchmarks.md)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim  # the C library already loaded in this process
     except (OSError, AttributeError):  # not glibc
