@@ -17,6 +17,8 @@ A pipeline module only builds its transforms; everything around them is here, do
   Spark, Dataflow or a portable job server run the same pipeline.
 - Output: `canvas.core.outputs` (temp folder beside the output, marker, lock, `--overwrite`, atomic
   commit). Pipelines write through Beam's FileSystems, so the output may be local, gs://, s3:// or hdfs://.
+- Memory: while a pipeline runs, this process hands freed heap pages back to the OS every second
+  (`returning_freed_memory`): in-process runners otherwise keep every earlier stage's pages.
 - Results: workers write small JSON files (counts from combiners), which the driver reads; the driver never
   reads the outputs back. `metrics()` adds the runner's counters where it reports them.
 """

@@ -1,7 +1,7 @@
 """`DDPOTrainer`: reinforcement learning of a diffusion model against a reward (Black et al. 2023).
 
 Each epoch: sample images with DDIM (eta > 0) recording every step's log-probability, score them, turn
-rewards into advantages (per prompt or per batch), then take PPO-clipped policy-gradient steps on the
+rewards into advantages (per prompt or per batch, or per step against a baseline), then take PPO-clipped policy-gradient steps on the
 UNet's LoRA, visiting each trajectory's timesteps in a random order and accumulating gradients over them.
 
 Randomness of epoch `e` comes from its own generator seeded by `(seed, e, process)`, so a run resumed

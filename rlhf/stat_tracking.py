@@ -1,4 +1,5 @@
-"""Advantages for DDPO: rewards normalised per prompt (with a rolling buffer) or per batch.
+"""Advantages for DDPO: rewards normalised per prompt (with a rolling buffer) or per batch, or per step
+against a value of the state before it (`step_baseline_advantages`).
 
 Per-prompt normalisation (Black et al. 2023) compares an image only with earlier images of the same
 prompt, so prompts that are easy to score well do not dominate the gradient. Until a prompt has
