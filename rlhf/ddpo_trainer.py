@@ -1,8 +1,8 @@
 """`DDPOTrainer`: reinforcement learning of a diffusion model against a reward (Black et al. 2023).
 
 Each epoch: sample images with DDIM (eta > 0) recording every step's log-probability, score them, turn
-rewards into advantages (per prompt or per batch, or per step against a baseline), then take PPO-clipped policy-gradient steps on the
-UNet's LoRA, visiting each trajectory's timesteps in a random order and accumulating gradients over them.
+rewards into advantages (per prompt or per batch, or per step against a baseline), then take PPO-clipped
+policy-gradient steps on the UNet's LoRA, visiting each trajectory's timesteps in a random order and accumulating gradients over them.
 
 Randomness of epoch `e` comes from its own generator seeded by `(seed, e, process)`, so a run resumed
 from a checkpoint repeats the uninterrupted run's trajectory exactly (CPU), and each GPU of an
@@ -231,19 +231,18 @@ class DDPOTrainer(TrainerBase):
         acc = self.accelerator
         rewards = acc.gather(samples["rewards"]).cpu()
         all_prompts = [p for part in _gather_objects(acc, prompts) for p in part]
+        steps = samples["log_probs"].shape[1]
         if "step_values" in samples:
             values = acc.gather(samples["step_values"]).cpu()
             advantages = step_baseline_advantages(rewards, values)
             # steps without a value are not trained this epoch
-            advantages = torch.nn.functional.pad(
-                advantages, (0, samples["log_probs"].shape[1] - values.shape[1])
-            )
+            advantages = torch.nn.functional.pad(advantages, (0, steps - values.shape[1]))
         elif self.config.per_prompt_stat_tracking:
-            advantages = self.stat_tracker.update(all_prompts, rewards)
+            advantages = self.stat_tracker.update(all_prompts, rewards)[:, None].expand(-1, steps)
         else:
-            advantages = batch_normalized_advantages(rewards)
-        # (N,) or, with a per-step baseline, (N, T)
-        local = advantages.reshape(acc.num_processes, -1, *advantages.shape[1:])[acc.process_index]
+            advantages = batch_normalized_advantages(rewards)[:, None].expand(-1, steps)
+        # (N, T): one advantage per sample and step (the same for every step without a baseline)
+        local = advantages.reshape(acc.num_processes, -1, steps)[acc.process_index]
         samples["advantages"] = local.to(acc.device)
         return rewards
 
@@ -280,10 +279,7 @@ class DDPOTrainer(TrainerBase):
                 )
             rows = torch.arange(total, device=acc.device)[:, None]
             shuffled = {k: samples[k][order] for k in keys}
-            per_step = ["latents", "next_latents", "log_probs", "timesteps"]
-            if shuffled["advantages"].ndim == 2:
-                per_step.append("advantages")
-            for k in per_step:
+            for k in ("latents", "next_latents", "log_probs", "timesteps", "advantages"):
                 shuffled[k] = shuffled[k][rows, t_order]
             for start in range(0, total, cfg.train_batch_size):
                 batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
@@ -302,11 +298,10 @@ class DDPOTrainer(TrainerBase):
                     batch["timesteps"][:, j], batch["prompt_embeds"],
                     batch["negative_prompt_embeds"] if cfg.train_cfg else None, guidance, cfg.sample_eta,
                 )  # fmt: skip
-            advantages = batch["advantages"]
             out = ddpo_clipped_loss(
                 log_prob,
                 batch["log_probs"][:, j],
-                advantages[:, j] if advantages.ndim == 2 else advantages,
+                batch["advantages"][:, j],
                 cfg.train_clip_range,
                 cfg.train_adv_clip_max,
             )
