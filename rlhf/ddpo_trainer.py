@@ -15,6 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +29,7 @@ from canvas.rlhf.ddpo_config import DDPOConfig
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
 from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.launch import create_accelerator
-from canvas.rlhf.lora import adapters_disabled, add_unet_lora, save_unet_lora
+from canvas.rlhf.lora import adapters_disabled, add_unet_lora, lora_merged, save_unet_lora
 from canvas.rlhf.rewards import Reward, load_reward, score_checked
 from canvas.rlhf.stat_tracking import (
     PerPromptStatTracker,
@@ -176,44 +177,51 @@ class DDPOTrainer(TrainerBase):
         cfg, acc = self.config, self.accelerator
         unet = acc.unwrap_model(self.unet)
         batches, all_prompts = defaultdict(list), []
-        baseline, steps = cfg.advantage_baseline == "predicted_x0", cfg.sample_num_steps
-        for _ in range(cfg.sample_num_batches_per_epoch):
-            ids = torch.randint(len(self.prompts), (cfg.sample_batch_size,), generator=gen)
-            prompts = [self.prompts[i] for i in ids.tolist()]
-            with acc.autocast():
-                traj = sample_with_logprob(
-                    self.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
-                    generator=gen, negative_prompt=cfg.negative_prompt, unet=unet, keep_pred_x0=baseline,
-                )  # fmt: skip
-            if not (torch.isfinite(traj.latents).all() and torch.isfinite(traj.log_probs).all()):
-                raise CanvasError(
-                    f"epoch {epoch + 1}: sampling produced non-finite latents; the model diverged"
-                )
-            try:
-                rewards = score_checked(self.reward, traj.images, prompts)
-            except CanvasError as exc:
-                raise CanvasError(f"epoch {epoch + 1}: {exc}") from exc
-            all_prompts += prompts
-            if baseline:
-                # only the steps this epoch trains ("earliest": the first ones) need a value
-                valued = steps if cfg.train_timesteps != "earliest" else cfg.train_timesteps_in(epoch)
-                every = cfg.advantage_baseline_every
-                values = self._step_values(traj.pred_x0[:, :valued:every], prompts)
-                # the steps in between use the latest value: still a function of an earlier state
-                values = values.repeat_interleave(every, dim=1)[:, :valued]
-                batches["step_values"].append(values.to(acc.device))
-            for key, value in {
-                "latents": traj.latents[:, :-1],
-                "next_latents": traj.latents[:, 1:],
-                "log_probs": traj.log_probs,
-                "timesteps": traj.timesteps,
-                "prompt_embeds": traj.prompt_embeds,
-                "negative_prompt_embeds": traj.negative_prompt_embeds,
-                "rewards": rewards.to(acc.device),
-                "images": traj.images,
-            }.items():
-                batches[key].append(value)
+        # the sampling policy is the trained one; merged, its forward passes are cheaper (see the knob)
+        with lora_merged(unet) if cfg.sample_merged_lora else nullcontext():
+            for _ in range(cfg.sample_num_batches_per_epoch):
+                self._sample_batch(gen, unet, epoch, batches, all_prompts)
         return {k: torch.cat(v) for k, v in batches.items()}, all_prompts
+
+    def _sample_batch(
+        self, gen: torch.Generator, unet: Any, epoch: int, batches: dict[str, list], all_prompts: list[str]
+    ) -> None:
+        """One batch of trajectories, scored (and valued, with the baseline), appended to `batches`."""
+        cfg, acc = self.config, self.accelerator
+        baseline, steps = cfg.advantage_baseline == "predicted_x0", cfg.sample_num_steps
+        ids = torch.randint(len(self.prompts), (cfg.sample_batch_size,), generator=gen)
+        prompts = [self.prompts[i] for i in ids.tolist()]
+        with acc.autocast():
+            traj = sample_with_logprob(
+                self.pipe, prompts, cfg.sample_num_steps, cfg.sample_guidance_scale, cfg.sample_eta,
+                generator=gen, negative_prompt=cfg.negative_prompt, unet=unet, keep_pred_x0=baseline,
+            )  # fmt: skip
+        if not (torch.isfinite(traj.latents).all() and torch.isfinite(traj.log_probs).all()):
+            raise CanvasError(f"epoch {epoch + 1}: sampling produced non-finite latents; the model diverged")
+        try:
+            rewards = score_checked(self.reward, traj.images, prompts)
+        except CanvasError as exc:
+            raise CanvasError(f"epoch {epoch + 1}: {exc}") from exc
+        all_prompts += prompts
+        if baseline:
+            # only the steps this epoch trains ("earliest": the first ones) need a value
+            valued = steps if cfg.train_timesteps != "earliest" else cfg.train_timesteps_in(epoch)
+            every = cfg.advantage_baseline_every
+            values = self._step_values(traj.pred_x0[:, :valued:every], prompts)
+            # the steps in between use the latest value: still a function of an earlier state
+            values = values.repeat_interleave(every, dim=1)[:, :valued]
+            batches["step_values"].append(values.to(acc.device))
+        for key, value in {
+            "latents": traj.latents[:, :-1],
+            "next_latents": traj.latents[:, 1:],
+            "log_probs": traj.log_probs,
+            "timesteps": traj.timesteps,
+            "prompt_embeds": traj.prompt_embeds,
+            "negative_prompt_embeds": traj.negative_prompt_embeds,
+            "rewards": rewards.to(acc.device),
+            "images": traj.images,
+        }.items():
+            batches[key].append(value)
 
     @torch.no_grad()
     def _step_values(self, pred_x0: torch.Tensor, prompts: list[str]) -> torch.Tensor:
@@ -264,8 +272,10 @@ class DDPOTrainer(TrainerBase):
         guidance = cfg.sample_guidance_scale if cfg.train_cfg else 1.0
         info: dict[str, list[float]] = defaultdict(list)
         trained = cfg.train_timesteps_in(epoch)
+        per_call = cfg.train_timesteps_per_forward
+        calls = [(lo, min(lo + per_call, trained)) for lo in range(0, trained, per_call)]
         # one optimizer step per training batch, whatever the number of trained timesteps this epoch
-        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * trained
+        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * len(calls)
         self.unet.train()
         for _ in range(cfg.train_num_inner_epochs):
             order = torch.randperm(total, generator=gen).to(acc.device)
@@ -283,35 +293,48 @@ class DDPOTrainer(TrainerBase):
                 shuffled[k] = shuffled[k][rows, t_order]
             for start in range(0, total, cfg.train_batch_size):
                 batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
-                for j in range(trained):
-                    self._train_step(batch, j, guidance, epoch, info)
+                for lo, hi in calls:
+                    # a call's loss is the mean over its steps: weighted so every step counts the same
+                    self._train_step(batch, lo, hi, (hi - lo) * len(calls) / trained, guidance, epoch, info)
         return {k: float(np.mean(v)) for k, v in info.items()}
 
     def _train_step(
-        self, batch: dict[str, torch.Tensor], j: int, guidance: float, epoch: int, info: dict
+        self,
+        batch: dict[str, torch.Tensor],
+        lo: int,
+        hi: int,
+        weight: float,
+        guidance: float,
+        epoch: int,
+        info: dict,
     ) -> None:
+        """One UNet forward and backward over the batch's trained steps lo..hi-1 (in the order trained)."""
         cfg, acc = self.config, self.accelerator
+        steps = hi - lo
+
+        def at(key: str) -> torch.Tensor:  # (B, steps, ...) -> (B * steps, ...), a sample's steps together
+            return batch[key][:, lo:hi].flatten(0, 1)
+
+        def per_step(embeds: torch.Tensor) -> torch.Tensor:
+            return embeds.repeat_interleave(steps, dim=0) if steps > 1 else embeds
+
         with acc.accumulate(self.unet):
             with acc.autocast():
                 log_prob = transition_log_prob(
-                    self.unet, self.pipe.scheduler, batch["latents"][:, j], batch["next_latents"][:, j],
-                    batch["timesteps"][:, j], batch["prompt_embeds"],
-                    batch["negative_prompt_embeds"] if cfg.train_cfg else None, guidance, cfg.sample_eta,
+                    self.unet, self.pipe.scheduler, at("latents"), at("next_latents"), at("timesteps"),
+                    per_step(batch["prompt_embeds"]),
+                    per_step(batch["negative_prompt_embeds"]) if cfg.train_cfg else None, guidance, cfg.sample_eta,
                 )  # fmt: skip
             out = ddpo_clipped_loss(
-                log_prob,
-                batch["log_probs"][:, j],
-                batch["advantages"][:, j],
-                cfg.train_clip_range,
-                cfg.train_adv_clip_max,
+                log_prob, at("log_probs"), at("advantages"), cfg.train_clip_range, cfg.train_adv_clip_max
             )
             if not torch.isfinite(out.loss):
                 raise CanvasError(
                     f"training diverged: non-finite loss at epoch {epoch + 1}, optimizer step "
-                    f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, j])}); "
+                    f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, lo])}); "
                     "lower learning_rate or check the reward"
                 )
-            acc.backward(out.loss)
+            acc.backward(out.loss * weight if weight != 1.0 else out.loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(self.params, cfg.train_max_grad_norm)
                 # the schedule is a function of the step count, so a resume needs no scheduler state

@@ -256,3 +256,61 @@ def test_advantage_baseline_gives_each_trained_step_its_own_advantage(
         small_config(tmp_path, advantage_baseline="predicted_x0")
     with pytest.raises(CanvasError, match="advantage_baseline must be one of none, predicted_x0"):
         small_config(tmp_path, per_prompt_stat_tracking=False, advantage_baseline="value_net")
+
+
+def test_timesteps_per_forward_trains_the_same_lora_in_fewer_unet_calls(
+    tmp_path: Path, tiny_presets, monkeypatch
+) -> None:
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+
+    original = ddpo_trainer.transition_log_prob
+    calls: list[int] = []
+
+    def recording(unet, scheduler, latents, next_latents, timesteps, *rest):
+        calls.append(len(latents))
+        return original(unet, scheduler, latents, next_latents, timesteps, *rest)
+
+    monkeypatch.setattr(ddpo_trainer, "transition_log_prob", recording)
+    loras, counts = {}, {}
+    # 3 trained steps a batch: stacked 2 + 1, so the uneven call's weight is checked too. Adam with eps 1
+    # steps in proportion to the gradient: with the default eps it moves an element whose gradient is
+    # ~0 a full step either way, so float rounding alone set 1% of the weights apart.
+    for per_forward in (1, 2):
+        calls.clear()
+        run = tmp_path / f"per{per_forward}"
+        config = small_config(
+            run, num_epochs=1, sample_num_steps=4, train_timestep_fraction=0.75,
+            train_timesteps_per_forward=per_forward, per_prompt_stat_tracking=False,
+            train_adam_epsilon=1.0, learning_rate=1.0,
+        )  # fmt: skip
+        DDPOTrainer(config, prompts=PROMPTS).train()
+        loras[per_forward], counts[per_forward] = _lora(run), list(calls)
+    batches = 2 * 4 // 1  # inner epochs x samples / train batch
+    assert counts[1] == [1] * (3 * batches)  # a call per step of a one-sample batch
+    assert counts[2] == [2, 1] * batches
+    assert loras[1].keys() == loras[2].keys()
+    for name, weight in loras[1].items():  # measured: at most 2.5e-5 of the largest element apart
+        assert (loras[2][name] - weight).abs().max() <= 1e-3 * weight.abs().max(), name
+    assert any(w.abs().max() > 0 for name, w in loras[1].items() if "lora_B" in name)  # it trained
+    with pytest.raises(CanvasError, match="train_timesteps_per_forward must be >= 1"):
+        small_config(tmp_path, train_timesteps_per_forward=0)
+
+
+def test_sampling_with_the_lora_merged_follows_the_same_run_and_leaves_the_base_as_loaded(
+    tmp_path: Path, tiny_presets
+) -> None:
+    runs = {}
+    for merged in (False, True):
+        config = small_config(
+            tmp_path / str(merged), num_epochs=3, sample_merged_lora=merged, checkpointing_steps=100
+        )
+        trainer = DDPOTrainer(config, prompts=PROMPTS)
+        trainer.train()
+        runs[merged] = [m["reward_mean"] for m in read_metrics(tmp_path / str(merged))], trainer
+    (plain, _), (merged, trainer) = runs[False], runs[True]
+    assert merged[0] == plain[0]  # epoch 1 samples the base (LoRA B starts at zero)
+    assert merged == pytest.approx(plain, abs=1e-4)  # later epochs: float rounding apart, same policy
+    base = load_pipeline("tiny").unet.state_dict()
+    for name, weight in trainer.pipe.unet.state_dict().items():
+        if "lora_" not in name:
+            assert torch.equal(weight, base[name.replace(".base_layer", "")]), name
