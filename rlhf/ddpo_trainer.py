@@ -188,7 +188,8 @@ class DDPOTrainer(TrainerBase):
     ) -> None:
         """One batch of trajectories, scored (and valued, with the baseline), appended to `batches`."""
         cfg, acc = self.config, self.accelerator
-        baseline, steps = cfg.advantage_baseline == "predicted_x0", cfg.sample_num_steps
+        baseline = cfg.advantage_baseline == "predicted_x0" and epoch >= cfg.advantage_baseline_start_epoch
+        steps = cfg.sample_num_steps
         ids = torch.randint(len(self.prompts), (cfg.sample_batch_size,), generator=gen)
         prompts = [self.prompts[i] for i in ids.tolist()]
         with acc.autocast():

@@ -6,14 +6,15 @@ cores as two training processes under torchrun (gloo), as several GPUs would und
 each process samples its own 32 trajectories per epoch, advantages come from all 64 rewards, and the
 gradients are averaged across processes.
 
-The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo_quick.yaml`: 24 epochs of 2 x 32 samples, 16 DDIM steps,
+The recipe is `rlhf/recipes/ddpo_jpeg_tiny_photo_quick.yaml`: 20 epochs of 2 x 32 samples, 16 DDIM steps,
 training batch 8 per process, lr 3e-3, and a curriculum: the first 8 epochs train only the sampler's first 6
-steps (where ~80% of a sample's reward variance is decided), later epochs every step. Measured 2026-12-03 on
-2 cores, 32 fresh samples drawn with a seed no epoch used (the same noise for base and tuned; base ~1.25 kB):
-the reward of fresh samples rises by +17.8% / +19.3% / +17.6% / +17.4% (run seeds 0-3), ~6.5 minutes
-of training each on this machine (one that runs the old recipe about half as fast as where it was tuned).
+steps (where ~80% of a sample's reward variance is decided), later epochs every step; 4 trained steps per
+UNet call and sampling with the LoRA merged (seconds only, the same objective). Measured 2026-12-04 on 2
+cores, 32 fresh samples drawn with a seed no epoch used (the same noise for base and tuned; base ~1.22 kB):
+the reward of fresh samples rises by +15.1% / +14.0% / +12.8% (run seeds 0-2), ~245 s of training each
+(the recipe before the two speed knobs and 4 more epochs: +17.2% / +15.2%, 375 / 393 s).
 
-Asserted: +13%, the smallest seed minus twice the spread (1.9 points), rounded down. RL runs are chaotic
+Asserted: +10%, the smallest seed minus twice the spread (1.15 points), rounded down. RL runs are chaotic
 under float rounding: a run repeats bit for bit on one machine, but another CPU is another draw, so the
 margin comes from the spread over seeds, not from one run.
 
@@ -33,7 +34,7 @@ import pytest
 from canvas.rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.13
+MIN_GAIN = 0.10
 
 RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo_quick.yaml"
 

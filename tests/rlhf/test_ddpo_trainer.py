@@ -252,6 +252,21 @@ def test_advantage_baseline_gives_each_trained_step_its_own_advantage(
     assert len(per_sample) == 4
     for adv in per_sample:
         assert adv[0] == adv[1] and adv[2] == adv[3] and adv[0] != adv[2]
+    # advantage_baseline_start_epoch: the epochs before it score final images only, one advantage a sample
+    scored.clear()
+    advantages.clear()
+    config = small_config(
+        tmp_path / "late", num_epochs=2, sample_num_steps=8, train_timesteps="earliest", train_num_inner_epochs=1,
+        train_gradient_accumulation_steps=1, per_prompt_stat_tracking=False, eval_num_samples=0,
+        advantage_baseline="predicted_x0", advantage_baseline_every=2, advantage_baseline_start_epoch=1,
+    )  # fmt: skip
+    DDPOTrainer(config, reward=reward, prompts=PROMPTS).train()
+    assert scored == [2, 2] + [2, 4, 2, 4]
+    per_sample = [advantages[i : i + 4] for i in range(0, len(advantages), 4)]
+    assert all(len(set(adv)) == 1 for adv in per_sample[:4])
+    assert all(adv[0] != adv[2] for adv in per_sample[4:])
+    with pytest.raises(CanvasError, match="advantage_baseline_start_epoch must be >= 0"):
+        small_config(tmp_path, per_prompt_stat_tracking=False, advantage_baseline_start_epoch=-1)
     with pytest.raises(CanvasError, match="advantage_baseline needs per_prompt_stat_tracking: false"):
         small_config(tmp_path, advantage_baseline="predicted_x0")
     with pytest.raises(CanvasError, match="advantage_baseline must be one of none, predicted_x0"):
