@@ -148,7 +148,7 @@ class DDPOConfig:
         default=False,
         metadata={
             "help": "Sample with the LoRA folded into the base weights (restored bit for bit after): one "
-            "operation per adapted layer instead of three, 24% less time per sampled latent on CPU "
+            "operation per adapted layer instead of three, 0.76x the time per sampled latent on CPU "
             "(tiny-photo). The sampled log-probs then differ from the training pass by float rounding "
             "(~1e-6 in fp32, nothing next to a clip range of 0.05; in fp16 the merged weight is rounded "
             "to fp16, too coarse for the paper's 1e-4). False: as both. (ours)"
@@ -205,7 +205,7 @@ class DDPOConfig:
         metadata={
             "help": "Trained timesteps of a batch stacked into one UNet forward and backward: the same "
             "gradient up to float rounding, k times the activations. On CPU a tiny UNet's calls are small, "
-            "and 4 per call took 14% less time per latent than 1 (docs/benchmarks.md). 1: a call per "
+            "and 4 per call took 0.86x the time per latent of 1 (docs/benchmarks.md). 1: a call per "
             "timestep, as both. (ours)"
         },
     )
@@ -289,8 +289,8 @@ class DDPOConfig:
             "help": "With advantage_baseline: the epochs before this one (0-based) use the batch-normalised "
             "reward, later ones the baseline. Why: with the curriculum's first epochs training only the "
             "first steps, whose values track the final reward poorly (corr 0.15-0.67 for steps 0-5 on the "
-            "JPEG recipe), the values cost seconds and the run dipped there; from epoch 8 on: +17.9% in "
-            "288 s against +17.5% in 312 s (docs/benchmarks.md). 0: every epoch. (ours)"
+            "JPEG recipe), the values cost seconds and the run dipped there; from epoch 8 on: +17.9 percent in "
+            "288 s against +17.5 percent in 312 s (docs/benchmarks.md). 0: every epoch. (ours)"
         },
     )
 
