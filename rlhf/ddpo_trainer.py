@@ -335,7 +335,7 @@ class DDPOTrainer(TrainerBase):
                     f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, lo])}); "
                     "lower learning_rate or check the reward"
                 )
-            acc.backward(out.loss * weight if weight != 1.0 else out.loss)
+            acc.backward(out.loss * weight)  # weight 1.0 (one step a call) is exact in float
             if acc.sync_gradients:
                 acc.clip_grad_norm_(self.params, cfg.train_max_grad_norm)
                 # the schedule is a function of the step count, so a resume needs no scheduler state
