@@ -294,6 +294,10 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         )
     if cfg.clip.precomputed not in ("auto", "b32", "l14"):
         raise CanvasError(f"config: clip.precomputed must be auto, b32 or l14, got {cfg.clip.precomputed!r}")
+    if cfg.clip.precomputed_rows not in ("auto", "reread", "carry"):
+        raise CanvasError(
+            f"config: clip.precomputed_rows must be auto, reread or carry, got {cfg.clip.precomputed_rows!r}"
+        )
     if not cfg.clip.enabled and (score.mode != "off" or sem.enabled):
         raise CanvasError(
             "config: clip.enabled is false, so clip_score.mode must be off and semdedup.enabled false"

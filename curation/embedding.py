@@ -34,6 +34,16 @@ class ClipConfig:
             "the input is a pool without images, else embed with the model)"
         },
     )
+    precomputed_rows: str = field(
+        default="auto",
+        metadata={
+            "help": "how a pool's image embeddings reach SemDeDup and the curated files. reread: records "
+            "travel without them and those stages read each row again from the pool's own files by (file, "
+            "row), ~1/4 of a record's bytes in every grouping (local files, arrays stored uncompressed: "
+            "np.savez, np.save). carry: every record carries its embedding (any filesystem). auto: reread "
+            "where the files allow it, else carry"
+        },
+    )
 
 
 @dataclass(frozen=True)

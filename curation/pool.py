@@ -69,9 +69,13 @@ def read_pool_shard(
     yield from records_with_embeddings(parquet, ("uid",), "text", img, txt, path, index)
 
 
-def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Rejection:
+def metadata_record(
+    raw: RawRecord, require_uid: bool = True, keep_embedding: bool = True
+) -> Record | Rejection:
     """A pool row as a Record (no pixels: size = the original size), or why it cannot be curated.
-    `require_uid`: the key must be a DataComp uid (clip-retrieval rows without one are named by their key)."""
+    `require_uid`: the key must be a DataComp uid (clip-retrieval rows without one are named by their key).
+    `keep_embedding=False`: the record goes on without its image embedding, which later stages read again
+    from the pool's files by `ordinal` (`embedding_rows.EmbeddingRows`)."""
 
     def reject(why: str) -> Rejection:
         return Rejection(key=raw.key, stage=DECODE, reason=why, source=raw.source)
@@ -102,7 +106,7 @@ def metadata_record(raw: RawRecord, require_uid: bool = True) -> Record | Reject
         original_height=raw.original_height,
         clip_score=float(np.dot(img, txt)),
         # float16 as shipped (lossless, half the bytes; `unit_embedding` normalises it as above), else unit
-        embedding=raw.embedding if raw.embedding.dtype == np.float16 else img,
+        embedding=None if not keep_embedding else raw.embedding if raw.embedding.dtype == np.float16 else img,
     )
 
 

@@ -25,14 +25,15 @@ from canvas.core.errors import CanvasError
 from canvas.core.formats.curated import REJECTED_SCHEMA, curated_schema
 from canvas.core.presets.registry import TINY_CLIP_NAME, TINY_PRETRAINED
 from canvas.curation.config import CurationConfig, load_config, resolve
+from canvas.curation.embedding_rows import EmbeddingRows
 from canvas.curation.report import render_html, summarize
 from canvas.pipelines.curate_config import CurateConfig
-from canvas.pipelines.curate_inputs import PoolInput, check_inputs
+from canvas.pipelines.curate_inputs import PoolInput, check_inputs, pool_rows
 from canvas.pipelines.curate_io import (
     ReadImageText,
+    RecordRow,
     WriteSortedParquet,
     expand_inputs,
-    record_row,
     rejection_row,
 )
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
@@ -73,6 +74,7 @@ class Curate(beam.PTransform):
         workers_per_machine: int = 1,
         images: bool = True,
         uids: bool = True,
+        rows: EmbeddingRows | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -81,6 +83,7 @@ class Curate(beam.PTransform):
         self.workers_per_machine = workers_per_machine
         self.images = images  # False: a pool of metadata + precomputed embeddings (SKIPPED_WITHOUT_IMAGES)
         self.uids = uids  # a pool's keys must be DataComp uids (False: clip-retrieval keys without a uid)
+        self.rows = rows  # a pool's embedding files: records go without their embeddings (precomputed_rows)
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, px = self.config, self.config.decode.thumbnail_px
@@ -92,7 +95,8 @@ class Curate(beam.PTransform):
             return out[KEPT]
 
         crop_scales = tuple(cfg.near_dedup.crop_scales) if cfg.near_dedup.enabled else ()
-        records = step("Decode", Decode(cfg.decode, crop_scales, require_uid=self.uids), raw)
+        decode = Decode(cfg.decode, crop_scales, require_uid=self.uids, keep_embedding=self.rows is None)
+        records = step("Decode", decode, raw)
         records = step("BasicFilter", BasicFilter(cfg.basic_filter), records)
         records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px, pixels=self.images), records)
         if self.images:
@@ -110,9 +114,7 @@ class Curate(beam.PTransform):
         records = score[KEPT]
         if self.images:
             records = step("Nsfw", NsfwFilter(cfg.nsfw, self.workers_per_machine), records)
-        records = step(
-            "SemanticDedup", SemanticDedup(cfg.semdedup, px, carry_records=not self.images), records
-        )
+        records = step("SemanticDedup", SemanticDedup(cfg.semdedup, px, not self.images, self.rows), records)
         rejections = tuple(rejected) | "AllRejected" >> beam.Flatten()
         if any(c.enabled for c in (cfg.exact_dedup, cfg.near_dedup, cfg.semdedup)):
             rejections = (records, rejections) | "ResolveDuplicateOf" >> ResolveDuplicateOf()
@@ -150,12 +152,13 @@ def _write_uids(uids: list[str], path: str) -> None:
         handle.write(buf.getvalue())
 
 
-def _pool_notes(pool: PoolInput | None) -> dict[str, Any]:
+def _pool_notes(pool: PoolInput | None, rows: EmbeddingRows | None) -> dict[str, Any]:
     if pool is None:
         return {}
     why = "the input is a pool without images (metadata + precomputed embeddings): not run, not rejections"
     return {
         "precomputed_embeddings": pool.which,
+        "precomputed_rows": "carry" if rows is None else "reread",
         "skipped_stages": {name: why for name in SKIPPED_WITHOUT_IMAGES},
         # no DataComp uids (a clip-retrieval folder without a uid column): no submission file
         "submission_uids": UIDS_FILE if pool.uids else None,
@@ -190,6 +193,7 @@ def _curate_into(
     models: tuple[str, str, int | None],
     started: float,
     pool: PoolInput | None = None,
+    rows: EmbeddingRows | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline writing every output file into `tmp`; returns the report (also in tmp)."""
     clip_model, clip_pretrained, embedding_dim = models
@@ -204,6 +208,7 @@ def _curate_into(
         launcher.workers_per_machine,
         images=pool is None,
         uids=pool is None or pool.uids,
+        rows=rows,
     )
     if pool and pool.uids:  # DataComp's submission file: one sorted array, 16 bytes per kept uid
         _ = (
@@ -213,7 +218,7 @@ def _curate_into(
             | "WriteUids" >> beam.Map(_write_uids, path=f"{tmp}/{UIDS_FILE}")
         )
     _ = out[KEPT] | "WriteCurated" >> WriteSortedParquet(
-        f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard, to_row=record_row
+        f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard, to_row=RecordRow(rows)
     )
     _ = out[REJECTED] | "WriteRejected" >> WriteSortedParquet(
         f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard, to_row=rejection_row
@@ -241,7 +246,7 @@ def _curate_into(
         "pipeline_args": launcher.pipeline_args,
         "inputs": files,
         "config": {k: v for k, v in config.to_dict().items() if k != "notes"},
-        **_pool_notes(pool),
+        **_pool_notes(pool, rows),
         "metrics": metrics(result),
     }
     if not report["invariant_holds"]:
@@ -300,6 +305,7 @@ def run_curation(
         from canvas.core.presets.clip import check_clip_weights
 
         check_clip_weights(clip_model, clip_pretrained)  # one line here, not a traceback per worker
+    rows = pool_rows(files, pool, config.clip.precomputed_rows) if pool and config.clip.enabled else None
     output = str(output).rstrip("/")
     with launcher.output(output, files, overwrite) as tmp:  # checked and locked before any work
         if config.clip.enabled and not pool:
@@ -308,6 +314,6 @@ def run_curation(
             resolve_clip(clip_model, clip_pretrained)  # builds the tiny preset here once, not in every worker
         log.info("curating %d file(s) into %s with %s on %s", len(files), output, clip_model, launcher.runner)
         models = (clip_model, clip_pretrained, embedding_dim)
-        report = _curate_into(tmp, files, config, launcher, models, started, pool)
+        report = _curate_into(tmp, files, config, launcher, models, started, pool, rows)
     log.info("kept %d of %d records -> %s", report["kept_count"], report["input_count"], output)
     return report

@@ -7,6 +7,7 @@ traceback per worker.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from canvas.core.errors import CanvasError
 from canvas.core.presets.registry import TINY_CLIP_NAME
 from canvas.curation import clip_retrieval
+from canvas.curation.embedding_rows import EmbeddingRows, npy_rows, npz_rows
 from canvas.curation.pool import CLIP_MODEL_OF, check_pool_shard, embeddings_path, is_pool, npz_shapes
 from canvas.curation.sources import is_tar, parquet_columns
 
@@ -117,3 +119,31 @@ def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
     if len(dims) > 1:
         raise CanvasError(f"pool shards hold {name} embeddings of different widths: {sorted(dims)}")
     return PoolInput(name, dims.pop(), uids=bool(datacomp) or uids)
+
+
+def pool_rows(files: list[str], pool: PoolInput, mode: str) -> EmbeddingRows | None:
+    """The pool's image embeddings as files read by (file, row) (`clip.precomputed_rows`: reread), or None
+    when records carry them (carry; auto where a file is not local or an array is stored compressed).
+    `files` in the pipeline's order: a record's `ordinal[0]` indexes them."""
+    if mode == "carry":
+        return None
+    found, why = [], ""
+    for path in files:
+        img = (
+            embeddings_path(path) if pool.which != CLIP_RETRIEVAL else clip_retrieval.embedding_paths(path)[0]
+        )
+        if "://" in img or not os.path.isfile(img):
+            found, why = [None], f"{img} is not a local file"
+            break
+        try:
+            spec = npz_rows(img, f"{pool.which}_img") if pool.which != CLIP_RETRIEVAL else npy_rows(img)
+        except (OSError, ValueError, KeyError) as exc:  # read once already by check_inputs: rare
+            spec, why = None, f"{img}: {exc}"
+        if spec is None:
+            found, why = [None], why or f"{img}: stored compressed or not C-ordered float16/float32 rows"
+            break
+        found.append(spec)
+    rows = EmbeddingRows.of_files(found)
+    if rows is None and mode == "reread":
+        raise CanvasError(f"clip.precomputed_rows is reread, but {why or 'the pool files differ in width'}")
+    return rows

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
@@ -18,14 +19,18 @@ from apache_beam.io.filesystems import FileSystems
 from canvas.core.errors import CanvasError
 from canvas.core.formats.curated import REJECTED_SCHEMA, ROW_GROUP_ROWS, shard_name, shard_of
 from canvas.curation import clip_retrieval
+from canvas.curation.embedding_rows import EmbeddingRows
 from canvas.curation.pool import embeddings_path, read_pool_shard
 from canvas.curation.records import RawRecord, Record, Rejection, unit_embedding
 from canvas.curation.sources import read_file
 
-__all__ = ["ReadImageText", "WriteSortedParquet", "expand_inputs", "record_row", "rejection_row"]
+__all__ = ["ReadImageText", "RecordRow", "WriteSortedParquet", "expand_inputs", "record_row", "rejection_row"]
 
 
-def record_row(r: Record) -> dict:
+def record_row(r: Record, embedding: np.ndarray | None = None) -> dict:
+    """A curated row; `embedding`: the unit embedding read for a record that travelled without it."""
+    if embedding is None and r.embedding is not None:
+        embedding = unit_embedding(r.embedding)
     return {
         "key": r.key,
         "caption": r.caption,
@@ -39,9 +44,22 @@ def record_row(r: Record) -> dict:
         "cluster_id": r.cluster_id,
         # a float32 array, not a list: a list of Python floats takes 16 KB per 512-d row while the rows
         # wait to be grouped into shards (pyarrow converts either the same way)
-        "embedding": None if r.embedding is None else unit_embedding(r.embedding),
+        "embedding": embedding,
         "source": r.source,
     }
+
+
+class RecordRow:
+    """`record_row` for the writer; with a pool's `rows`, the embedding is read again by the record's
+    ordinal (`clip.precomputed_rows: reread`), one shard's records at a time as its rows are made."""
+
+    def __init__(self, rows: EmbeddingRows | None = None) -> None:
+        self.rows = rows
+
+    def __call__(self, r: Record) -> dict:
+        if self.rows is None or r.embedding is not None:
+            return record_row(r)
+        return record_row(r, self.rows.unit([r.ordinal])[0])
 
 
 def rejection_row(r: Rejection) -> dict:

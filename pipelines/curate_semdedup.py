@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 
 from canvas.curation import records as stage
 from canvas.curation.best_copy import CopyQuality, copy_quality
+from canvas.curation.embedding_rows import EmbeddingRows
 from canvas.curation.records import CompactPickle, Record, Rejection, unit_embedding
 from canvas.curation.semdedup import (
     SemDedupConfig,
@@ -58,10 +59,21 @@ def _item(member: Record | SemItem) -> SemItem:
     return _sem_item(member) if isinstance(member, Record) else member
 
 
+def _uid(member: Record | SemItem) -> str:
+    return member.source if isinstance(member, Record) else member.uid
+
+
+def _unit_rows(members: list[Record | SemItem], rows: EmbeddingRows | None) -> np.ndarray:
+    """(n, d) float32 unit embeddings of the members: carried by each, or read again from the pool's files
+    by the records' ordinals (`rows`; then the members are Records without them)."""
+    if rows is None:
+        return np.stack([unit_embedding(m.embedding) for m in members])
+    return rows.unit([m.ordinal for m in members])
+
+
 def _sample_rank(member: Record | SemItem) -> bytes:
     # A hash of the key, not its position: the same records are sampled whatever the file layout.
-    uid = member.source if isinstance(member, Record) else member.uid
-    return hashlib.blake2b(f"{member.key}\0{uid}".encode(), digest_size=8).digest()
+    return hashlib.blake2b(f"{member.key}\0{_uid(member)}".encode(), digest_size=8).digest()
 
 
 def _sample_candidate(member: Record | SemItem, n_total: int, size: int) -> bool:
@@ -77,19 +89,22 @@ def _sample_candidate(member: Record | SemItem, n_total: int, size: int) -> bool
     return rank >= (1.0 - spare / n_total) * 2.0**64
 
 
-def _fit(sample: list[Record | SemItem], n_total: int, config: SemDedupConfig) -> np.ndarray:
-    ordered = sorted(map(_item, sample), key=lambda it: (it.key, it.uid))
+def _fit(
+    sample: list[Record | SemItem], n_total: int, config: SemDedupConfig, rows: EmbeddingRows | None = None
+) -> np.ndarray:
+    ordered = sorted(sample, key=lambda m: (m.key, _uid(m)))
     k = auto_n_clusters(n_total) if config.n_clusters == "auto" else int(config.n_clusters)
     if not ordered:
         return np.zeros((1, 1), dtype=np.float32)
-    x = np.stack([unit_embedding(it.embedding) for it in ordered])
-    return fit_kmeans(x, k, niter=config.kmeans_iters, seed=config.seed)
+    return fit_kmeans(_unit_rows(ordered, rows), k, niter=config.kmeans_iters, seed=config.seed)
 
 
-def _assign(batch: list[Record | SemItem], centroids: np.ndarray) -> Iterator[tuple[int, tuple]]:
+def _assign(
+    batch: list[Record | SemItem], centroids: np.ndarray, rows: EmbeddingRows | None = None
+) -> Iterator[tuple[int, tuple]]:
     """(nearest centroid, (member, cosine to it, second-nearest centroid or -1, how much nearer the first
     is)) per member."""
-    x = np.stack([unit_embedding(m.embedding) for m in batch])
+    x = _unit_rows(batch, rows)
     ids, sims = nearest_centroids(x, centroids, 2)
     for member, (cid, second), (sim, sim2) in zip(batch, ids.tolist(), sims.tolist(), strict=True):
         yield cid, (member, sim, second, sim - sim2 if second >= 0 else math.inf)
@@ -125,11 +140,12 @@ def _by_key_and_uid(entry: tuple) -> tuple[str, str]:
     return entry[0].key, entry[0].uid
 
 
-def _decide(group: list[tuple[SemItem, float]], config: SemDedupConfig) -> dict[str, tuple]:
-    """dedup_cluster over (item, cosine to its own centroid) pairs -> key -> (kept, cosine, why)."""
+def _decide(group: list[tuple[SemItem, float]], x: np.ndarray, config: SemDedupConfig) -> dict[str, tuple]:
+    """dedup_cluster over (item, cosine to its own centroid) pairs with their unit embeddings `x` -> key ->
+    (kept, cosine, why)."""
     decisions = dedup_cluster(
         [it.key for it, _ in group],
-        np.stack([unit_embedding(it.embedding) for it, _ in group]),
+        x,
         np.array([s for _, s in group], dtype=np.float32),
         np.array([it.clip_score for it, _ in group], dtype=np.float32),
         float(config.eps),
@@ -145,9 +161,12 @@ class _DecisionsFn(beam.DoFn):
     """What both passes emit per member: (uid, (cluster id, decision)) to join back or, when the members are
     the records themselves, the kept record or its rejection."""
 
-    def __init__(self, config: SemDedupConfig, thumbnail_px: int = 0) -> None:
+    def __init__(
+        self, config: SemDedupConfig, thumbnail_px: int = 0, rows: EmbeddingRows | None = None
+    ) -> None:
         self.config = config
         self.thumbnail_px = thumbnail_px
+        self.rows = rows  # the pool's embedding files, when members are Records without their embeddings
 
     def _emit(
         self, member: Record | SemItem, item: SemItem, cluster_id: int, decision: tuple | None
@@ -168,7 +187,8 @@ class _DedupClusterFn(_DecisionsFn):
         cluster_id, members = element
         members = sorted(((_item(m), s, nb, mg, m) for m, s, nb, mg in members), key=_by_key_and_uid)
         Metrics.distribution("curate", "semdedup_cluster_size").update(len(members))
-        by_key = _decide([(it, s) for it, s, _, _, _ in members], self.config)
+        x = _unit_rows([m for _, _, _, _, m in members], self.rows)
+        by_key = _decide([(it, s) for it, s, _, _, _ in members], x, self.config)
         margin = float(self.config.border_margin)
         for item, sim, second, gap, member in members:
             d = by_key.get(item.key)
@@ -176,7 +196,9 @@ class _DedupClusterFn(_DecisionsFn):
                 yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
             elif second >= 0 and gap < margin:
                 yield beam.pvalue.TaggedOutput(BORDER, (second, (VISIT, member, sim, cluster_id)))
-                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (STAY, item, sim, cluster_id)))
+                # the item, or the record where it holds no embedding (no larger then, and it has the ordinal)
+                stay = item if self.rows is None else member
+                yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (STAY, stay, sim, cluster_id)))
             else:
                 yield beam.pvalue.TaggedOutput(BORDER, (cluster_id, (HOME, member, sim, cluster_id)))
 
@@ -200,7 +222,7 @@ class _DedupBorderFn(_DecisionsFn):
             cfg = self.config
             decisions = dedup_visits(
                 [it.key for it in items],
-                np.stack([unit_embedding(it.embedding) for it in items]),
+                _unit_rows([m for _, _, _, _, m in entries], self.rows),
                 roles,
                 np.array([s for _, _, s, _, _ in entries], dtype=np.float32),
                 np.array([it.clip_score for it in items], dtype=np.float32),
@@ -244,13 +266,25 @@ class SemanticDedup(beam.PTransform):
     the join back by source, whose CoGroupByKey holds every record twice (its Flatten and its
     GroupByKey; on the in-process DirectRunner, until the run ends). With images, only SemItems travel
     (a worker then holds one cluster's embeddings, not its pictures) and the join brings the records back.
+
+    `rows` (with `carry_records`): the records hold no embedding, and each step reads the rows it needs
+    from the pool's files by the records' ordinals (`clip.precomputed_rows`).
     """
 
-    def __init__(self, config: SemDedupConfig, thumbnail_px: int, carry_records: bool = False) -> None:
+    def __init__(
+        self,
+        config: SemDedupConfig,
+        thumbnail_px: int,
+        carry_records: bool = False,
+        rows: EmbeddingRows | None = None,
+    ) -> None:
         super().__init__()
+        if rows is not None and not carry_records:
+            raise ValueError("rows: only when the records themselves travel (a pool without images)")
         self.config = config
         self.thumbnail_px = thumbnail_px
         self.carry_records = carry_records
+        self.rows = rows
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.config
@@ -262,7 +296,7 @@ class SemanticDedup(beam.PTransform):
             members
             | "SampleCandidates" >> beam.Filter(_sample_candidate, n_total=n_total, size=cfg.sample_size)
             | "Sample" >> beam.combiners.Top.Of(cfg.sample_size, key=_sample_rank)
-            | "KMeans" >> beam.Map(_fit, n_total=n_total, config=cfg)
+            | "KMeans" >> beam.Map(_fit, n_total=n_total, config=cfg, rows=self.rows)
         )
         # Not the members themselves into the assignment: a step that reads the same collection as the
         # sample's filter and waits for the centroids made from it never ran on the FnApiRunner ("watermark-
@@ -273,17 +307,17 @@ class SemanticDedup(beam.PTransform):
         clusters = (
             members
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4096)
-            | "Assign" >> beam.FlatMap(_assign, centroids=centroids)
+            | "Assign" >> beam.FlatMap(_assign, centroids=centroids, rows=self.rows)
             | "GroupClusters" >> beam.GroupByKey()
         )
         first = clusters | "DedupClusters" >> beam.ParDo(
-            _DedupClusterFn(cfg, self.thumbnail_px)
+            _DedupClusterFn(cfg, self.thumbnail_px, self.rows)
         ).with_outputs(BORDER, REJECTED, main=KEPT)
         border = (
             first[BORDER]
             | "GroupBorders" >> beam.GroupByKey()
             | "DedupBorders"
-            >> beam.ParDo(_DedupBorderFn(cfg, self.thumbnail_px)).with_outputs(REJECTED, main=KEPT)
+            >> beam.ParDo(_DedupBorderFn(cfg, self.thumbnail_px, self.rows)).with_outputs(REJECTED, main=KEPT)
         )
         if self.carry_records:
             kept = (first[KEPT], border[KEPT]) | "MergeKept" >> beam.Flatten()

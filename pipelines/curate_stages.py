@@ -69,17 +69,22 @@ def _with_thumbnail(rej: Rejection, record: Record, px: int) -> Rejection:
 
 class _DecodeFn(beam.DoFn):
     def __init__(
-        self, config: DecodeConfig, crop_scales: tuple[float, ...] = (), require_uid: bool = True
+        self,
+        config: DecodeConfig,
+        crop_scales: tuple[float, ...] = (),
+        require_uid: bool = True,
+        keep_embedding: bool = True,
     ) -> None:
         self.config = config
         self.crop_scales = crop_scales
         self.require_uid = require_uid
+        self.keep_embedding = keep_embedding
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
         # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
         out = (
-            metadata_record(raw, self.require_uid)
+            metadata_record(raw, self.require_uid, self.keep_embedding)
             if raw.image is None and raw.embedding is not None
             else decode(raw, self.config, self.crop_scales)
         )
@@ -90,15 +95,20 @@ class Decode(beam.PTransform):
     """RawRecords -> decoded, validated Records (+ rejections: null, empty, undecodable, truncated, bombs)."""
 
     def __init__(
-        self, config: DecodeConfig, crop_scales: tuple[float, ...] = (), require_uid: bool = True
+        self,
+        config: DecodeConfig,
+        crop_scales: tuple[float, ...] = (),
+        require_uid: bool = True,
+        keep_embedding: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
         self.crop_scales = crop_scales  # near dedup's central regions, hashed while the pixels are here
         self.require_uid = require_uid  # pool rows: a key that is not a DataComp uid is rejected
+        self.keep_embedding = keep_embedding  # False: pool rows go on without it (re-read by ordinal)
 
     def expand(self, raw: beam.PCollection) -> dict[str, beam.PCollection]:
-        fn = _DecodeFn(self.config, self.crop_scales, self.require_uid)
+        fn = _DecodeFn(self.config, self.crop_scales, self.require_uid, self.keep_embedding)
         out = raw | "Decode" >> beam.ParDo(fn).with_outputs(REJECTED, main=KEPT)
         return _outputs(out[KEPT], out[REJECTED])
 

@@ -74,3 +74,39 @@ def test_pool_shard_with_misaligned_embeddings_is_one_line(tmp_path: Path) -> No
     ]
     done = subprocess.run(cli, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "canvas: error:" in done.stderr
+
+
+def _outputs(out: Path) -> tuple:
+    curated = pq.read_table(out / "curated")
+    rejected = pq.read_table(out / "rejected")
+    return curated.to_pylist(), rejected.to_pylist(), np.load(out / "uids.npy").tolist()
+
+
+def test_embeddings_read_again_by_row_give_the_outputs_of_carried_ones(tmp_path: Path) -> None:
+    """`clip.precomputed_rows`: records travel without their embeddings (reread, the default where the
+    pool's arrays are stored uncompressed) or with them (carry): the same curated rows, embeddings
+    included, the same ledger and submission file."""
+    _make_pool(tmp_path / "pool", 600, shards=3)
+    carry = tmp_path / "carry.yaml"
+    carry.write_text("clip:\n  precomputed_rows: carry\n")
+    reread = run_curation([str(tmp_path / "pool")], tmp_path / "reread")
+    carried = run_curation([str(tmp_path / "pool")], tmp_path / "carried", config_path=carry)
+    assert (reread["precomputed_rows"], carried["precomputed_rows"]) == ("reread", "carry")
+    assert reread["rejected_by_stage"]["semantic_dedup"] > 20
+    a, b = _outputs(tmp_path / "reread"), _outputs(tmp_path / "carried")
+    assert a == b
+    assert all(len(r["embedding"]) == 512 for r in a[0])
+
+
+def test_a_compressed_pool_carries_its_embeddings_and_reread_says_why_not(tmp_path: Path) -> None:
+    _make_pool(tmp_path / "pool", 60, shards=1)
+    shard = tmp_path / "pool" / "shard_00000.npz"
+    np.savez_compressed(shard, **dict(np.load(shard)))
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "out")
+    assert report["precomputed_rows"] == "carry" and report["invariant_holds"]
+    reread = tmp_path / "reread.yaml"
+    reread.write_text("clip:\n  precomputed_rows: reread\n")
+    with pytest.raises(
+        CanvasError, match=r"precomputed_rows is reread, but .*shard_00000.npz: stored compressed"
+    ):
+        run_curation([str(tmp_path / "pool")], tmp_path / "o2", config_path=reread)
