@@ -31,7 +31,7 @@ from canvas.curation.semdedup import (
     fit_kmeans,
 )
 from canvas.curation.semdedup.border import HOME, STAY, VISIT, dedup_visits
-from canvas.curation.semdedup.kmeans import nearest_centroids
+from canvas.curation.semdedup.kmeans import nearest_centroids_exact
 from canvas.pipelines.curate_stages import KEPT, REJECTED, _outputs, _passthrough, _rejected, _with_thumbnail
 
 BORDER = "border"  # survivors on to the border pass, keyed by the cluster whose group they join
@@ -105,7 +105,7 @@ def _assign(
     """(nearest centroid, (member, cosine to it, second-nearest centroid or -1, how much nearer the first
     is)) per member."""
     x = _unit_rows(batch, rows)
-    ids, sims = nearest_centroids(x, centroids, 2)
+    ids, sims = nearest_centroids_exact(x, centroids, 2)  # the same answer whatever the batch
     for member, (cid, second), (sim, sim2) in zip(batch, ids.tolist(), sims.tolist(), strict=True):
         yield cid, (member, sim, second, sim - sim2 if second >= 0 else math.inf)
 

@@ -162,3 +162,24 @@ def test_kmeans_in_principal_directions_assigns_in_that_space() -> None:
     np.testing.assert_array_equal(
         fit_model(x, 12, niter=10, seed=1).centroids, fit_kmeans(x, 12, niter=10, seed=1)
     )
+
+
+def test_a_rows_nearest_centroids_do_not_depend_on_the_batch_it_is_searched_in() -> None:
+    """The pipeline assigns rows in batches Beam sizes by timing; FAISS's cosines round differently with
+    the batch's shape (one row alone takes another code path), so a near-tie row changed cluster from run
+    to run. `nearest_centroids_exact`: the same ids and the same cosine bits whatever the batch, the
+    ids FAISS finds, cosines within float32 rounding of its, and -1 past the last centroid."""
+    from canvas.curation.semdedup.kmeans import nearest_centroids, nearest_centroids_exact
+
+    rng = np.random.default_rng(5)
+    x, c = _unit(rng.normal(size=(3000, 96))), _unit(rng.normal(size=(40, 96)))
+    whole_ids, whole_sims = nearest_centroids_exact(x, c, 2)
+    splits = [(0, 1), (1, 6), (7, 19), (26, 2000), (2026, 974)]
+    parts = [nearest_centroids_exact(x[a : a + n], c, 2) for a, n in splits]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), whole_ids)
+    assert np.concatenate([p[1] for p in parts]).tobytes() == whole_sims.tobytes()
+    faiss_ids, faiss_sims = nearest_centroids(x, c, 2)
+    np.testing.assert_array_equal(whole_ids, faiss_ids)
+    np.testing.assert_allclose(whole_sims, faiss_sims, atol=1e-6)
+    ids, sims = nearest_centroids_exact(x[:3], c[:1], 2)
+    assert (ids[:, 1] == -1).all() and np.isneginf(sims[:, 1]).all() and (ids[:, 0] == 0).all()
