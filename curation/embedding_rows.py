@@ -10,7 +10,10 @@ the kernel's page cache, which is not the process's).
 
 It needs every file local (a path the workers open; the shards themselves are read the same way) and each
 array stored uncompressed (`np.save`, `np.savez`; not `np.savez_compressed`), C-ordered, float16 or float32.
-`EmbeddingRows.of_pool` returns None where that does not hold, and the records carry their embeddings.
+`EmbeddingRows.of_files` returns None where that does not hold (`pipelines/curate_inputs.py: pool_rows`
+then lets the records carry their embeddings). A file is read only while it is the file the run started
+with (same inode, size and modification time): a pool rewritten during a run, or between two runs in one
+process, is an error, not other rows.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ from dataclasses import dataclass
 import numpy as np
 
 _LOCAL_HEADER = 30  # a zip member's fixed local header; its name and extra field follow
-_FDS: dict[str, int] = {}  # per process: files stay open for the process's life (read-only)
+_FDS: dict[tuple, int] = {}  # per process and file version: open for the process's life (read-only)
 
 
 @dataclass(frozen=True)
 class RowFile:
-    """Where one file's rows are: the array's first byte, its dtype and shape."""
+    """Where one file's rows are: the array's first byte, its dtype and shape, and the file's identity
+    (inode, size, modification time in ns) when it was looked at."""
 
     path: str
     offset: int
     dtype: str
     rows: int
     dim: int
+    stamp: tuple[int, int, int]
 
 
 def _array_at(handle, start: int) -> tuple[int, np.dtype, tuple[int, ...], bool]:  # noqa: ANN001
@@ -45,12 +50,16 @@ def _array_at(handle, start: int) -> tuple[int, np.dtype, tuple[int, ...], bool]
     return handle.tell(), dtype, tuple(shape), bool(fortran)
 
 
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _row_file(
     path: str, offset: int, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
 ) -> RowFile | None:
     if fortran or len(shape) != 2 or dtype.str not in ("<f2", "<f4"):
         return None
-    return RowFile(path, offset, dtype.str, int(shape[0]), int(shape[1]))
+    return RowFile(path, offset, dtype.str, int(shape[0]), int(shape[1]), _stamp(os.stat(path)))
 
 
 def npy_rows(path: str) -> RowFile | None:
@@ -74,10 +83,15 @@ def npz_rows(path: str, member: str) -> RowFile | None:
         return _row_file(path, *_array_at(handle, info.header_offset + _LOCAL_HEADER + name_len + extra_len))
 
 
-def _fd(path: str) -> int:
-    fd = _FDS.get(path)
+def _fd(spec: RowFile) -> int:
+    key = (spec.path, spec.stamp)
+    fd = _FDS.get(key)
     if fd is None:
-        fd = _FDS[path] = os.open(path, os.O_RDONLY)
+        fd = os.open(spec.path, os.O_RDONLY)
+        if _stamp(os.fstat(fd)) != spec.stamp:
+            os.close(fd)
+            raise OSError(f"{spec.path} changed since the run looked at it: its rows may be others now")
+        _FDS[key] = fd
     return fd
 
 
@@ -110,7 +124,7 @@ class EmbeddingRows:
                 raise IndexError(f"{spec.path}: rows {r}..{r + stop - start - 1} of {spec.rows}")
             dtype = np.dtype(spec.dtype)
             row_bytes = spec.dim * dtype.itemsize
-            data = os.pread(_fd(spec.path), row_bytes * (stop - start), spec.offset + r * row_bytes)
+            data = os.pread(_fd(spec), row_bytes * (stop - start), spec.offset + r * row_bytes)
             if len(data) != row_bytes * (stop - start):
                 raise OSError(f"{spec.path}: short read at row {r} (the file changed during the run?)")
             block = np.frombuffer(data, dtype=dtype).reshape(stop - start, spec.dim)

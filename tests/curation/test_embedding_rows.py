@@ -63,3 +63,12 @@ def test_arrays_that_cannot_be_read_in_place_are_refused(tmp_path: Path) -> None
 def _npy(tmp_path: Path, a: np.ndarray) -> Path:
     np.save(tmp_path / "a.npy", a)
     return tmp_path / "a.npy"
+
+
+def test_a_file_rewritten_after_it_was_looked_at_is_an_error_not_other_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.npz"
+    np.savez(path, b32_img=np.ones((4, 8), np.float16))
+    rows = EmbeddingRows.of_files([npz_rows(str(path), "b32_img")])
+    np.savez(path, b32_img=np.full((4, 8), 2.0, np.float16))  # same size, new contents
+    with pytest.raises(OSError, match="changed since the run looked at it"):
+        rows.unit([(0, 1)])
