@@ -7,6 +7,7 @@ traceback per worker.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from canvas.curation import clip_retrieval
 from canvas.curation.embedding_rows import EmbeddingRows, npy_rows, npz_rows
 from canvas.curation.pool import CLIP_MODEL_OF, check_pool_shard, embeddings_path, is_pool, npz_shapes
 from canvas.curation.sources import is_tar, parquet_columns
+
+log = logging.getLogger(__name__)
 
 CLIP_RETRIEVAL = "clip-retrieval"  # `PoolInput.which` for clip-retrieval's layout
 
@@ -144,6 +147,10 @@ def pool_rows(files: list[str], pool: PoolInput, mode: str) -> EmbeddingRows | N
             break
         found.append(spec)
     rows = EmbeddingRows.of_files(found)
-    if rows is None and mode == "reread":
-        raise CanvasError(f"clip.precomputed_rows is reread, but {why or 'the pool files differ in width'}")
+    if rows is None:
+        why = why or "the pool files differ in width"
+        if mode == "reread":
+            raise CanvasError(f"clip.precomputed_rows is reread, but {why}")
+        # worth a line: carried embeddings are ~4x a record's bytes in every grouping (memory at scale)
+        log.info("clip.precomputed_rows auto: records carry their embeddings (%s)", why)
     return rows

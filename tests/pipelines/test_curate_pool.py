@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -98,12 +99,19 @@ def test_embeddings_read_again_by_row_give_the_outputs_of_carried_ones(tmp_path:
     assert all(len(r["embedding"]) == 512 for r in a[0])
 
 
-def test_a_compressed_pool_carries_its_embeddings_and_reread_says_why_not(tmp_path: Path) -> None:
+def test_a_compressed_pool_carries_its_embeddings_and_reread_says_why_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _make_pool(tmp_path / "pool", 60, shards=1)
     shard = tmp_path / "pool" / "shard_00000.npz"
     np.savez_compressed(shard, **dict(np.load(shard)))
-    report = run_curation([str(tmp_path / "pool")], tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="canvas.pipelines.curate_inputs"):
+        report = run_curation([str(tmp_path / "pool")], tmp_path / "out")
     assert report["precomputed_rows"] == "carry" and report["invariant_holds"]
+    assert (
+        "records carry their embeddings" in caplog.text
+        and "shard_00000.npz: stored compressed" in caplog.text
+    )
     reread = tmp_path / "reread.yaml"
     reread.write_text("clip:\n  precomputed_rows: reread\n")
     with pytest.raises(
