@@ -31,10 +31,10 @@ from canvas.pipelines.curate_config import CurateConfig
 from canvas.pipelines.curate_inputs import PoolInput, check_inputs, pool_rows
 from canvas.pipelines.curate_io import (
     ReadImageText,
-    RecordRow,
+    RecordRows,
     WriteSortedParquet,
     expand_inputs,
-    rejection_row,
+    rejection_rows,
 )
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
 from canvas.pipelines.curate_near_dedup import NearDedup
@@ -218,10 +218,13 @@ def _curate_into(
             | "WriteUids" >> beam.Map(_write_uids, path=f"{tmp}/{UIDS_FILE}")
         )
     _ = out[KEPT] | "WriteCurated" >> WriteSortedParquet(
-        f"{tmp}/curated", curated_schema(embedding_dim), config.output.rows_per_shard, to_row=RecordRow(rows)
+        f"{tmp}/curated",
+        curated_schema(embedding_dim),
+        config.output.rows_per_shard,
+        to_rows=RecordRows(rows),
     )
     _ = out[REJECTED] | "WriteRejected" >> WriteSortedParquet(
-        f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard, to_row=rejection_row
+        f"{tmp}/rejected", REJECTED_SCHEMA, config.output.rows_per_shard, to_rows=rejection_rows
     )
     stats_path = f"{tmp}/_stats/report_stats.json"
     _ = (out[KEPT], out[REJECTED], out[THRESHOLD]) | "ReportStats" >> ReportStats(stats_path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -24,7 +23,15 @@ from canvas.curation.pool import embeddings_path, read_pool_shard
 from canvas.curation.records import RawRecord, Record, Rejection, unit_embedding
 from canvas.curation.sources import read_file
 
-__all__ = ["ReadImageText", "RecordRow", "WriteSortedParquet", "expand_inputs", "record_row", "rejection_row"]
+__all__ = [
+    "ReadImageText",
+    "RecordRows",
+    "WriteSortedParquet",
+    "expand_inputs",
+    "record_row",
+    "rejection_row",
+    "rejection_rows",
+]
 
 
 def record_row(r: Record, embedding: np.ndarray | None = None) -> dict:
@@ -49,21 +56,28 @@ def record_row(r: Record, embedding: np.ndarray | None = None) -> dict:
     }
 
 
-class RecordRow:
-    """`record_row` for the writer; with a pool's `rows`, the embedding is read again by the record's
-    ordinal (`clip.precomputed_rows: reread`), one shard's records at a time as its rows are made."""
+class RecordRows:
+    """A shard's records -> its curated rows, for the writer. With a pool's `rows`, the embeddings the
+    records travelled without (`clip.precomputed_rows: reread`) are read again in one call for the shard:
+    scattered rows cost ~12 us each that way against ~40 us in a call per record (100k-row file, 20k reads)."""
 
     def __init__(self, rows: EmbeddingRows | None = None) -> None:
         self.rows = rows
 
-    def __call__(self, r: Record) -> dict:
-        if self.rows is None or r.embedding is not None:
-            return record_row(r)
-        return record_row(r, self.rows.unit([r.ordinal])[0])
+    def __call__(self, records: list[Record]) -> list[dict]:
+        if self.rows is None:
+            return [record_row(r) for r in records]
+        missing = [i for i, r in enumerate(records) if r.embedding is None]
+        read = dict(zip(missing, self.rows.unit([records[i].ordinal for i in missing]), strict=True))
+        return [record_row(r, read.get(i)) for i, r in enumerate(records)]
 
 
 def rejection_row(r: Rejection) -> dict:
     return {name: getattr(r, name) for name in REJECTED_SCHEMA.names}
+
+
+def rejection_rows(rejections: list[Rejection]) -> list[dict]:
+    return [rejection_row(r) for r in rejections]
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -141,14 +155,16 @@ def _key_of(element: dict | Record | Rejection) -> str:
 class _WriteShard(beam.DoFn):
     """Writes one shard, rows sorted by (key, source), so equal input gives byte-equal files."""
 
-    def __init__(self, folder: str, schema: pa.Schema, to_row: Callable[[Any], dict] | None = None) -> None:
+    def __init__(
+        self, folder: str, schema: pa.Schema, to_rows: Callable[[list], list[dict]] | None = None
+    ) -> None:
         self.folder = folder
         self.schema = schema
-        self.to_row = to_row
+        self.to_rows = to_rows
 
     def process(self, element: tuple[int, Iterable], n_shards: int) -> Iterator[str]:
         shard, elements = element
-        rows = elements if self.to_row is None else map(self.to_row, elements)
+        rows = elements if self.to_rows is None else self.to_rows(list(elements))
         ordered = sorted(rows, key=lambda r: (r["key"], r["source"]))
         table = pa.Table.from_pylist(ordered, schema=self.schema)
         path = f"{self.folder}/{shard_name(shard, n_shards)}"
@@ -161,18 +177,23 @@ class _WriteShard(beam.DoFn):
 class WriteSortedParquet(beam.PTransform):
     """Rows (dicts) -> `folder/part-NNNNN-of-MMMMM.parquet`, about `rows_per_shard` rows each.
 
-    With `to_row`, the elements are records (`Record`/`Rejection`) made into rows only when their shard is
-    written: the records wait in the count and the grouping by shard as their compact pickles (a row dict
-    pickles every column name and its arrays through numpy's own reduce, ~2x slower and larger)."""
+    With `to_rows`, the elements are records (`Record`/`Rejection`) made into rows, a shard's at once, only
+    when their shard is written: the records wait in the count and the grouping by shard as their compact
+    pickles (a row dict pickles every column name and its arrays through numpy's own reduce, ~2x slower and
+    larger)."""
 
     def __init__(
-        self, folder: str, schema: pa.Schema, rows_per_shard: int, to_row: Callable[[Any], dict] | None = None
+        self,
+        folder: str,
+        schema: pa.Schema,
+        rows_per_shard: int,
+        to_rows: Callable[[list], list[dict]] | None = None,
     ) -> None:
         super().__init__()
         self.folder = folder
         self.schema = schema
         self.rows_per_shard = rows_per_shard
-        self.to_row = to_row
+        self.to_rows = to_rows
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         per_shard = self.rows_per_shard
@@ -186,5 +207,5 @@ class WriteSortedParquet(beam.PTransform):
             rows
             | "KeyByShard" >> beam.Map(lambda e, n: (shard_of(_key_of(e), n), e), n=shards)
             | "GroupShards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.to_row), n_shards=shards)
+            | "Write" >> beam.ParDo(_WriteShard(self.folder, self.schema, self.to_rows), n_shards=shards)
         )
