@@ -131,15 +131,14 @@ def pool_rows(files: list[str], pool: PoolInput, mode: str) -> EmbeddingRows | N
     if mode == "carry":
         return None
     found, why = [], ""
+    retrieval = pool.which == CLIP_RETRIEVAL
     for path in files:
-        img = (
-            embeddings_path(path) if pool.which != CLIP_RETRIEVAL else clip_retrieval.embedding_paths(path)[0]
-        )
+        img = clip_retrieval.embedding_paths(path)[0] if retrieval else embeddings_path(path)
         if "://" in img or not os.path.isfile(img):
             found, why = [None], f"{img} is not a local file"
             break
         try:
-            spec = npz_rows(img, f"{pool.which}_img") if pool.which != CLIP_RETRIEVAL else npy_rows(img)
+            spec = npy_rows(img) if retrieval else npz_rows(img, f"{pool.which}_img")
         except (OSError, ValueError, KeyError) as exc:  # read once already by check_inputs: rare
             spec, why = None, f"{img}: {exc}"
         if spec is None:
