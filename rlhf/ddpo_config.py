@@ -230,6 +230,14 @@ class DDPOConfig:
             "help": "Fraction of each trajectory's timesteps trained on (which: train_timesteps). Default: both."
         },
     )
+    train_advantage_top_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "Train only this fraction of an epoch's (sample, step) pairs: those with the largest "
+            "|advantage|, the rest left out of the loss (their terms are the smallest). 1: every pair, as "
+            "both. (ours)"
+        },
+    )
     train_timesteps: str = field(
         default="random",
         metadata={
@@ -364,6 +372,10 @@ class DDPOConfig:
         need(
             not (self.per_prompt_stat_tracking and self.advantage_baseline != "none"),
             "advantage_baseline needs per_prompt_stat_tracking: false (the baseline replaces the prompt's mean)",
+        )
+        need(
+            0 < self.train_advantage_top_fraction <= 1,
+            f"train_advantage_top_fraction must be in (0, 1], got {self.train_advantage_top_fraction}",
         )
         need(self.train_clip_range > 0 and self.train_adv_clip_max > 0, "clip ranges must be > 0")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

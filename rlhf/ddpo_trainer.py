@@ -35,11 +35,17 @@ from canvas.rlhf.stat_tracking import (
     PerPromptStatTracker,
     batch_normalized_advantages,
     step_baseline_advantages,
+    top_advantage_pairs,
 )
 from canvas.rlhf.tracking import RunLogger, read_metrics
 from canvas.rlhf.trainer_base import TrainerBase
 
 logger = logging.getLogger(__name__)
+
+
+# per (sample, step) and per sample: what a training call stacks
+_STEP_KEYS = ("latents", "next_latents", "log_probs", "timesteps", "advantages")
+_SAMPLE_KEYS = ("prompt_embeds", "negative_prompt_embeds")
 
 
 class DDPOLossOutput(NamedTuple):
@@ -260,15 +266,7 @@ class DDPOTrainer(TrainerBase):
     ) -> dict[str, float]:
         """PPO inner epochs over this epoch's samples; returns mean loss, approx_kl and clipfrac."""
         cfg, acc = self.config, self.accelerator
-        keys = (
-            "latents",
-            "next_latents",
-            "log_probs",
-            "timesteps",
-            "prompt_embeds",
-            "negative_prompt_embeds",
-            "advantages",
-        )
+        keys = _STEP_KEYS + _SAMPLE_KEYS
         total, steps = samples["latents"].shape[:2]
         guidance = cfg.sample_guidance_scale if cfg.train_cfg else 1.0
         info: dict[str, list[float]] = defaultdict(list)
@@ -290,8 +288,11 @@ class DDPOTrainer(TrainerBase):
                 )
             rows = torch.arange(total, device=acc.device)[:, None]
             shuffled = {k: samples[k][order] for k in keys}
-            for k in ("latents", "next_latents", "log_probs", "timesteps", "advantages"):
+            for k in _STEP_KEYS:
                 shuffled[k] = shuffled[k][rows, t_order]
+            if cfg.train_advantage_top_fraction < 1.0:
+                self._train_top_pairs(shuffled, trained, guidance, epoch, info)
+                continue
             for start in range(0, total, cfg.train_batch_size):
                 batch = {k: v[start : start + cfg.train_batch_size] for k, v in shuffled.items()}
                 for lo, hi in calls:
@@ -310,29 +311,61 @@ class DDPOTrainer(TrainerBase):
         info: dict,
     ) -> None:
         """One UNet forward and backward over the batch's trained steps lo..hi-1 (in the order trained)."""
-        cfg, acc = self.config, self.accelerator
         steps = hi - lo
-
-        def at(key: str) -> torch.Tensor:  # (B, steps, ...) -> (B * steps, ...), a sample's steps together
-            return batch[key][:, lo:hi].flatten(0, 1)
 
         def per_step(embeds: torch.Tensor) -> torch.Tensor:
             return embeds.repeat_interleave(steps, dim=0) if steps > 1 else embeds
 
+        # (B, steps, ...) -> (B * steps, ...), a sample's steps together
+        pairs = {k: batch[k][:, lo:hi].flatten(0, 1) for k in _STEP_KEYS}
+        pairs.update({k: per_step(batch[k]) for k in _SAMPLE_KEYS})
+        self._train_call(pairs, weight, guidance, epoch, info)
+
+    def _train_top_pairs(
+        self, shuffled: dict[str, torch.Tensor], trained: int, guidance: float, epoch: int, info: dict
+    ) -> None:
+        """Train only the (sample, step) pairs with the largest |advantage| (train_advantage_top_fraction).
+
+        The same optimizer steps and loss weights as training every pair, the others' terms left out: an
+        update's loss is the sum over its kept pairs / (train_batch_size x trained steps). Every process
+        keeps the same number of pairs, so their backward calls (and gradient all-reduces) pair up.
+        """
+        cfg, acc = self.config, self.accelerator
+        total, batch = shuffled["latents"].shape[0], cfg.train_batch_size
+        updates = total // batch
+        rows, cols, share = top_advantage_pairs(
+            shuffled["advantages"][:, :trained], cfg.train_advantage_top_fraction, updates
+        )
+        info["advantage_share_trained"].append(share)  # metrics.jsonl
+        per_update, per_call = len(rows) // updates, batch * cfg.train_timesteps_per_forward
+        calls = -(-per_update // per_call)
+        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * calls
+        for u in range(updates):
+            for lo in range(u * per_update, (u + 1) * per_update, per_call):
+                hi = min(lo + per_call, (u + 1) * per_update)
+                r, c = rows[lo:hi], cols[lo:hi]
+                pairs = {k: shuffled[k][r, c] for k in _STEP_KEYS}
+                pairs.update({k: shuffled[k][r] for k in _SAMPLE_KEYS})
+                self._train_call(pairs, (hi - lo) * calls / (batch * trained), guidance, epoch, info)
+
+    def _train_call(
+        self, pairs: dict[str, torch.Tensor], weight: float, guidance: float, epoch: int, info: dict
+    ) -> None:
+        """One UNet forward and backward over stacked (sample, step) pairs; an optimizer step when due."""
+        cfg, acc = self.config, self.accelerator
         with acc.accumulate(self.unet):
             with acc.autocast():
                 log_prob = transition_log_prob(
-                    self.unet, self.pipe.scheduler, at("latents"), at("next_latents"), at("timesteps"),
-                    per_step(batch["prompt_embeds"]),
-                    per_step(batch["negative_prompt_embeds"]) if cfg.train_cfg else None, guidance, cfg.sample_eta,
+                    self.unet, self.pipe.scheduler, pairs["latents"], pairs["next_latents"], pairs["timesteps"],
+                    pairs["prompt_embeds"], pairs["negative_prompt_embeds"] if cfg.train_cfg else None, guidance,
+                    cfg.sample_eta,
                 )  # fmt: skip
-            out = ddpo_clipped_loss(
-                log_prob, at("log_probs"), at("advantages"), cfg.train_clip_range, cfg.train_adv_clip_max
-            )
+            clip = (cfg.train_clip_range, cfg.train_adv_clip_max)
+            out = ddpo_clipped_loss(log_prob, pairs["log_probs"], pairs["advantages"], *clip)
             if not torch.isfinite(out.loss):
                 raise CanvasError(
                     f"training diverged: non-finite loss at epoch {epoch + 1}, optimizer step "
-                    f"{self.optimizer_steps + 1} (timestep {int(batch['timesteps'][0, lo])}); "
+                    f"{self.optimizer_steps + 1} (timestep {int(pairs['timesteps'][0])}); "
                     "lower learning_rate or check the reward"
                 )
             acc.backward(out.loss * weight)  # weight 1.0 (one step a call) is exact in float

@@ -46,6 +46,21 @@ def step_baseline_advantages(rewards: torch.Tensor, step_values: torch.Tensor) -
     return (residual / (r.std(unbiased=False) + STD_EPS)).float()
 
 
+def top_advantage_pairs(
+    advantages: torch.Tensor, fraction: float, groups: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The (row, column) indices of the entries of `advantages` (N, T) with the largest |advantage|, in
+    row-major order: `fraction` of them, rounded down to a multiple of `groups` (at least `groups`, so
+    the pairs split evenly into that many optimizer steps); and the share of the squared advantages they
+    hold (the rest is what the loss leaves out)."""
+    steps = advantages.shape[1]
+    adv = advantages.abs().flatten()
+    keep = max(groups, int(adv.numel() * fraction) // groups * groups)
+    kept = torch.topk(adv, keep, sorted=False).indices.sort().values
+    share = (adv[kept].square().sum() / adv.square().sum().clamp(min=1e-30)).item()
+    return kept // steps, kept % steps, share
+
+
 class PerPromptStatTracker:
     """Rolling per-prompt reward buffers; `update` returns the advantages of a batch."""
 

@@ -329,3 +329,46 @@ def test_sampling_with_the_lora_merged_follows_the_same_run_and_leaves_the_base_
     for name, weight in trainer.pipe.unet.state_dict().items():
         if "lora_" not in name:
             assert torch.equal(weight, base[name.replace(".base_layer", "")]), name
+
+
+def test_advantage_top_fraction_trains_the_largest_advantages_as_the_full_loss_would(
+    tmp_path: Path, tiny_presets, monkeypatch
+) -> None:
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+
+    original = ddpo_trainer.ddpo_clipped_loss
+    seen: list[torch.Tensor] = []
+    threshold: list[float] = []
+
+    def recording(log_prob, old_log_prob, advantages, *rest):
+        seen.append(advantages.detach().clone())
+        if threshold:  # the full loss with the pairs below the kept ones' smallest |advantage| zeroed
+            advantages = torch.where(advantages.abs() >= threshold[0], advantages, 0.0)
+        return original(log_prob, old_log_prob, advantages, *rest)
+
+    monkeypatch.setattr(ddpo_trainer, "ddpo_clipped_loss", recording)
+    # One optimizer step over the epoch (4 samples, train batch 4), so both runs group the same pairs; a
+    # baseline value per step, so no two pairs tie on |advantage|. Adam with eps 1: see the test above.
+    settings = dict(
+        num_epochs=1, sample_num_steps=4, train_timestep_fraction=1.0, train_batch_size=4,
+        train_gradient_accumulation_steps=1, train_num_inner_epochs=1, per_prompt_stat_tracking=False,
+        advantage_baseline="predicted_x0", train_adam_epsilon=1.0, learning_rate=1.0, eval_num_samples=0,
+    )  # fmt: skip
+    DDPOTrainer(small_config(tmp_path / "all", **settings), prompts=PROMPTS).train()
+    every = torch.cat(seen)
+    seen.clear()
+    DDPOTrainer(
+        small_config(tmp_path / "top", train_advantage_top_fraction=0.5, **settings), prompts=PROMPTS
+    ).train()
+    kept = torch.cat(seen)
+    assert len(every) == 4 * 4 and len(kept) == 8  # half the (sample, step) pairs went through the UNet
+    assert torch.equal(kept.abs().sort().values, every.abs().sort().values[8:])  # the largest |advantage|
+    threshold.append(kept.abs().min().item())
+    seen.clear()
+    DDPOTrainer(small_config(tmp_path / "zeroed", **settings), prompts=PROMPTS).train()
+    top, zeroed = _lora(tmp_path / "top"), _lora(tmp_path / "zeroed")
+    for name, weight in zeroed.items():
+        assert (top[name] - weight).abs().max() <= 1e-3 * weight.abs().max(), name
+    assert any(w.abs().max() > 0 for name, w in top.items() if "lora_B" in name)  # it trained
+    with pytest.raises(CanvasError, match=r"train_advantage_top_fraction must be in \(0, 1\]"):
+        small_config(tmp_path, train_advantage_top_fraction=0.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages
+from canvas.rlhf.stat_tracking import PerPromptStatTracker, batch_normalized_advantages, top_advantage_pairs
 
 
 def test_batch_normalisation() -> None:
@@ -54,3 +54,22 @@ def test_bad_settings() -> None:
         PerPromptStatTracker(buffer_size=4, min_count=8)
     with pytest.raises(ValueError, match="prompts but"):
         PerPromptStatTracker(4, 2).update(["a"], torch.zeros(2))
+
+
+def test_top_advantage_pairs_keep_the_largest_magnitudes_in_row_major_order() -> None:
+    adv = torch.tensor([[0.1, -3.0, 0.2], [2.0, -0.3, 0.05], [-1.0, 0.4, 0.0], [0.5, 0.01, -0.6]])
+    rows, cols, share = top_advantage_pairs(adv, 0.5, groups=2)
+    # 6 of 12 pairs: |adv| 3.0, 2.0, 1.0, 0.6, 0.5, 0.4, listed by row, then column
+    assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == [
+        (0, 1),
+        (1, 0),
+        (2, 0),
+        (2, 1),
+        (3, 0),
+        (3, 2),
+    ]
+    kept = torch.tensor([3.0, 2.0, 1.0, 0.4, 0.5, 0.6])
+    assert share == pytest.approx((kept**2).sum().item() / (adv**2).sum().item())
+    # rounded down to a multiple of the optimizer steps they are split into, never below one per step
+    assert len(top_advantage_pairs(adv, 0.5, groups=4)[0]) == 4
+    assert len(top_advantage_pairs(adv, 0.01, groups=3)[0]) == 3
