@@ -17,7 +17,7 @@ DESCRIPTION = (
     "DDPO (Black et al. 2023): sample with DDIM recording log-probs, score with a reward, PPO-clipped updates "
     "of a LoRA on the UNet. Example: canvas train ddpo --prompts prompts.txt --reward jpeg_compressibility "
     "--output runs/ddpo [--pretrained tiny] [--epochs N] [--resume latest] [--config FILE.yaml]. "
-    "A tested CPU recipe: --config rlhf/recipes/ddpo_jpeg_tiny_photo_quick.yaml"
+    "A tested CPU recipe: --config rlhf/recipes/ddpo_jpeg_tiny_photo_5min.yaml"
 )
 
 
