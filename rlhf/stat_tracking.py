@@ -1,5 +1,6 @@
 """Advantages for DDPO: rewards normalised per prompt (with a rolling buffer) or per batch, or per step
-against a value of the state before it (`step_baseline_advantages`).
+against a value of the state before it (`step_baseline_advantages`); which (sample, step) pairs to
+train when only the largest advantages are (`top_advantage_pairs`).
 
 Per-prompt normalisation (Black et al. 2023) compares an image only with earlier images of the same
 prompt, so prompts that are easy to score well do not dominate the gradient. Until a prompt has
