@@ -13,12 +13,12 @@ per-step baseline (the reward of the sampler's predicted clean image before it),
 (sample, step) pairs with the largest |advantage| go through the UNet; 4 trained steps per UNet call and
 sampling with the LoRA merged (seconds only, the same objective). Measured 2026-12-04 on 2 cores (Intel
 Xeon), 32 fresh samples drawn with a seed no epoch used (the same noise for base and tuned; base ~1.25 kB):
-the reward of fresh samples rises by +21.3% / +22.4% / +21.1% (run seeds 0-2), ~205 s of training each
-(issue 16's +20% in <= 5 minutes). The quick recipe the test ran before (`ddpo_jpeg_tiny_photo_quick.yaml`,
+the reward of fresh samples rises by +21.3% / +22.4% / +21.1% / +21.2% / +20.8% (run seeds 0-4), 190-206 s
+of training each (issue 16's +20% in <= 5 minutes). The quick recipe the test ran before (`ddpo_jpeg_tiny_photo_quick.yaml`,
 no baseline, every pair, 20 epochs) gave +17.5% in 163 s here, +12.8% to +15.1% in ~245 s on an AMD
 machine. Keeping the smallest-advantage pairs instead (a broken selection) gave +3.4%: the test failed.
 
-Asserted: +16%: the smallest seed minus twice the spread (1.3 points) is 18.5%, less the 2.2 points the
+Asserted: +15%: the smallest seed minus twice the spread (1.6 points) is 17.6%, less the 2.2 points the
 same recipe without the pair selection lost on the AMD machine's build of the preset (+18.7% / +18.0%
 there, +20.2% / +20.9% here), rounded down. RL runs are chaotic under float rounding: a run repeats bit for
 bit on one machine, but another CPU is another draw, so the margin comes from the spread over seeds, not
@@ -40,7 +40,7 @@ import pytest
 from canvas.rlhf.ddpo_config import RECIPES_DIR
 
 PROMPTS = ["a cat", "a brick wall", "the moon", "a cup of coffee"]
-MIN_GAIN = 0.16
+MIN_GAIN = 0.15
 
 RECIPE = RECIPES_DIR / "ddpo_jpeg_tiny_photo_5min.yaml"
 
