@@ -43,7 +43,7 @@ from canvas.rlhf.trainer_base import TrainerBase
 logger = logging.getLogger(__name__)
 
 
-# per (sample, step) and per sample: what a training call stacks
+# per (sample, step) and per sample: what a training call stacks (the negative prompt's only with train_cfg)
 _STEP_KEYS = ("latents", "next_latents", "log_probs", "timesteps", "advantages")
 _SAMPLE_KEYS = ("prompt_embeds", "negative_prompt_embeds")
 
@@ -318,7 +318,7 @@ class DDPOTrainer(TrainerBase):
 
         # (B, steps, ...) -> (B * steps, ...), a sample's steps together
         pairs = {k: batch[k][:, lo:hi].flatten(0, 1) for k in _STEP_KEYS}
-        pairs.update({k: per_step(batch[k]) for k in _SAMPLE_KEYS})
+        pairs.update({k: per_step(batch[k]) for k in self._sample_keys()})
         self._train_call(pairs, weight, guidance, epoch, info)
 
     def _train_top_pairs(
@@ -345,8 +345,12 @@ class DDPOTrainer(TrainerBase):
                 hi = min(lo + per_call, (u + 1) * per_update)
                 r, c = rows[lo:hi], cols[lo:hi]
                 pairs = {k: shuffled[k][r, c] for k in _STEP_KEYS}
-                pairs.update({k: shuffled[k][r] for k in _SAMPLE_KEYS})
+                pairs.update({k: shuffled[k][r] for k in self._sample_keys()})
                 self._train_call(pairs, (hi - lo) * calls / (batch * trained), guidance, epoch, info)
+
+    def _sample_keys(self) -> tuple[str, ...]:
+        # the negative prompt's embeddings are stacked only where the training pass uses guidance
+        return _SAMPLE_KEYS if self.config.train_cfg else _SAMPLE_KEYS[:1]
 
     def _train_call(
         self, pairs: dict[str, torch.Tensor], weight: float, guidance: float, epoch: int, info: dict
