@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from canvas.curation.arrays import true_cells
 from canvas.curation.near_dedup import HashItem, NearDecision, find_near_duplicates
 
 SPLIT_ABOVE = 2048  # distinct hashes in a bucket before it is sub-split
@@ -62,7 +63,7 @@ def _close_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[int, int]]:
     for start in range(0, len(hashes), PAIR_BLOCK):
         block = hashes[start : start + PAIR_BLOCK]
         dist = np.bitwise_count(block[:, None] ^ hashes[None, :])
-        rows, cols = np.nonzero(dist <= radius)
+        rows, cols = true_cells(dist <= radius)
         rows = rows + start
         keep = rows < cols
         yield from zip(rows[keep].tolist(), cols[keep].tolist(), strict=True)
@@ -125,7 +126,7 @@ def crop_bucket_links(members: Iterable[tuple[int, str, bool]], crop_radius: int
     forest = UnionFind()
     for start in range(0, len(w_arr), PAIR_BLOCK):
         dist = np.bitwise_count(w_arr[start : start + PAIR_BLOCK, None] ^ r_arr[None, :])
-        for i, j in zip(*np.nonzero(dist <= crop_radius), strict=True):
+        for i, j in zip(*true_cells(dist <= crop_radius), strict=True):
             # Records with one whole hash are linked by the whole-hash space; link each region owner to one.
             owners = sorted(whole[w_values[start + int(i)]])
             for uid in region[r_values[int(j)]]:

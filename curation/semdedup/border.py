@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from canvas.curation.arrays import true_cells
 from canvas.curation.best_copy import CopyQuality
 from canvas.curation.semdedup.identify import ClusterDecision, keep_reason
 from canvas.curation.semdedup.ranking import rank_cluster
@@ -69,7 +70,7 @@ def dedup_visits(
         rows = visitors[start : start + block]
         sims = x[rows] @ x.T
         sims[np.arange(len(rows)), rows] = -np.inf
-        i, j = np.nonzero(sims >= threshold)
+        i, j = true_cells(sims >= threshold)
         found_v.append(rows[i])
         found_j.append(j)
         found_c.append(sims[i, j])

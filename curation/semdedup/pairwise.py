@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from canvas.curation.arrays import true_cells
+
 SMALL = 512  # clusters up to this size: one n x n product, like the reference, no blocks
 
 
@@ -119,7 +121,7 @@ def close_pairs(
     found_i, found_j, passed = [], [], 0
     for start in range(1, n, block):
         stop = min(n, start + block)
-        i, j = np.nonzero(short[:stop] @ short[start:stop].T >= bound)
+        i, j = true_cells(short[:stop] @ short[start:stop].T >= bound)
         j += start
         earlier = i < j  # the block's own square passes its diagonal and mirror image: keep row < column
         i, j = i[earlier], j[earlier]
