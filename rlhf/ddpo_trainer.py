@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from canvas.core.errors import CanvasError
 from canvas.core.formats.prompts import training_prompts
 from canvas.rlhf.ddim_logprob import decode_latents, sample_with_logprob, transition_log_prob
 from canvas.rlhf.ddpo_config import DDPOConfig
+from canvas.rlhf.ddpo_loss import ddpo_clipped_loss
 from canvas.rlhf.ddpo_plots import plot_reward_curve, save_sample_grid
 from canvas.rlhf.diffusion_model import load_ddim_sampling_pipeline
 from canvas.rlhf.launch import create_accelerator
@@ -46,33 +47,6 @@ logger = logging.getLogger(__name__)
 # per (sample, step) and per sample: what a training call stacks (the negative prompt's only with train_cfg)
 _STEP_KEYS = ("latents", "next_latents", "log_probs", "timesteps", "advantages")
 _SAMPLE_KEYS = ("prompt_embeds", "negative_prompt_embeds")
-
-
-class DDPOLossOutput(NamedTuple):
-    loss: torch.Tensor
-    approx_kl: torch.Tensor
-    clipfrac: torch.Tensor
-
-
-def ddpo_clipped_loss(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    clip_range: float,
-    adv_clip_max: float,
-) -> DDPOLossOutput:
-    """PPO's clipped surrogate on the per-step likelihood ratio (pessimistic of clipped and unclipped).
-
-    Also returns approx_kl = 0.5 * E[(log p - log p_old)^2] and the fraction of clipped ratios.
-    """
-    advantages = advantages.clamp(-adv_clip_max, adv_clip_max)
-    ratio = torch.exp(log_prob - old_log_prob)
-    unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    loss = torch.maximum(unclipped, clipped).mean()
-    approx_kl = 0.5 * ((log_prob - old_log_prob) ** 2).mean()
-    clipfrac = ((ratio - 1.0).abs() > clip_range).float().mean()
-    return DDPOLossOutput(loss, approx_kl.detach(), clipfrac.detach())
 
 
 def epoch_generator(seed: int, epoch: int, process_index: int = 0) -> torch.Generator:

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from canvas.core.errors import CanvasError
 from canvas.core.presets.loading import load_pipeline
 from canvas.rlhf.ddpo_config import DDPOConfig
-from canvas.rlhf.ddpo_trainer import DDPOTrainer, ddpo_clipped_loss
+from canvas.rlhf.ddpo_loss import ddpo_clipped_loss
+from canvas.rlhf.ddpo_trainer import DDPOTrainer
 from canvas.rlhf.tracking import read_metrics
 
 PROMPTS = ["a red ball", "a cat on a mat", "a blue house"]
