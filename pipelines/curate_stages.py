@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -147,7 +147,9 @@ class BasicFilter(beam.PTransform):
 class _KeepOneFn(beam.DoFn):
     """One group of records sharing a key or a picture -> the survivor + rejections of the rest."""
 
-    def __init__(self, dedup, thumbnail_px: int) -> None:
+    def __init__(
+        self, dedup: Callable[[list[Record]], tuple[Record, list[Rejection]]], thumbnail_px: int
+    ) -> None:
         self.dedup = dedup
         self.thumbnail_px = thumbnail_px
 
@@ -251,7 +253,7 @@ class ClipEmbed(beam.PTransform):
 
 
 class _ThresholdFn(beam.DoFn):
-    def __init__(self, rejection) -> None:
+    def __init__(self, rejection: Callable[[Record, float], Rejection | None]) -> None:
         self.rejection = rejection
 
     def process(self, record: Record, threshold: float) -> Iterator:

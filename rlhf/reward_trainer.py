@@ -68,7 +68,7 @@ class PairFeatures:
         text: torch.Tensor,
         target: torch.Tensor,
         preferred_is_left: torch.Tensor | None = None,
-    ):
+    ) -> None:
         self.preferred, self.rejected, self.text, self.target = preferred, rejected, text, target
         self.preferred_is_left = (
             torch.ones(len(target), dtype=torch.bool) if preferred_is_left is None else preferred_is_left

@@ -6,6 +6,7 @@ import html
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from canvas.core.html_report import figure_data_uri, figure_html, png_data_uri, table_html, thumbnail_data_uri  # noqa: E402
 
 
-def _json(path: Path):
+def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
