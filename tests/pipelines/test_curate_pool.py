@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,23 @@ def test_a_compressed_pool_carries_its_embeddings_and_reread_says_why_not(
         CanvasError, match=r"precomputed_rows is reread, but .*shard_00000.npz: stored compressed"
     ):
         run_curation([str(tmp_path / "pool")], tmp_path / "o2", config_path=reread)
+
+
+def test_a_pool_moved_to_another_folder_is_curated_the_same(tmp_path: Path) -> None:
+    """SemDeDup's k-means sample is chosen by a hash of each record's key and place in its file, not of the
+    folder the pool sits in: the same pool read from two folders gets the same clusters and removals."""
+    _make_pool(tmp_path / "pool", 600, shards=3)
+    moved = tmp_path / "mounted" / "elsewhere" / "pool"
+    shutil.copytree(tmp_path / "pool", moved)
+    small = tmp_path / "small_sample.yaml"  # a sample smaller than the pool, as at scale
+    small.write_text("semdedup:\n  sample_size: 100\n  n_clusters: 8\n")
+    a = run_curation([str(tmp_path / "pool")], tmp_path / "a", config_path=small)
+    b = run_curation([str(moved)], tmp_path / "b", config_path=small)
+    assert a["rejected_by_stage"] == b["rejected_by_stage"] and a["rejected_by_stage"]["semantic_dedup"] > 20
+
+    def placeless(out: Path) -> tuple:
+        curated, rejected, uids = _outputs(out)
+        strip = [{k: v for k, v in r.items() if k != "source"} for r in curated + rejected]
+        return strip, uids
+
+    assert placeless(tmp_path / "a") == placeless(tmp_path / "b")
