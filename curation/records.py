@@ -139,6 +139,14 @@ class Record(CompactPickle):
         return (self.key, self.ordinal)
 
 
+def file_and_row(source: str) -> str:
+    """A record's `source` (`path#row`) less the folders: `shard_00018.parquet#4303`. Hashes that choose a
+    sample or a batch use this, not the path, so the same input read from another folder or mount is
+    sampled and batched, hence computed and decided, the same."""
+    path, _, row = source.rpartition("#")
+    return f"{path.rsplit('/', 1)[-1]}#{row}"
+
+
 def unit_embedding(embedding: np.ndarray) -> np.ndarray:
     """`Record.embedding` as every stage uses it: float32, unit norm (float32 ones are stored unit already)."""
     x = np.asarray(embedding)

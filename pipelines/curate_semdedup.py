@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from canvas.curation import records as stage
 from canvas.curation.best_copy import CopyQuality, copy_quality
 from canvas.curation.embedding_rows import EmbeddingRows
-from canvas.curation.records import CompactPickle, Record, Rejection, unit_embedding
+from canvas.curation.records import CompactPickle, Record, Rejection, file_and_row, unit_embedding
 from canvas.curation.semdedup import (
     SemDedupConfig,
     auto_n_clusters,
@@ -72,12 +72,11 @@ def _unit_rows(members: list[Record | SemItem], rows: EmbeddingRows | None) -> n
 
 
 def _sample_rank(member: Record | SemItem) -> bytes:
-    """A hash of the key and the row's place in its file (`path#row` less the folders), not of its position
-    in the run nor of where the pool lives: the same records are sampled whatever the file layout, and a
-    pool moved or mounted elsewhere gets the same sample, centroids and removals. (The full path was
-    hashed before: 1M-record runs of one pool from two folders removed 177,194 and 177,200 rows.)"""
-    path, _, row = _uid(member).rpartition("#")
-    return hashlib.blake2b(f"{member.key}\0{path.rsplit('/', 1)[-1]}#{row}".encode(), digest_size=8).digest()
+    """A hash of the key and the row's place in its file, not of its position in the run nor of where the
+    pool lives: the same records are sampled whatever the file layout, and a pool moved or mounted
+    elsewhere gets the same sample, centroids and removals. (The full path was hashed before: 1M-record
+    runs of one pool from two folders removed 177,194 and 177,200 rows.)"""
+    return hashlib.blake2b(f"{member.key}\0{file_and_row(_uid(member))}".encode(), digest_size=8).digest()
 
 
 def _sample_candidate(member: Record | SemItem, n_total: int, size: int) -> bool:

@@ -31,7 +31,7 @@ from canvas.curation.filters import (
 from canvas.curation.language import detector
 from canvas.curation.nsfw import NsfwConfig
 from canvas.curation.pool import metadata_record
-from canvas.curation.records import RawRecord, Record, Rejection
+from canvas.curation.records import RawRecord, Record, Rejection, file_and_row
 from canvas.pipelines.curate_models import ClipModelHandler, NsfwModelHandler
 
 KEPT = "kept"
@@ -217,7 +217,7 @@ class ClipEmbed(beam.PTransform):
     """Fills `embedding` and `clip_score` with RunInference (one model per worker process).
 
     Batches are formed from the data, not from bundle timing: records are bucketed by a hash of their key
-    (about 4 batches per bucket) and each bucket is cut into sorted batches. Float results depend on the
+    and file row, not their folder (about 4 batches per bucket) and each bucket is cut into sorted batches. Float results depend on the
     batch a record is computed in, so this is what makes a rerun give bit-identical embeddings. Within a
     bucket, records are ordered by caption length, so each batch's text is padded as little as possible.
     """
@@ -244,7 +244,9 @@ class ClipEmbed(beam.PTransform):
         return (
             records
             | "Bucket"
-            >> beam.Map(lambda r, n: (zlib.crc32(f"{r.key}\0{r.source}".encode()) % n, r), n=n_buckets)
+            >> beam.Map(
+                lambda r, n: (zlib.crc32(f"{r.key}\0{file_and_row(r.source)}".encode()) % n, r), n=n_buckets
+            )
             | "GroupBuckets" >> beam.GroupByKey()
             | "Batch" >> beam.FlatMap(_deterministic_batches, batch_size=self.batch_size)
             | "RunInference" >> RunInference(self.handler)
