@@ -248,7 +248,7 @@ class DDPOTrainer(TrainerBase):
         per_call = cfg.train_timesteps_per_forward
         calls = [(lo, min(lo + per_call, trained)) for lo in range(0, trained, per_call)]
         # one optimizer step per training batch, whatever the number of trained timesteps this epoch
-        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * len(calls)
+        self._set_calls_per_step(cfg.train_gradient_accumulation_steps * len(calls))
         self.unet.train()
         for _ in range(cfg.train_num_inner_epochs):
             order = torch.randperm(total, generator=gen).to(acc.device)
@@ -304,7 +304,7 @@ class DDPOTrainer(TrainerBase):
         update's loss is the sum over its kept pairs / (train_batch_size x trained steps). Every process
         keeps the same number of pairs, so their backward calls (and gradient all-reduces) pair up.
         """
-        cfg, acc = self.config, self.accelerator
+        cfg = self.config
         total, batch = shuffled["latents"].shape[0], cfg.train_batch_size
         updates = total // batch
         rows, cols, share = top_advantage_pairs(
@@ -313,7 +313,7 @@ class DDPOTrainer(TrainerBase):
         info["advantage_share_trained"].append(share)  # metrics.jsonl
         per_update, per_call = len(rows) // updates, batch * cfg.train_timesteps_per_forward
         calls = -(-per_update // per_call)
-        acc.gradient_accumulation_steps = cfg.train_gradient_accumulation_steps * calls
+        self._set_calls_per_step(cfg.train_gradient_accumulation_steps * calls)
         for u in range(updates):
             for lo in range(u * per_update, (u + 1) * per_update, per_call):
                 hi = min(lo + per_call, (u + 1) * per_update)
@@ -321,6 +321,16 @@ class DDPOTrainer(TrainerBase):
                 pairs = {k: shuffled[k][r, c] for k in _STEP_KEYS}
                 pairs.update({k: shuffled[k][r] for k in self._sample_keys()})
                 self._train_call(pairs, (hi - lo) * calls / (batch * trained), guidance, epoch, info)
+
+    def _set_calls_per_step(self, calls: int) -> None:
+        """Backward calls per optimizer step from here on, counted from this call.
+
+        accelerate steps when its run-long call counter is a multiple of the setting; every epoch ends on a
+        step, so restarting the count keeps the steps on batch ends when an epoch trains a different number
+        of timesteps (train_earliest_epochs) and makes a resumed run count as the uninterrupted one.
+        """
+        self.accelerator.gradient_accumulation_steps = calls
+        self.accelerator.step = 0
 
     def _sample_keys(self) -> tuple[str, ...]:
         # the negative prompt's embeddings are stacked only where the training pass uses guidance

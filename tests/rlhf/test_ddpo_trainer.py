@@ -219,6 +219,36 @@ def test_train_earliest_epochs_trains_the_earliest_steps_first_then_all(
         small_config(tmp_path, train_earliest_epochs=-1)
 
 
+def test_an_optimizer_step_waits_for_the_whole_batch_when_the_trained_steps_change(
+    tmp_path: Path, tiny_presets, monkeypatch
+) -> None:
+    """3 trained steps a batch, then 6: accelerate's call counter runs on across epochs, so unless it is
+    reset each epoch the 6-step epoch stepped the optimizer after 3 of a batch's calls and carried the
+    other 3 gradients into the next epoch (or dropped them at the end of the run)."""
+    import canvas.rlhf.ddpo_trainer as ddpo_trainer
+
+    syncs: list[tuple[int, bool]] = []
+    original = ddpo_trainer.DDPOTrainer._train_call
+
+    def recording(self, pairs, weight, guidance, epoch, info):
+        original(self, pairs, weight, guidance, epoch, info)
+        syncs.append((epoch, self.accelerator.sync_gradients))
+
+    monkeypatch.setattr(ddpo_trainer.DDPOTrainer, "_train_call", recording)
+    config = small_config(
+        tmp_path, num_epochs=3, sample_num_steps=6, sample_batch_size=3, sample_num_batches_per_epoch=1,
+        train_gradient_accumulation_steps=1, train_num_inner_epochs=1, train_timesteps="earliest",
+        train_earliest_epochs=1, per_prompt_stat_tracking=False, sample_grid_freq=0, eval_num_samples=0,
+    )  # fmt: skip
+    trainer = DDPOTrainer(config, prompts=PROMPTS)
+    trainer.train()
+    for epoch, trained in ((0, 3), (1, 6), (2, 6)):
+        flags = [sync for e, sync in syncs if e == epoch]
+        # 3 samples, one a batch: an optimizer step after each batch's last call, and only then
+        assert flags == ([False] * (trained - 1) + [True]) * 3, epoch
+    assert all(p.grad is None or not p.grad.any() for p in trainer.params)
+
+
 def test_advantage_baseline_gives_each_trained_step_its_own_advantage(
     tmp_path: Path, tiny_presets, monkeypatch
 ) -> None:
