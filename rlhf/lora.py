@@ -86,7 +86,8 @@ def load_unet_lora(unet: Any, lora_dir: str | Path) -> None:
     path = Path(lora_dir)
     if not (path / LORA_WEIGHTS_FILE).exists():
         raise CanvasError(f"no LoRA weights at {path / LORA_WEIGHTS_FILE}")
-    state, _ = StableDiffusionPipeline.lora_state_dict(str(path))
+    state, _, metadata = StableDiffusionPipeline.lora_state_dict(str(path), return_lora_metadata=True)
+    _check_same_adapter(unet, path, metadata)
     unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
     from diffusers.utils import convert_unet_state_dict_to_peft
 
@@ -97,6 +98,36 @@ def load_unet_lora(unet: Any, lora_dir: str | Path) -> None:
         raise CanvasError(
             f"LoRA at {path} does not fit this UNet: unexpected keys {result.unexpected_keys[:3]}"
         )
+
+
+def _check_same_adapter(unet: Any, path: Path, metadata: dict[str, Any] | None) -> None:
+    """Refuse a LoRA whose rank, alpha or target modules differ from the adapter it is loaded into.
+
+    Only the A/B weights are copied, and a layer's output is scaled by alpha / rank of the adapter it
+    lands in: a LoRA trained at alpha 8, rank 4 loaded into a default adapter (alpha = rank) ran at half
+    its strength. A file without metadata is read as stock diffusers reads it: alpha = rank.
+    """
+    ours = unet.peft_config["default"]
+    theirs = {k.removeprefix("unet."): v for k, v in (metadata or {}).items() if k.startswith("unet.")}
+    rank = int(theirs.get("r", ours.r))
+    wanted = {
+        "lora_rank": (rank, ours.r),
+        "lora_alpha": (theirs.get("lora_alpha", rank), ours.lora_alpha),
+        "lora_target_modules": (
+            sorted(theirs.get("target_modules") or ours.target_modules),
+            sorted(ours.target_modules),
+        ),
+    }
+    for knob, (saved, here) in wanted.items():
+        if saved != here:
+            raise CanvasError(
+                f"LoRA at {path} was trained with {knob} {_shown(saved)}, this run's adapter has "
+                f"{_shown(here)}: set --{knob} {_shown(saved)} to start from it at its trained strength"
+            )
+
+
+def _shown(value: Any) -> str:
+    return " ".join(value) if isinstance(value, list) else f"{value:g}"
 
 
 @contextmanager

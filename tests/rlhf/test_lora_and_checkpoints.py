@@ -55,6 +55,33 @@ def test_lora_loads_with_stock_load_lora_weights(tmp_path: Path, tiny_presets, t
     np.testing.assert_allclose(_sample(fresh), tuned, atol=1e-6)
 
 
+def test_init_lora_loads_at_its_trained_strength_or_says_which_knob_differs(
+    tmp_path: Path, tiny_presets
+) -> None:
+    """`--init_lora` built the adapter from the new run's rank and alpha and copied only the weights: a LoRA
+    trained at alpha 8, rank 4 started a default (alpha = rank) run at half its strength, without a word."""
+    from canvas.core.errors import CanvasError
+
+    torch.manual_seed(0)
+    pipe, _ = _perturbed_lora_pipe(alpha=8.0)
+    tuned = _sample(pipe)
+    save_unet_lora(pipe.unet, tmp_path / "lora")
+    for rank, alpha, knob in ((4, None, "lora_alpha 8"), (8, 8.0, "lora_rank 4")):
+        with pytest.raises(CanvasError, match=knob):
+            add_unet_lora(load_pipeline("tiny").unet, rank=rank, alpha=alpha, init_lora=tmp_path / "lora")
+    with pytest.raises(CanvasError, match="lora_target_modules"):
+        add_unet_lora(
+            load_pipeline("tiny").unet,
+            rank=4,
+            alpha=8.0,
+            target_modules=["to_q"],
+            init_lora=tmp_path / "lora",
+        )
+    fresh = load_pipeline("tiny")
+    add_unet_lora(fresh.unet, rank=4, alpha=8.0, init_lora=tmp_path / "lora")
+    np.testing.assert_allclose(_sample(fresh), tuned, atol=1e-6)
+
+
 def test_checkpoint_round_trip_and_rotation(tmp_path: Path, tiny_presets) -> None:
     torch.manual_seed(0)
     pipe, params = _perturbed_lora_pipe()
