@@ -186,9 +186,10 @@ class DiffusionDPOTrainer(LoraStepLoop):
                 losses.append(
                     self.loss_fn(d["model_diff"], d["ref_diff"], self.config.beta, target).sum().item()
                 )
-                strict = target > 0.5
-                accs.append(((d["model_diff"] - d["ref_diff"])[strict] < 0).float().sum().item())
-                weights.append((int(strict.sum()), len(target)))
+                n_strict = int((target > 0.5).sum())
+                if n_strict:  # the training metric's rule (an exact tie counts half), weighted by pairs
+                    accs.append(implicit_accuracy(d["model_diff"], d["ref_diff"], target).item() * n_strict)
+                weights.append((n_strict, len(target)))
         n_strict = sum(w[0] for w in weights)
         return {
             "implicit_acc": sum(accs) / n_strict if n_strict else math.nan,

@@ -51,6 +51,15 @@ def test_ties_are_dropped_by_default_never_trained_as_wins(
     assert targets.count(0.5) + sum(kept.heldout_data[i].is_tie for i in range(len(kept.heldout_data))) == 20
 
 
+def test_heldout_accuracy_counts_an_exact_tie_half_as_the_training_metric_does(
+    oracle_preferences: Path, tmp_path: Path, tiny_presets
+) -> None:
+    """Before any step (LoRA B = 0) every margin is exactly 0: the training metric read 0.5, the held-out
+    one 0.0, so the two curves in one report disagreed about the same model."""
+    trainer = DiffusionDPOTrainer(_config(oracle_preferences, tmp_path / "a", heldout_fraction=0.1))
+    assert trainer.evaluate()["implicit_acc"] == 0.5
+
+
 def test_resume_latest_continues_the_same_loss_trajectory(
     oracle_preferences: Path, tmp_path: Path, tiny_presets
 ) -> None:
