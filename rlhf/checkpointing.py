@@ -194,15 +194,23 @@ def check_same_config(checkpoint: Path, config: Any) -> None:
 def _rng_state() -> dict[str, Any]:
     py = random.getstate()
     np_state = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
     }
+    # Noise drawn on the GPU (DPO's and SFT's noise and timesteps on acc.device) comes from the current
+    # device's generator, not the CPU one: without it a resumed GPU run replayed its first steps' noise.
+    # Every process seeds alike and draws alike, so the main process's state is every process's.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     np_state = state["numpy"]
