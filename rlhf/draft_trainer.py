@@ -119,6 +119,10 @@ class DraftTrainer(TrainerBase):
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay
         )
+        # fp16 gradients of the reward through the VAE decoder and K denoising steps underflow without
+        # loss scaling (the optimizer is not accelerate-prepared, so acc.backward would not scale them);
+        # disabled (pass-through) in fp32 and bf16. Its scale restarts from the default on resume.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=mixed == "fp16")
 
         # 4. resume, logging
         self.start_step, self.reward_queries = 0, 0
@@ -235,15 +239,17 @@ class DraftTrainer(TrainerBase):
                     "differentiable reward (use `canvas train ddpo` for others)"
                 )
             loss = -rewards.float().mean() / cfg.gradient_accumulation_steps
-            loss.backward()
+            self.scaler.scale(loss).backward()
             rewards_seen.append(rewards.detach().float())
         self._sync_gradients()
+        self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
-        if not torch.isfinite(grad_norm):
+        if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
             raise CanvasError(
                 f"training diverged: non-finite gradient at optimizer step {step + 1}; lower learning_rate"
             )
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         local = torch.cat(rewards_seen).to(acc.device)
         everyone = acc.gather(local).cpu()
