@@ -45,7 +45,7 @@ def main() -> None:
             candidates = tmp / "candidates"
             write_candidates(candidates, n)
             rows = pq.read_table(candidates / "candidates.parquet", columns=["pair_id", "prompt"]).to_pylist()
-            folder = project_images_dir(server.files_root, "bench push 0")
+            folder = project_images_dir(server.files_root, 0, "bench push 0")
             tasks = [
                 {
                     "data": {

@@ -14,6 +14,7 @@ from typing import Any
 
 from canvas.core.errors import CanvasError
 from canvas.labeling.client import LabelStudioClient
+from canvas.labeling.config import StatusConfig
 from canvas.labeling.pull import collect
 from canvas.labeling.quality import annotator_report, krippendorff_alpha_nominal, majority
 
@@ -115,22 +116,29 @@ def project_status(client: LabelStudioClient, title: str) -> ProjectStatus:
     """Per annotator: tasks done, tasks still open to them, agreement with the majority so far.
 
     A task is done by an annotator who submitted (not skipped) a non-ground-truth annotation for it. It is
-    open to an annotator who has not done it while it has fewer distinct annotators than the overlap
-    (Label Studio hands such tasks out, so one may still go to someone else first). Every user of the
-    organization is listed, except the token's own user when it has done nothing (it only holds gold).
+    open to an annotator who has neither done nor skipped it (Label Studio never serves a skipped task to
+    the same person again) while it has fewer distinct annotators than the overlap (Label Studio hands
+    such tasks out, so one may still go to someone else first). Annotations of deleted users are left
+    out. Every user of the organization is listed, except the token's own user when it has done nothing
+    (the admin that pushes; older versions made it hold the gold annotations).
     """
+    title = StatusConfig(project=title).project  # stripped, as Label Studio stores it
     project_id = client.find_project(title)
     if project_id is None:
         raise CanvasError(f"no project titled {title!r} on {client.url}")
     overlap = int(client.get_project(project_id)["maximum_annotations"] or 1)
     tasks = client.export_tasks(project_id)
     done_by: dict[int, set[int]] = defaultdict(set)  # annotator -> task ids
+    skipped_by: dict[int, set[int]] = defaultdict(set)  # annotator -> task ids they skipped
     annotators_of: dict[int, set[int]] = defaultdict(set)  # task id -> annotators
     for task in tasks:
         for annotation in task.get("annotations") or []:
-            if annotation.get("ground_truth") or annotation.get("was_cancelled"):
-                continue
+            if annotation.get("ground_truth") or annotation.get("completed_by") is None:
+                continue  # old-style gold; an annotator since deleted
             who = int(annotation["completed_by"])
+            if annotation.get("was_cancelled"):
+                skipped_by[who].add(int(task["id"]))  # Label Studio does not serve it to them again
+                continue
             done_by[who].add(int(task["id"]))
             annotators_of[int(task["id"])].add(who)
     open_tasks = {int(t["id"]) for t in tasks if len(annotators_of[int(t["id"])]) < overlap}
@@ -153,7 +161,7 @@ def project_status(client: LabelStudioClient, title: str) -> ProjectStatus:
                 "id": uid,
                 "email": user["email"],
                 "done": len(done_by[uid]),
-                "remaining": len(open_tasks - done_by[uid]),
+                "remaining": len(open_tasks - done_by[uid] - skipped_by[uid]),
                 "agreement_with_majority": q.get("agreement_with_majority"),
                 "gold_accuracy": q.get("gold_accuracy"),
             }

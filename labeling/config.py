@@ -52,7 +52,8 @@ class PushConfig:
     )
 
     def __post_init__(self) -> None:
-        if len(self.project.strip()) < 3:
+        self.project = _title(self.project)
+        if len(self.project) < 3:
             raise CanvasError("--project must be a title of at least 3 characters (Label Studio's rule)")
         if self.overlap < 1:
             raise CanvasError("--overlap must be at least 1")
@@ -78,8 +79,7 @@ class PullConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.project.strip():
-            raise CanvasError("--project must name a project")
+        self.project = _title(self.project)
 
 
 @dataclass
@@ -130,6 +130,18 @@ class StatusConfig(ServerConfig):
     """Options of `canvas label status`."""
 
     project: str = field(default="", metadata={"help": "Label Studio project title", "required": True})
+
+    def __post_init__(self) -> None:
+        self.project = _title(self.project)
+
+
+def _title(title: str) -> str:
+    """A project title as Label Studio stores it (it strips the ends), so push, pull and status find the
+    project under the title it was given; an empty one is an error."""
+    title = str(title).strip()
+    if not title:
+        raise CanvasError("--project must name a project (the title is empty)")
+    return title
 
 
 Kind = Literal["small", "bulk", "export"]

@@ -19,9 +19,15 @@ from canvas.core.errors import CanvasError
 IMAGES_SUBDIR = "canvas-pairs"
 
 
-def project_images_dir(files_root: Path, project: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", project).strip("-") or "project"
-    return files_root / IMAGES_SUBDIR / slug
+def project_images_dir(files_root: Path, project_id: int, title: str) -> Path:
+    """`<root>/canvas-pairs/<project id>-<slug of the title>`: the id keeps two projects apart even when their
+    titles make the same slug ("coll one", "coll-one", or any two non-Latin titles); the slug is for people.
+
+    Projects pushed before the id was part of the name keep their old folder and its storage (their tasks
+    point there); new pairs go to this folder, with a storage of its own.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", title).strip("-.")[:60] or "project"
+    return files_root / IMAGES_SUBDIR / f"{int(project_id)}-{slug}"
 
 
 def local_file_url(files_root: Path, path: Path) -> str:

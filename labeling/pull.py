@@ -7,7 +7,11 @@ Writes, in the output folder:
   annotator_ids, votes_left, votes_right, votes_tie.
 - `annotators.json`: per annotator count, agreement with the majority, gold accuracy, median time; the
   project's Krippendorff's alpha; counts that add up (annotations = kept + rejected + gold).
-- `rejected.jsonl`: every annotation not used as a vote, with the reason.
+- `rejected.jsonl`: every annotation not used as a vote, with the reason (malformed, skipped, superseded,
+  its annotator deleted, or an image of its pair that cannot be read).
+
+Gold answers are read from each task's meta (`canvas_gold`, set by push), and from ground-truth
+annotations of projects pushed by older versions (those are the `gold` annotations of the counts).
 
 The output depends only on the server's annotations, so pulling twice writes identical files.
 """
@@ -29,11 +33,11 @@ import pyarrow.parquet as pq
 from canvas.core.atomic import atomic_path, write_text_atomic
 from canvas.core.errors import CanvasError
 from canvas.core.formats.preferences import PREFERENCES_SCHEMA
-from canvas.labeling.client import LabelStudioClient, connect
+from canvas.labeling.client import LabelStudioClient, UnreadableFile, connect
 from canvas.labeling.config import PullConfig
 from canvas.labeling.pickapic import parse_created_at, pickapic_columns
 from canvas.labeling.quality import Vote, annotator_report, krippendorff_alpha_nominal, majority
-from canvas.labeling.schema import parse_choice
+from canvas.labeling.schema import CHOICES, GOLD_META_KEY, parse_choice
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +48,17 @@ class PullResult:
     annotations: int
     kept: int
     rejected: int
-    gold: int
+    gold: int  # ground-truth annotations (projects pushed by older versions)
     alpha: float | None
     output: Path
+    gold_pairs: int = 0  # pairs with a known answer
 
     def describe(self) -> str:
         alpha = "undefined" if self.alpha is None else f"{self.alpha:.3f}"
         return (
             f"{self.rows} pairs -> {self.output / 'preferences.parquet'}; annotations: {self.annotations} = "
-            f"{self.kept} kept + {self.rejected} rejected + {self.gold} gold; Krippendorff's alpha {alpha}"
+            f"{self.kept} kept + {self.rejected} rejected + {self.gold} gold; {self.gold_pairs} gold pairs; "
+            f"Krippendorff's alpha {alpha}"
         )
 
 
@@ -62,6 +68,7 @@ class _Collected:
     gold: dict[str, str] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_ids: dict[str, int] = field(default_factory=dict)
     created_at: dict[int, Any] = field(default_factory=dict)  # annotation id -> UTC time
     annotations: int = 0
     gold_annotations: int = 0
@@ -94,7 +101,14 @@ def collect(tasks: list[dict[str, Any]]) -> _Collected:
                 reject(annotation, "task has no pair_id (not pushed by canvas)")
             continue
         pair_id = str(pair_id)
-        out.tasks[pair_id] = data
+        out.tasks[pair_id], out.task_ids[pair_id] = data, int(task["id"])
+        answer = (task.get("meta") or {}).get(GOLD_META_KEY)
+        if answer in CHOICES:
+            out.gold[pair_id] = answer
+        elif answer is not None:
+            logger.warning(
+                "pair %s: gold answer %r in the task's meta is not one of %s", pair_id, answer, CHOICES
+            )
         latest: dict[int, dict[str, Any]] = {}
         for annotation in annotations:
             choice, reason = parse_choice(annotation.get("result"))
@@ -104,9 +118,11 @@ def collect(tasks: list[dict[str, Any]]) -> _Collected:
                     reject(annotation, f"ground truth: {reason}")
                     out.gold_annotations -= 1
                 else:
-                    out.gold[pair_id] = choice
+                    out.gold.setdefault(pair_id, choice)  # the task's meta, when set, wins
                 continue
-            if annotation.get("was_cancelled"):
+            if annotation.get("completed_by") is None:
+                reject(annotation, "annotator deleted")
+            elif annotation.get("was_cancelled"):
                 reject(annotation, "skipped by the annotator")
             elif choice is None:
                 reject(annotation, reason or "malformed")
@@ -152,12 +168,62 @@ def read_task_image(
 
 def _read_images(
     client: LabelStudioClient, files_root: Path | None, tasks: list[dict[str, Any]]
-) -> dict[str, bytes]:
-    """Every image the tasks reference, read by a few threads (file and HTTP reads wait on the OS)."""
-    references = sorted({task[key] for task in tasks for key in ("image_0", "image_1")})
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every image the tasks reference, read by a few threads (file and HTTP reads wait on the OS).
+
+    Returns the images, and why each one that cannot be read could not (a file the server does not have,
+    a reference to another host): those are the referencing task's problem. A server that cannot be
+    reached still stops the pull.
+    """
+    references = sorted({str(task.get(key)) for task in tasks for key in ("image_0", "image_1")})
+
+    def read(reference: str) -> bytes | str:
+        try:
+            return read_task_image(client, files_root, reference, {})
+        except UnreadableFile as exc:
+            return str(exc)
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        images = pool.map(lambda ref: read_task_image(client, files_root, ref, {}), references)
-        return dict(zip(references, images, strict=True))
+        found = dict(zip(references, pool.map(read, references), strict=True))
+    images = {ref: data for ref, data in found.items() if isinstance(data, bytes)}
+    return images, {ref: problem for ref, problem in found.items() if isinstance(problem, str)}
+
+
+def _pair_row(
+    client: LabelStudioClient,
+    data: dict[str, Any],
+    votes: list[Vote],
+    images: dict[str, bytes],
+    problems: dict[str, str],
+    created_at: dict[int, Any],
+) -> tuple[dict[str, Any] | None, str | None]:
+    """One pair's row of preferences.parquet, or why its images cannot make one."""
+    refs = (str(data.get("image_0")), str(data.get("image_1")))
+    for i, ref in enumerate(refs):
+        if ref in problems:
+            return None, f"image_{i} cannot be read: {problems[ref]}"
+    label, agreement = majority([v.choice for v in votes])
+    counts = Counter(v.choice for v in votes)
+    try:
+        columns = pickapic_columns(
+            label,
+            votes,
+            (images[refs[0]], images[refs[1]]),
+            (str(client.resolve(refs[0])), str(client.resolve(refs[1]))),
+            str(data.get("model") or ""),
+            created_at,
+        )
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
+        return None, f"an image of the pair cannot be decoded ({type(exc).__name__})"
+    row = {"caption": data.get("prompt", "")} | columns
+    return row | {
+        "num_votes": len(votes),
+        "agreement": agreement,
+        "annotator_ids": sorted(v.annotator for v in votes),
+        "votes_left": counts["left"],
+        "votes_right": counts["right"],
+        "votes_tie": counts["tie"],
+    }, None
 
 
 def pull_preferences(
@@ -170,7 +236,7 @@ def pull_preferences(
     client: LabelStudioClient | None = None,
 ) -> PullResult:
     """Export the project's annotations and write preferences.parquet, annotators.json, rejected.jsonl."""
-    PullConfig(project, Path(output), url, data_dir, files_root)  # validates
+    project = PullConfig(project, Path(output), url, data_dir, files_root).project  # validated, stripped
     if client is None:
         client, server_files_root = connect(url, token, data_dir)
         files_root = files_root or server_files_root
@@ -182,35 +248,28 @@ def pull_preferences(
     by_pair: dict[str, list[Vote]] = defaultdict(list)
     for vote in collected.votes:
         by_pair[vote.pair_id].append(vote)
-    labels: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
-    cache = _read_images(client, files_root, [collected.tasks[p] for p in by_pair])
+    images, problems = _read_images(client, files_root, [collected.tasks[p] for p in by_pair])
     for pair_id in sorted(by_pair):
-        votes = by_pair[pair_id]
-        label, agreement = majority([v.choice for v in votes])
-        labels[pair_id] = label
-        counts = Counter(v.choice for v in votes)
-        data = collected.tasks[pair_id]
-        rows.append(
-            {"caption": data.get("prompt", "")}
-            | pickapic_columns(
-                label,
-                votes,
-                (cache[data["image_0"]], cache[data["image_1"]]),
-                (_absolute(client.url, data["image_0"]), _absolute(client.url, data["image_1"])),
-                str(data.get("model") or ""),
-                collected.created_at,
-            )
-            | {
-                "pair_id": pair_id,
-                "num_votes": len(votes),
-                "agreement": agreement,
-                "annotator_ids": sorted(v.annotator for v in votes),
-                "votes_left": counts["left"],
-                "votes_right": counts["right"],
-                "votes_tie": counts["tie"],
-            }
+        row, problem = _pair_row(
+            client, collected.tasks[pair_id], by_pair[pair_id], images, problems, collected.created_at
         )
+        if row is None:  # its votes are rejected with the reason; the rest of the pull goes on
+            logger.warning("pair %s: %s", pair_id, problem)
+            for vote in by_pair.pop(pair_id):
+                collected.rejected.append(
+                    {
+                        "annotation_id": vote.annotation_id,
+                        "task_id": collected.task_ids[pair_id],
+                        "pair_id": pair_id,
+                        "annotator": vote.annotator,
+                        "reason": problem,
+                    }
+                )
+            continue
+        rows.append(row | {"pair_id": pair_id})
+    collected.votes = [v for v in collected.votes if v.pair_id in by_pair]
+    labels = {pair_id: majority([v.choice for v in votes])[0] for pair_id, votes in by_pair.items()}
     per_prompt = Counter(row["caption"] for row in rows)
     for row in rows:
         row["num_example_per_prompt"] = per_prompt[row["caption"]]
@@ -227,6 +286,7 @@ def pull_preferences(
         "kept": len(collected.votes),
         "rejected": len(collected.rejected),
         "gold_annotations": collected.gold_annotations,
+        "gold_pairs": len(collected.gold),
         "krippendorff_alpha_nominal": alpha,
         "annotators": annotator_report(collected.votes, labels, collected.gold, emails),
     }
@@ -247,9 +307,5 @@ def pull_preferences(
         gold=collected.gold_annotations,
         alpha=alpha,
         output=output,
+        gold_pairs=len(collected.gold),
     )
-
-
-def _absolute(base: str, reference: str) -> str:
-    """A task's image reference as a full URL (the export holds server-relative paths)."""
-    return reference if urlparse(reference).scheme else f"{base}{reference}"

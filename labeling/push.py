@@ -20,7 +20,7 @@ from canvas.labeling.candidates import read_candidates, read_gold, summarize_rej
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
 from canvas.labeling.local_files import local_file_url, plan_image_paths, project_images_dir, write_images
-from canvas.labeling.schema import LABEL_CONFIG, ImageScorer, choice_result
+from canvas.labeling.schema import GOLD_META_KEY, LABEL_CONFIG, ImageScorer, choice_result
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,14 @@ def _predictions(rows: list[dict[str, Any]], scorer: ImageScorer) -> dict[str, d
     return out
 
 
-def _task(row: dict[str, Any], urls: tuple[str, str], prediction: dict[str, Any] | None) -> dict[str, Any]:
-    """One Label Studio task: the pair's prompt and its two images' URLs on the server."""
+def _task(
+    row: dict[str, Any], urls: tuple[str, str], prediction: dict[str, Any] | None, gold: str | None
+) -> dict[str, Any]:
+    """One Label Studio task: the pair's prompt and its two images' URLs on the server.
+
+    A gold pair's answer goes in the task's `meta` (not in `data`, which the labeling page shows, and not
+    as an annotation, which would count toward the overlap and keep the task from annotators).
+    """
     task: dict[str, Any] = {
         "data": {"pair_id": row["pair_id"], "prompt": row["prompt"], "image_0": urls[0], "image_1": urls[1]}
     }
@@ -78,7 +84,28 @@ def _task(row: dict[str, Any], urls: tuple[str, str], prediction: dict[str, Any]
         task["data"]["model"] = row["model"]
     if prediction is not None:
         task["predictions"] = [prediction]
+    if gold is not None:
+        task["meta"] = {GOLD_META_KEY: gold}
     return task
+
+
+def _set_gold_on_existing(
+    client: LabelStudioClient, existing: dict[str, dict[str, Any]], gold: dict[str, str]
+) -> int:
+    """Give the tasks already in the project the gold answer the file has for them (a push re-run after a
+    failure, or --gold added later); returns how many were set or changed."""
+    changed = 0
+    for pair_id, answer in sorted(gold.items()):
+        task = existing.get(pair_id)
+        if task is None or task["meta"].get(GOLD_META_KEY) == answer:
+            continue
+        before = task["meta"].get(GOLD_META_KEY)
+        client.update_task_meta(task["id"], task["meta"] | {GOLD_META_KEY: answer})
+        logger.info("gold answer of pair %s already in the project: %s -> %s", pair_id, before, answer)
+        changed += 1
+    if changed:
+        logger.warning("set the gold answer of %d pairs that were already in the project", changed)
+    return changed
 
 
 def ensure_project(client: LabelStudioClient, title: str, overlap: int) -> int:
@@ -113,8 +140,8 @@ def push_candidates(
     """Create or reuse the project, place the images, import the pairs it lacks (keyed by pair_id).
 
     The candidates are checked first (nothing is created for an unusable file); bad rows are rejected
-    with reasons (written to `rejected_path` as JSON lines when given). Gold pairs get a ground-truth
-    annotation (by the token's user) when their task is created. `scorer` (e.g.
+    with reasons (written to `rejected_path` as JSON lines when given). A gold pair's answer is stored in
+    its task's meta, in the same import as the task; a task already there gets it set. `scorer` (e.g.
     `canvas.rlhf.rewards.EncodedImageScorer("brightness")`) adds pre-labels.
     """
     config = PushConfig(
@@ -138,12 +165,19 @@ def push_candidates(
         client, server_files_root = connect(url, token, data_dir)
     else:
         server_files_root = None
+    if not found.rows:
+        write_rejected(config.rejected, found.rejected)
+        raise CanvasError(
+            f"no pair to push in {found.path}: all {found.total} rows rejected "
+            f"({summarize_rejections(found.rejected)[0] if found.rejected else 'the file is empty'})"
+        )
+    project_id = ensure_project(client, config.project, config.overlap)
     # The local-files root when we can write into it (our own server, or --files-root); otherwise the
     # images go through Label Studio's upload API, which works against a server on any host.
     local_root = files_root or server_files_root
     root = Path(local_root).resolve() if local_root is not None else None
     if root is not None:
-        folder = project_images_dir(root, config.project)
+        folder = project_images_dir(root, project_id, config.project)
         paths, unsafe = plan_image_paths(found.rows, folder, root)
     else:
         paths, unsafe = {row["pair_id"]: None for row in found.rows}, []
@@ -153,13 +187,13 @@ def push_candidates(
     if not rows:
         raise CanvasError(
             f"no pair to push in {found.path}: all {found.total} rows rejected "
-            f"({summarize_rejections(rejected)[0] if rejected else 'the file is empty'})"
+            f"({summarize_rejections(rejected)[0]})"
         )
     skipped_gold = sorted(set(gold_answers) - set(paths))
     if skipped_gold:
         logger.warning("%d gold pairs were rejected, so not pushed: %s", len(skipped_gold), skipped_gold[:5])
+    gold_answers = {p: a for p, a in gold_answers.items() if p in paths}
 
-    project_id = ensure_project(client, config.project, config.overlap)
     uploader = None
     if root is None:
         from canvas.labeling.upload import Uploader
@@ -169,7 +203,8 @@ def push_candidates(
         folder.mkdir(parents=True, exist_ok=True)
         client.create_local_storage(project_id, str(folder), title=f"canvas pairs: {config.project}")
 
-    existing = {str(data.get("pair_id")) for _, data in client.iter_task_data(project_id)}
+    existing = {str(t["data"].get("pair_id")): t for t in client.iter_tasks(project_id)}
+    gold_count = _set_gold_on_existing(client, existing, gold_answers)
     new_rows = [row for row in rows if row["pair_id"] not in existing]
     predictions = _predictions(new_rows, scorer) if scorer is not None and new_rows else {}
 
@@ -189,23 +224,22 @@ def push_candidates(
                 urls = {
                     r["pair_id"]: tuple(local_file_url(root, p) for p in paths[r["pair_id"]]) for r in batch
                 }
-            tasks = [_task(row, urls[row["pair_id"]], predictions.get(row["pair_id"])) for row in batch]
+            tasks = [
+                _task(
+                    row,
+                    urls[row["pair_id"]],
+                    predictions.get(row["pair_id"]),
+                    gold_answers.get(row["pair_id"]),
+                )
+                for row in batch
+            ]
             task_ids = client.import_tasks(project_id, tasks)
             if len(task_ids) != len(batch):
                 raise CanvasError(f"Label Studio created {len(task_ids)} tasks for a batch of {len(batch)}")
             created.update(zip((row["pair_id"] for row in batch), task_ids, strict=True))
+            gold_count += sum(row["pair_id"] in gold_answers for row in batch)
             logger.info("imported %d / %d new pairs", len(created), len(new_rows))
 
-    already = [p for p in gold_answers if p not in created and p in paths]
-    if already:
-        logger.warning(
-            "%d gold pairs were already in the project: their ground truth is left as it is", len(already)
-        )
-    gold_count = 0
-    for pair_id, answer in sorted(gold_answers.items()):
-        if pair_id in created:
-            client.create_annotation(created[pair_id], choice_result(answer), ground_truth=True)
-            gold_count += 1
     return PushResult(
         project_id=project_id,
         url=client.url,

@@ -23,6 +23,9 @@ FROM_NAME = "preference"
 TO_NAME = "prompt"
 CHOICES = ("left", "right", "tie")
 HOTKEYS = {"left": "1", "right": "2", "tie": "3"}
+# A gold pair's known answer lives in its task's `meta` under this key (set at import): never an annotation,
+# so it does not count toward the task's overlap and Label Studio still serves the task to annotators.
+GOLD_META_KEY = "canvas_gold"
 # Pick-a-Pic labels (label_0, label_1) per choice.
 LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
 

@@ -8,13 +8,18 @@ users and to the token (pull reads them back over HTTP).
 
 Label Studio parses every uploaded image as a would-be task and refuses it when the project's config
 has more than one data key (ours has prompt, image_0, image_1), so the files are uploaded to a
-companion project, `canvas images for project <id>`, whose config has one image; it never gets tasks. Idempotent: the project's uploads are listed first, and a
-file whose name and size are already there is not sent again, so a push killed between upload and
-import re-uses what it uploaded.
+companion project, `canvas images for project <id>`, whose config has one image; it never gets tasks.
+Idempotent: the project's uploads are listed first, and a file whose name and size are already there is
+not sent again, so a push killed between upload and import re-uses what it uploaded.
+
+Upload names are short and derived from the pair_id (`upload_name`): Label Studio keeps at most 100
+characters of `upload/<project>/<8 hex>-<name>` and replaces a longer name with a truncated one plus a
+random suffix, which could then never be matched again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from typing import Any
@@ -36,10 +41,14 @@ def images_project_title(project_id: int) -> str:
 
 
 def upload_name(pair_id: str, index: int, data: bytes) -> str:
+    """`<first 24 chars of the pair_id>.<16 hex of its sha256>_<index>.<ext>`: at most 49 characters, so
+    `upload/<project id>/<8 hex>-<name>` stays well under Label Studio's 100 (its file name field), and
+    one per pair_id (the hash tells apart pair_ids that share their first 24 characters)."""
     from PIL import Image
 
+    digest = hashlib.sha256(pair_id.encode()).hexdigest()[:16]
     with Image.open(io.BytesIO(data)) as image:
-        return f"{pair_id}_{index}.{EXTENSIONS[image.format]}"
+        return f"{pair_id[:24]}.{digest}_{index}.{EXTENSIONS[image.format]}"
 
 
 def _original_name(stored: str) -> str:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from canvas.core.errors import CanvasError
-from canvas.labeling.client.base import ClientBase
+from canvas.labeling.client.base import ClientBase, UnreadableFile
 from canvas.labeling.client.files import FilesMixin
 from canvas.labeling.client.projects import ProjectsMixin
 from canvas.labeling.client.users import UsersMixin
 from canvas.labeling.server import STATE_FILE, default_data_dir, read_token
 
-__all__ = ["ClientBase", "LabelStudioClient", "connect"]
+__all__ = ["ClientBase", "LabelStudioClient", "UnreadableFile", "connect"]
 
 
 class LabelStudioClient(UsersMixin, ProjectsMixin, FilesMixin):

@@ -35,6 +35,11 @@ T = TypeVar("T")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
+class UnreadableFile(CanvasError):
+    """A file a task references that this server does not serve (4xx), or a reference that points at
+    another host: that task's problem, not the server's (pull rejects its votes, with this reason)."""
+
+
 class ClientBase:
     """A thin wrapper over `label_studio_sdk.LabelStudio`: retries, timeouts, one error style.
 
@@ -155,6 +160,28 @@ class ClientBase:
             delay *= 2
         raise AssertionError("unreachable")
 
+    def resolve(self, reference: str) -> httpx.URL:
+        """A server path or a task's file reference as a URL on this server; `UnreadableFile` for one that
+        resolves to another scheme, host or port (`@other:1234/x`, `//other/x`, `http://other/x`): the token
+        is only ever sent to the server itself."""
+        base = httpx.URL(self.url + "/")
+        try:
+            # A server path keeps the URL's own path prefix; anything else is resolved as a browser would.
+            target = (
+                httpx.URL(self.url + reference)
+                if reference.startswith("/") and not reference.startswith("//")
+                else base.join(reference)
+            )
+        except httpx.InvalidURL as exc:
+            raise UnreadableFile(f"{reference!r} is not a valid URL reference ({exc})") from None
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            port = "" if target.port is None else f":{target.port}"
+            raise UnreadableFile(
+                f"{reference[:200]!r} points at {target.scheme}://{target.host}{port}, not at the server "
+                f"{self.url}: not fetched"
+            )
+        return target
+
     def _http(
         self, method: str, path: str, kind: Kind = "small", ok: tuple[int, ...] = (), **kwargs: Any
     ) -> httpx.Response:
@@ -167,7 +194,7 @@ class ClientBase:
 
         response = httpx.request(
             method,
-            f"{self.url}{path}",
+            self.resolve(path),
             headers={"Authorization": f"Token {self.token}"},
             timeout=self._timeout(kind),
             **kwargs,

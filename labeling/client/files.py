@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
-from canvas.labeling.client.base import ClientBase
+from canvas.labeling.client.base import ClientBase, UnreadableFile
+
+_MISSING = (400, 403, 404, 410)  # the server has no such file for us: the referencing task's problem
 
 
 class FilesMixin(ClientBase):
@@ -51,7 +53,17 @@ class FilesMixin(ClientBase):
         return [int(i) for i in response.json().get("file_upload_ids", [])]  # in the order sent
 
     def fetch_file(self, path: str) -> bytes:
-        """A file the server serves (e.g. `/data/local-files/?d=...`), with the token."""
+        """A file the server serves (e.g. `/data/local-files/?d=...`), with the token.
 
+        `UnreadableFile` when the reference points at another host, or the server answers that it has no
+        such file (400, 403, 404, 410): a problem of the task that references it. A server that cannot be
+        reached, or keeps answering 5xx, is a `CanvasError` as for any call.
+        """
+        self.resolve(path)  # checked before any request
         # `kind` twice: `_call` takes one for its messages, `_http` one for the request's timeout.
-        return self._call(f"fetch {path}", lambda: self._http("GET", path, kind="bulk"), kind="bulk").content
+        response = self._call(
+            f"fetch {path}", lambda: self._http("GET", path, kind="bulk", ok=_MISSING), kind="bulk"
+        )
+        if response.status_code in _MISSING:
+            raise UnreadableFile(f"the server answers HTTP {response.status_code} for {path[:200]}")
+        return response.content

@@ -39,7 +39,8 @@ class ProjectsMixin(ClientBase):
             label_config=label_config,
             maximum_annotations=overlap,
             overlap_cohort_percentage=100,
-            show_ground_truth_first=True,
+            # No `show_ground_truth_first` (deprecated in Label Studio): gold answers are task meta, not
+            # ground-truth annotations, so gold tasks are queued like any other.
             show_skip_button=True,
             idempotent=False,
             request_options=self._opts(),
@@ -101,13 +102,13 @@ class ProjectsMixin(ClientBase):
         )
         return list(response.task_ids or [])
 
-    def iter_task_data(self, project_id: int, page_size: int = 5000) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(task id, task data) for every task of a project."""
+    def iter_tasks(self, project_id: int, page_size: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every task of a project: `{"id", "data", "meta"}` (meta holds the gold answer, `canvas_gold`)."""
 
         def page(number: int) -> httpx.Response:
-            # `fields=task_only&include=id,data`: 10k tasks in ~3 s; the SDK's `fields=all` takes ~14 s.
+            # `fields=task_only&include=...`: 10k tasks in ~3 s; the SDK's `fields=all` takes ~14 s.
             params = {"project": project_id, "page": number, "page_size": page_size}
-            params |= {"fields": "task_only", "include": "id,data"}
+            params |= {"fields": "task_only", "include": "id,data,meta"}
             return self._http("GET", "/api/tasks", kind="bulk", ok=(404,), params=params)  # 404: past the end
 
         number = 1
@@ -117,10 +118,23 @@ class ProjectsMixin(ClientBase):
                 return
             tasks = response.json().get("tasks", [])
             for task in tasks:
-                yield int(task["id"]), task.get("data", {})
+                yield {"id": int(task["id"]), "data": task.get("data") or {}, "meta": task.get("meta") or {}}
             if len(tasks) < page_size:
                 return
             number += 1
+
+    def iter_task_data(self, project_id: int, page_size: int = 5000) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(task id, task data) for every task of a project."""
+        for task in self.iter_tasks(project_id, page_size):
+            yield task["id"], task["data"]
+
+    def update_task_meta(self, task_id: int, meta: dict[str, Any]) -> None:
+        """Replace a task's `meta` (the labeling page does not show it); data and annotations stay."""
+        self._call(
+            "update task meta",
+            lambda: self._http("PATCH", f"/api/tasks/{task_id}", json={"meta": meta}),
+            idempotent=True,  # setting the same meta twice is harmless
+        )
 
     # -- annotations, predictions ----------------------------------------------------------------
     def create_annotation(

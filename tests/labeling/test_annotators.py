@@ -81,6 +81,8 @@ def test_status_shows_progress_and_agreement_per_annotator(
         (tasks[2], s1, "tie"),  # only s1 so far
     ]:
         ls_client.create_annotation(task, choice_result(choice), completed_by=user)
+    # s2 skips tasks[3]: Label Studio never serves it to s2 again, so it is not left for s2.
+    ls_client.create_annotation(tasks[3], [], completed_by=s2, was_cancelled=True)
 
     assert main(["label", "status", "--project", "status pairs", *_server_args(ls_server)]) == 0
     out = capsys.readouterr().out
@@ -88,7 +90,7 @@ def test_status_shows_progress_and_agreement_per_annotator(
     rows = {
         m[1]: m[2:] for m in re.findall(r"^\s*(\d+)\s+(\S+@\S+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)$", out, re.M)
     }
-    # done, remaining (tasks with < 2 annotators not yet done by them), agreement, gold accuracy
+    # done, remaining (tasks with < 2 annotators not yet done or skipped by them), agreement, gold accuracy
     assert rows["stat1@test.local"] == ("3", "1", "50%", "-")
-    assert rows["stat2@test.local"] == ("2", "2", "50%", "-")
+    assert rows["stat2@test.local"] == ("2", "1", "50%", "-")
     assert main(["label", "status", "--project", "no such pairs", *_server_args(ls_server)]) == 2

@@ -64,7 +64,14 @@ def test_push_annotate_pull_gives_exactly_what_the_annotations_imply(
 
     out = tmp_path / "pull"
     result = pull_preferences("e2e pairs", out, url=ls_server.url, data_dir=ls_server.data_dir)
-    assert (result.annotations, result.kept, result.rejected, result.gold) == (10, 8, 1, 1)
+    # The gold answer is the task's meta, not an annotation: 9 = 8 kept + 1 rejected + 0 gold annotations.
+    assert (result.annotations, result.kept, result.rejected, result.gold, result.gold_pairs) == (
+        9,
+        8,
+        1,
+        0,
+        1,
+    )
 
     table = pq.read_table(out / "preferences.parquet")
     assert table.column_names[:5] == ["caption", "jpg_0", "jpg_1", "label_0", "label_1"]

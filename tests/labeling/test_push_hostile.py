@@ -100,7 +100,9 @@ def test_hostile_candidates_are_rejections_or_one_line_errors_and_nothing_escape
         pq.write_table(pa.table({"pair_id": ["p1"], "prompt": ["x"], "image_0": [1], "image_1": [2]}), path)
     else:
         _write(path, content)
-    folder = project_images_dir(ls_server.files_root, title)
+    folder = (
+        ls_server.files_root / IMAGES_SUBDIR / "any-project"
+    )  # where "../" leads: same depth as the real one
     escapes = [
         (folder / f"../../../{ESCAPE}_0.png").resolve(),
         Path(f"/tmp/{ESCAPE}_0.png"),
@@ -108,6 +110,7 @@ def test_hostile_candidates_are_rejections_or_one_line_errors_and_nothing_escape
         (folder / "../x_0.png").resolve(),
     ]
     before = set(ls_server.data_dir.rglob("*"))
+    folders = set((ls_server.files_root / IMAGES_SUBDIR).glob("*"))
 
     report = tmp_path / "rejected.jsonl"
     argv = [
@@ -131,7 +134,8 @@ def test_hostile_candidates_are_rejections_or_one_line_errors_and_nothing_escape
     if code == 2:
         assert err.startswith("canvas: error:") and err.count("\n") == 1 and fragment in err
         # Validated before anything happens: no project, no image folder.
-        assert ls_client.find_project(title) is None and not folder.exists()
+        assert ls_client.find_project(title) is None
+        assert set((ls_server.files_root / IMAGES_SUBDIR).glob("*")) == folders
         return
     rows = pq.read_table(path).num_rows
     match = re.search(r"(\d+) rows = (\d+) pushed \+ (\d+) rejected", out)
@@ -143,6 +147,7 @@ def test_hostile_candidates_are_rejections_or_one_line_errors_and_nothing_escape
         fragment in r["reason"] for r in records if case != "null pair id and prompt"
     )
     project_id = ls_client.find_project(title)
+    folder = project_images_dir(ls_server.files_root, project_id, title)
     pushed_ids = {data["pair_id"] for _, data in ls_client.iter_task_data(project_id)}
     assert len(pushed_ids) == pushed and all(p.startswith(("good-", "other-")) for p in pushed_ids)
     written = sorted(p.name for p in folder.iterdir())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -116,3 +117,32 @@ def test_a_push_that_fails_midway_continues_without_duplicates(
     assert len(tasks) == 4 and len(ls_client.file_uploads(images)) == 8
     for pair, task in tasks.items():
         assert ls_client.fetch_file(task["image_1"])[:8] == b"\x89PNG\r\n\x1a\n", pair
+
+
+def test_long_pair_ids_upload_once_under_names_the_server_keeps(
+    ls_server: LabelStudioServer,
+    ls_client: LabelStudioClient,
+    candidates: Path,
+    tmp_path: Path,
+    remote_client_env: None,
+) -> None:
+    """Label Studio keeps 100 characters of an upload's stored name: pair_ids up to the 128 allowed
+    still push, are found again on a re-push (nothing uploaded twice), and are served byte for byte."""
+    table = pq.read_table(candidates / "candidates.parquet")
+    long_ids = [f"{'x' * 100}-{i:027d}" for i in range(table.num_rows)]  # 128 characters, same first 100
+    table = table.set_column(table.column_names.index("pair_id"), "pair_id", pa.array(long_ids))
+    (tmp_path / "long").mkdir()
+    pq.write_table(table, tmp_path / "long" / "candidates.parquet")
+
+    first = push_candidates(tmp_path / "long", "long pair ids", url=ls_server.url)
+    assert (first.created, first.uploaded, first.rejected) == (4, 8, [])
+    again = push_candidates(tmp_path / "long", "long pair ids", url=ls_server.url)
+    assert (again.created, again.existing, again.uploaded) == (0, 4, 0)
+    images = ls_client.find_project(f"canvas images for project {first.project_id}")
+    assert len(ls_client.file_uploads(images)) == 8
+    source = {r["pair_id"]: r for r in table.to_pylist()}
+    tasks = _tasks(ls_client, "long pair ids")
+    assert sorted(tasks) == sorted(long_ids)
+    for pair, task in tasks.items():
+        for i in (0, 1):
+            assert ls_client.fetch_file(task[f"image_{i}"]) == source[pair][f"image_{i}"], (pair, i)
