@@ -65,6 +65,8 @@ def basic_filter(record: Record, config: BasicFilterConfig) -> str | None:
         return f"caption has {len(caption)} characters < {config.min_caption_chars}"
     width, height, what = _size(record)
     short, long = sorted((width, height))
+    if short <= 0:  # a pool row without its size: nothing to judge it by (and no aspect ratio)
+        return f"{what}: no size to judge"
     if short < config.min_side:
         return f"{what}: shorter side {short} < {config.min_side} px"
     if long / short > config.max_aspect_ratio:

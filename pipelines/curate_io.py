@@ -90,7 +90,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
             pattern.endswith(s) for s in (".parquet", ".tar", ".tgz", ".gz")
         ):
             # clip-retrieval's output folder: its metadata shards, each naming its img_emb/text_emb files
-            candidates = [f"{path}/*.parquet", f"{path}/*.tar", f"{path}/metadata/metadata_*.parquet"]
+            candidates = [f"{path}/*.parquet", f"{path}/*.tar", f"{path}/*.tar.gz", f"{path}/*.tgz"]
+            candidates.append(f"{path}/metadata/metadata_*.parquet")
         found = []
         for candidate in candidates:
             with contextlib.suppress(Exception):  # FileSystems raises BeamIOError for a missing path

@@ -107,3 +107,11 @@ def test_binned_percentile_equals_the_sorted_percentile_exactly() -> None:
             in_bin = [float(s) for s in scores if score_bin(s) == target[0]]
             assert threshold_in_bin(in_bin, target) == percentile_threshold(scores, top)
     assert threshold_in_bin([], percentile_bin(np.zeros(2001, dtype=int), 30)) == float("-inf")
+
+
+def test_a_record_without_a_size_is_rejected_even_when_min_side_is_0() -> None:
+    """A pool row with null original_width/height is 0x0; with `min_side: 0` the aspect ratio divided by
+    zero and the ZeroDivisionError failed the whole pipeline instead of rejecting one record."""
+    record = Record("k", CAPTION, b"", "pool#0", (0, 0), 0, 0, "", "", 0)
+    config = BasicFilterConfig(min_side=0, language=LanguageConfig(enabled=False))
+    assert basic_filter(record, config) == "image is 0x0: no size to judge"

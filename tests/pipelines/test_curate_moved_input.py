@@ -42,3 +42,13 @@ def test_images_moved_to_another_folder_get_the_same_embeddings_and_decisions(
     assert a["invariant_holds"] and a["rejected_by_stage"] == b["rejected_by_stage"]
     assert _rows(tmp_path / "oa", "curated", first) == _rows(tmp_path / "ob", "curated", moved)
     assert _rows(tmp_path / "oa", "rejected", first) == _rows(tmp_path / "ob", "rejected", moved)
+
+
+def test_a_folder_input_finds_compressed_webdataset_shards(tmp_path: Path) -> None:
+    """A folder expanded to *.parquet and *.tar only: its .tar.gz / .tgz shards were skipped without a word
+    (or the run said "input not found"), though the reader handles them."""
+    from canvas.pipelines.curate_io import expand_inputs
+
+    for name in ("a.tar", "b.tar.gz", "c.tgz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(Path(p).name for p in expand_inputs([str(tmp_path)])) == ["a.tar", "b.tar.gz", "c.tgz"]
