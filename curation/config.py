@@ -181,7 +181,10 @@ def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise CanvasError(f"config: `{where}` has the wrong type: {value!r} (default is {default!r})")
+        hint = ""
+        if isinstance(value, bool) and isinstance(default, str):  # YAML 1.1: off/on/no/yes are booleans
+            hint = f"; YAML reads an unquoted off/on/no/yes as {value}: quote the word, e.g. '{default}'"
+        raise CanvasError(f"config: `{where}` has the wrong type: {value!r} (default is {default!r}){hint}")
     return value
 
 

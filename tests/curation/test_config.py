@@ -53,6 +53,11 @@ def test_thresholds_follow_the_model() -> None:
         ("near_dedup:\n  crop_radius: 65\n", "near_dedup.crop_radius must be in .0, 64."),
         ("clip_score:\n  mode: threshold\n", "clip_score.threshold is not set"),
         ("clip_score:\n  mode: sometimes\n", "clip_score.mode must be one of"),
+        # YAML 1.1 reads an unquoted `off` as false: the message says so (it only said "wrong type: False")
+        (
+            "clip_score:\n  mode: off\n",
+            "reads an unquoted off/on/no/yes as False: quote the word, e.g. 'auto'",
+        ),
         ("semdedup:\n  keep: oldest\n", "semdedup.keep must be one of"),
         ("exact_dedup:\n  keep: newest\n", "exact_dedup.keep must be one of best, smallest_key"),
         ("clip:\n  enabled: false\n", "clip.enabled is false"),
