@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -63,7 +64,7 @@ def _check_local(out: Path, command: str, inputs: Sequence[str], overwrite: bool
     for name in inputs:
         if _is_remote(name):
             continue
-        path = Path(name).absolute()
+        path = Path(name).expanduser().absolute()  # as the readers open it (and the output is named)
         if _inside(path, out) or _inside(path.resolve(), real):
             raise CanvasError(
                 f"input {name} lies inside --output {out}, which the run replaces; "
@@ -193,7 +194,8 @@ def prepare_output(
     _check_local(out, command, names, overwrite)
     fd = _lock(out)
     try:
-        for stale in (*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")):
+        name = glob.escape(out.name)  # an output named `run[1]` must not match `.run1.partial-*`
+        for stale in (*out.parent.glob(f".{name}.partial-*"), *out.parent.glob(f".{name}.old-*")):
             _remove(stale)  # left by killed runs; safe to remove: we hold the lock
         tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
         try:

@@ -86,6 +86,30 @@ def test_input_inside_output_is_refused_even_with_overwrite_and_stays(
     assert _tree(folder) == before
 
 
+def test_an_input_named_with_a_tilde_inside_the_output_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output got expanduser() and the input check did not: `prompts: ~/out/prompts.txt` with
+    `output: ~/out --overwrite` passed, and the commit deleted the prompts file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "prompts.txt").write_text("a cat\n")
+    refused = pytest.raises(CanvasError, match="lies inside --output")
+    with refused, prepare_output("~/out", "generate", ["~/out/prompts.txt"], overwrite=True):
+        pass
+    assert (tmp_path / "out" / "prompts.txt").read_text() == "a cat\n"
+
+
+def test_stale_folders_of_another_output_are_not_matched_as_a_pattern(tmp_path: Path) -> None:
+    """The killed-run cleanup globbed `.NAME.partial-*` with NAME as a pattern: `--output 'run[1]'` removed
+    `.run1.partial-*`, another output's (perhaps running) temporary folder."""
+    other = tmp_path / ".run1.partial-abc"
+    other.mkdir()
+    with prepare_output(str(tmp_path / "run[1]"), "curate", [], overwrite=False):
+        pass
+    assert other.is_dir()
+
+
 def test_foreign_folder_is_refused_untouched_and_replaced_with_overwrite(
     shard: Path, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
