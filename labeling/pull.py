@@ -73,6 +73,18 @@ class _Collected:
     annotations: int = 0
     gold_annotations: int = 0
 
+    def reject(self, annotation_id: int, task_id: int, pair_id: Any, annotator: Any, reason: str) -> None:
+        """One line of rejected.jsonl: an annotation not used as a vote, and why."""
+        self.rejected.append(
+            {
+                "annotation_id": annotation_id,
+                "task_id": task_id,
+                "pair_id": pair_id,
+                "annotator": annotator,
+                "reason": reason,
+            }
+        )
+
 
 def collect(tasks: list[dict[str, Any]]) -> _Collected:
     """Split exported annotations into votes, gold answers and rejections (with reasons)."""
@@ -86,14 +98,8 @@ def collect(tasks: list[dict[str, Any]]) -> _Collected:
         def reject(
             annotation: dict[str, Any], reason: str, pair_id: Any = pair_id, task: dict = task
         ) -> None:
-            out.rejected.append(
-                {
-                    "annotation_id": int(annotation["id"]),
-                    "task_id": int(task["id"]),
-                    "pair_id": pair_id,
-                    "annotator": annotation.get("completed_by"),
-                    "reason": reason,
-                }
+            out.reject(
+                int(annotation["id"]), int(task["id"]), pair_id, annotation.get("completed_by"), reason
             )
 
         if not pair_id:
@@ -257,14 +263,8 @@ def pull_preferences(
         if row is None:  # its votes are rejected with the reason; the rest of the pull goes on
             logger.warning("pair %s: %s", pair_id, problem)
             for vote in by_pair.pop(pair_id):
-                collected.rejected.append(
-                    {
-                        "annotation_id": vote.annotation_id,
-                        "task_id": collected.task_ids[pair_id],
-                        "pair_id": pair_id,
-                        "annotator": vote.annotator,
-                        "reason": problem,
-                    }
+                collected.reject(
+                    vote.annotation_id, collected.task_ids[pair_id], pair_id, vote.annotator, problem
                 )
             continue
         rows.append(row | {"pair_id": pair_id})
