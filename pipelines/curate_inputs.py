@@ -64,9 +64,12 @@ def _clip_retrieval_shard(path: str, schema: pa.Schema) -> int:
                 shapes.append(clip_retrieval.npy_shape(handle))
         except Exception as exc:  # noqa: BLE001 - BeamIOError, OSError or a bad header: all one line
             raise CanvasError(f"{path}: clip-retrieval shard without readable {npy} ({exc})") from exc
+    return clip_retrieval.check_shard(path, _parquet_rows(path), schema.names, *shapes)
+
+
+def _parquet_rows(path: str) -> int:
     with _open(path) as handle:
-        rows = pq.ParquetFile(handle).metadata.num_rows
-    return clip_retrieval.check_shard(path, rows, schema.names, *shapes)
+        return pq.ParquetFile(handle).metadata.num_rows
 
 
 def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
@@ -78,13 +81,13 @@ def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
     datacomp, retrieval, others, dims, uids = [], [], [], set(), True
     which = "b32" if precomputed == "auto" else precomputed
     for path in files:
-        if is_tar(path) or ("://" in path and not clip_retrieval.is_metadata_shard(path)):
+        if is_tar(path):
             others.append(path)
             continue
         try:
             with _open(path) as handle:
                 schema = pq.read_schema(handle)
-        except (OSError, pa.ArrowInvalid) as exc:
+        except Exception as exc:  # noqa: BLE001 - BeamIOError (remote), OSError, ArrowInvalid: one line
             raise CanvasError(f"{path}: not a readable Parquet file ({exc})") from exc
         if clip_retrieval.is_metadata_shard(path) and FileSystems.exists(
             clip_retrieval.embedding_paths(path)[0]
@@ -100,11 +103,11 @@ def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
         datacomp.append(path)
         npz = embeddings_path(path)
         try:
-            with open(npz, "rb") as handle:
+            with _open(npz) as handle:
                 shapes = npz_shapes(handle)
-        except (OSError, ValueError) as exc:  # zipfile.BadZipFile is a ValueError
+        except Exception as exc:  # noqa: BLE001 - BeamIOError, OSError, BadZipFile (a ValueError): one line
             raise CanvasError(f"{path}: a pool shard without readable embeddings {npz} ({exc})") from exc
-        dims.add(check_pool_shard(path, pq.read_metadata(path).num_rows, shapes, which))
+        dims.add(check_pool_shard(path, _parquet_rows(path), shapes, which))
     kinds = [k for k in (datacomp, retrieval, others) if k]
     if len(kinds) > 1:
         a, b = (k[0] for k in kinds[:2])

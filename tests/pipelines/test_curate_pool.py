@@ -139,3 +139,24 @@ def test_a_pool_moved_to_another_folder_is_curated_the_same(tmp_path: Path) -> N
         return strip, uids
 
     assert placeless(tmp_path / "a") == placeless(tmp_path / "b")
+
+
+def test_a_pool_in_an_object_store_is_curated_as_the_same_pool_on_disk(
+    object_store: str, tmp_path: Path
+) -> None:
+    """gs:// or s3:// pool shards (here the test's `canvastest://` store) are read through Beam's FileSystems
+    like local ones: the Parquet schema, the `.npz` headers and the row counts, not taken for image shards."""
+    _make_pool(tmp_path / "bucket" / "pool", 300, shards=2)
+    local = run_curation([str(tmp_path / "bucket" / "pool")], tmp_path / "local")
+    remote = run_curation([f"{object_store}bucket/pool"], tmp_path / "remote")
+    assert (
+        remote["precomputed_embeddings"] == "b32"
+        and remote["rejected_by_stage"] == local["rejected_by_stage"]
+    )
+    assert (
+        local["rejected_by_stage"]["semantic_dedup"] > 10 and remote["kept_count"] == local["kept_count"] > 0
+    )
+    assert (
+        np.load(tmp_path / "remote" / "uids.npy").tolist()
+        == np.load(tmp_path / "local" / "uids.npy").tolist()
+    )
