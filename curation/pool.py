@@ -92,7 +92,7 @@ def metadata_record(
     img, txt = img / norms[0], txt / norms[1]
     w, h = raw.original_width or 0, raw.original_height or 0
     return Record(
-        key=raw.key,
+        key=raw.key.lower() if _UID.fullmatch(raw.key) else raw.key,  # hex: one uid, one spelling
         caption=raw.caption,
         image=b"",
         source=raw.source,
@@ -115,7 +115,6 @@ def uid_pair(uid: str) -> tuple[int, int]:
 
 
 def submission_array(uids: list[str]) -> np.ndarray:
-    """Kept uids -> the sorted structured array DataComp's resharder reads (`np.save` it as `.npy`)."""
-    out = np.array([uid_pair(u) for u in uids], dtype=UID_DTYPE)
-    out.sort()
-    return out
+    """Kept uids -> the sorted structured array DataComp's resharder reads (`np.save` it as `.npy`), each uid
+    once: the resharder writes a sample per entry, and a run without exact dedup can keep a uid twice."""
+    return np.unique(np.array([uid_pair(u) for u in uids], dtype=UID_DTYPE))

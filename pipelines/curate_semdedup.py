@@ -143,9 +143,10 @@ def _by_key_and_uid(entry: tuple) -> tuple[str, str]:
     return entry[0].key, entry[0].uid
 
 
-def _decide(group: list[tuple[SemItem, float]], x: np.ndarray, config: SemDedupConfig) -> dict[str, tuple]:
-    """dedup_cluster over (item, cosine to its own centroid) pairs with their unit embeddings `x` -> key ->
-    (kept, cosine, why)."""
+def _decide(group: list[tuple[SemItem, float]], x: np.ndarray, config: SemDedupConfig) -> dict[int, tuple]:
+    """dedup_cluster over (item, cosine to its own centroid) pairs with their unit embeddings `x` -> place in
+    `group` -> (kept key, cosine, why). By place, not key: two members may share a key (a pool's repeated
+    uid with exact dedup off), and one of them is kept."""
     decisions = dedup_cluster(
         [it.key for it, _ in group],
         x,
@@ -156,8 +157,7 @@ def _decide(group: list[tuple[SemItem, float]], x: np.ndarray, config: SemDedupC
         config.max_block_bytes,
         [it.quality for it, _ in group],
     )
-    # dedup_cluster reports keys; members with equal keys (possible only without exact dedup) share fate.
-    return {d.key: (d.duplicate_of, d.cosine, d.why) for d in decisions}
+    return {d.row: (d.duplicate_of, d.cosine, d.why) for d in decisions}
 
 
 class _DecisionsFn(beam.DoFn):
@@ -191,10 +191,10 @@ class _DedupClusterFn(_DecisionsFn):
         members = sorted(((_item(m), s, nb, mg, m) for m, s, nb, mg in members), key=_by_key_and_uid)
         Metrics.distribution("curate", "semdedup_cluster_size").update(len(members))
         x = _unit_rows([m for _, _, _, _, m in members], self.rows)
-        by_key = _decide([(it, s) for it, s, _, _, _ in members], x, self.config)
+        by_row = _decide([(it, s) for it, s, _, _, _ in members], x, self.config)
         margin = float(self.config.border_margin)
-        for item, sim, second, gap, member in members:
-            d = by_key.get(item.key)
+        for row, (item, sim, second, gap, member) in enumerate(members):
+            d = by_row.get(row)
             if d is not None or margin <= 0:
                 yield from self._emit(member, item, cluster_id, None if d is None else (*d, None))
             elif second >= 0 and gap < margin:
@@ -220,7 +220,7 @@ class _DedupBorderFn(_DecisionsFn):
         roles = np.array([role for _, role, _, _, _ in entries], dtype=np.int8)
         Metrics.counter("curate", "semdedup_border_visitors").inc(int(np.sum(roles == VISIT)))
         items = [it for it, _, _, _, _ in entries]
-        by_key = {}
+        by_row = {}
         if np.any(roles == VISIT):
             cfg = self.config
             decisions = dedup_visits(
@@ -234,16 +234,15 @@ class _DedupBorderFn(_DecisionsFn):
                 [it.quality for it in items],
                 cfg.max_block_bytes,
             )
-            home_of = {it.key: home for it, _, _, home, _ in entries}
-            by_key = {d.key: d for d in decisions}
-        for item, role, _, home, member in entries:
+            by_row = {d.row: d for d in decisions}  # by place: members may share a key (see `_decide`)
+        for row, (item, role, _, home, member) in enumerate(entries):
             if role == STAY:
                 continue
-            d = by_key.get(item.key)
+            d = by_row.get(row)
             if d is None:
                 yield from self._emit(member, item, home, None)
                 continue
-            pair = sorted({home, cluster_id, home_of[d.duplicate_of]})
+            pair = sorted({home, cluster_id, entries[d.kept_row][3]})
             where = " and ".join(map(str, pair))
             yield from self._emit(member, item, home, (d.duplicate_of, d.cosine, d.why, where))
 

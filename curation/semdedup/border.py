@@ -98,5 +98,7 @@ def dedup_visits(
             named = beaten_by[named]
         why = keep_reason(policy, qualities, lost, named)
         why += "" if named == won else f" (through {keys[won]}, itself removed here)"
-        decisions.append(ClusterDecision(keys[lost], keys[named], float(x[lost] @ x[named]), why))
+        decisions.append(
+            ClusterDecision(keys[lost], keys[named], float(x[lost] @ x[named]), why, lost, named)
+        )
     return decisions

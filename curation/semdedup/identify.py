@@ -64,12 +64,16 @@ class SemDedupConfig:
 
 @dataclass(frozen=True)
 class ClusterDecision:
-    """One removed item: its key, the kept key it duplicates, their cosine, and why that one was kept."""
+    """One removed item: its key, the kept key it duplicates, their cosine, and why that one was kept.
+    `row` / `kept_row`: their places in the lists given, which tell apart items that share a key (a pool
+    run without exact dedup can hold one uid twice)."""
 
     key: str
     duplicate_of: str
     cosine: float
     why: str = ""
+    row: int = -1
+    kept_row: int = -1
 
 
 def dedup_cluster(
@@ -119,9 +123,14 @@ def dedup_cluster(
             kept_rows[rest], sims[rest] = most_similar_kept(ranked, ~removed, rows[rest], max_block_bytes)
     return [
         ClusterDecision(
-            keys[order[r]], keys[order[k]], float(s), keep_reason(policy, qualities, order[r], order[k])
+            keys[i],
+            keys[j],
+            float(s),
+            keep_reason(policy, qualities, i, j),
+            i,
+            j,
         )
-        for r, k, s in zip(rows, kept_rows, sims, strict=True)
+        for i, j, s in zip(order[rows].tolist(), order[kept_rows].tolist(), sims, strict=True)
     ]
 
 

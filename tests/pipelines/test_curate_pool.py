@@ -160,3 +160,31 @@ def test_a_pool_in_an_object_store_is_curated_as_the_same_pool_on_disk(
         np.load(tmp_path / "remote" / "uids.npy").tolist()
         == np.load(tmp_path / "local" / "uids.npy").tolist()
     )
+
+
+def test_a_uid_repeated_in_the_pool_keeps_one_copy_and_is_submitted_once(tmp_path: Path) -> None:
+    """A pool row repeated (same uid and embeddings) and one repeated with its uid in capitals: exact dedup
+    catches both (a uid is case-blind hex). With exact dedup off, SemDeDup keeps one of the two copies that
+    share a uid (it decided by key before: both were rejected, each pointing at the other), and uids.npy
+    holds each uid once, since DataComp's resharder would write a sample twice."""
+    _make_pool(tmp_path / "pool", 40, shards=1)
+    shard = tmp_path / "pool" / "shard_00000"
+    table = pq.read_table(f"{shard}.parquet")
+    rows = table.to_pylist()
+    shouted = dict(rows[1], uid=rows[1]["uid"].upper())
+    pq.write_table(table.from_pylist([*rows, rows[0], shouted], schema=table.schema), f"{shard}.parquet")
+    arrays = dict(np.load(f"{shard}.npz"))
+    np.savez(f"{shard}.npz", **{k: np.concatenate([v, v[[0, 1]]]) for k, v in arrays.items()})
+    lenient = tmp_path / "clip_off.yaml"
+    lenient.write_text("clip_score:\n  mode: 'off'\nbasic_filter:\n  enabled: false\n")
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "dedup", config_path=lenient)
+    assert report["rejected_by_stage"].get("exact_dedup") == 2
+    kept = report["kept_count"]
+    no_exact = tmp_path / "no_exact.yaml"
+    no_exact.write_text(lenient.read_text() + "exact_dedup:\n  enabled: false\n")
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "sem", config_path=no_exact)
+    curated, rejected, uids = _outputs(tmp_path / "sem")
+    assert report["invariant_holds"] and report["kept_count"] == kept
+    assert [r["key"] for r in curated].count(rows[0]["uid"]) == 1
+    assert not any("not among the results" in r["reason"] for r in rejected)
+    assert uids == _outputs(tmp_path / "dedup")[2] and len(uids) == len(set(uids)) == kept
