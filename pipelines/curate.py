@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +52,7 @@ from canvas.pipelines.curate_stages import (
     ExactDedup,
     NsfwFilter,
 )
+from canvas.pipelines.curate_uids import WriteUidParts, merge_uid_parts
 from canvas.pipelines.launch import BeamLauncher, WriteCounts, delete_folder, metrics, read_json, write_text
 
 __all__ = ["Curate", "run_curation"]
@@ -139,19 +141,6 @@ UIDS_FILE = "uids.npy"
 SKIPPED_WITHOUT_IMAGES = ("exact_dedup (pixels)", "near_dedup", "clip (embedding)", "nsfw")
 
 
-def _write_uids(uids: list[str], path: str) -> None:
-    import io
-
-    import numpy as np
-
-    from canvas.curation.pool import submission_array
-
-    buf = io.BytesIO()
-    np.save(buf, submission_array(uids))
-    with FileSystems.create(path) as handle:
-        handle.write(buf.getvalue())
-
-
 def _pool_notes(pool: PoolInput | None, rows: EmbeddingRows | None) -> dict[str, Any]:
     if pool is None:
         return {}
@@ -173,7 +162,10 @@ def _write_empty(folder: str, schema: pa.Schema) -> None:
 def _thresholds(cfg: CurationConfig, applied_clip_threshold: float | None) -> dict[str, Any]:
     score = asdict(cfg.clip_score)
     if applied_clip_threshold is not None:  # the percentile mode's is computed from the run's scores
-        score["effective_threshold"] = applied_clip_threshold
+        # -inf when no record reached the filter: null, as JSON has no infinity
+        score["effective_threshold"] = (
+            applied_clip_threshold if math.isfinite(applied_clip_threshold) else None
+        )
     return {
         "decode": asdict(cfg.decode),
         "basic_filter": asdict(cfg.basic_filter),
@@ -211,12 +203,7 @@ def _curate_into(
         rows=rows,
     )
     if pool and pool.uids:  # DataComp's submission file: one sorted array, 16 bytes per kept uid
-        _ = (
-            out[KEPT]
-            | "Uids" >> beam.Map(lambda r: r.key)
-            | "AllUids" >> beam.combiners.ToList()
-            | "WriteUids" >> beam.Map(_write_uids, path=f"{tmp}/{UIDS_FILE}")
-        )
+        _ = out[KEPT] | "WriteUids" >> WriteUidParts(f"{tmp}/_uids")
     _ = out[KEPT] | "WriteCurated" >> WriteSortedParquet(
         f"{tmp}/curated",
         curated_schema(embedding_dim),
@@ -235,6 +222,9 @@ def _curate_into(
     input_count = read_json(f"{tmp}/_stats/input_count.json")["input_count"]
     stats = read_json(stats_path)
     delete_folder(f"{tmp}/_stats")
+    if pool and pool.uids:
+        merge_uid_parts(f"{tmp}/_uids", f"{tmp}/{UIDS_FILE}")
+        delete_folder(f"{tmp}/_uids")
     for folder, schema in (("curated", curated_schema(embedding_dim)), ("rejected", REJECTED_SCHEMA)):
         if not FileSystems.match([f"{tmp}/{folder}/*.parquet"])[0].metadata_list:
             _write_empty(f"{tmp}/{folder}", schema)  # no rows: still a readable, typed folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 import subprocess
@@ -188,3 +189,22 @@ def test_a_uid_repeated_in_the_pool_keeps_one_copy_and_is_submitted_once(tmp_pat
     assert [r["key"] for r in curated].count(rows[0]["uid"]) == 1
     assert not any("not among the results" in r["reason"] for r in rejected)
     assert uids == _outputs(tmp_path / "dedup")[2] and len(uids) == len(set(uids)) == kept
+
+
+def test_a_percentile_run_that_keeps_nothing_writes_strict_json(tmp_path: Path) -> None:
+    """No record reached the top-X% filter: its threshold is null in report.json, not -Infinity (which
+    Python writes and other JSON readers refuse), and uids.npy is an empty submission."""
+    _make_pool(tmp_path / "pool", 40, shards=1)
+    config = tmp_path / "none_pass.yaml"
+    config.write_text(
+        "basic_filter:\n  min_caption_words: 100\nclip_score:\n  mode: percentile\n  keep_top_percent: 30\n"
+    )
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "out", config_path=config)
+    assert report["kept_count"] == 0 and report["rejected_by_stage"]["basic_filter"] == 40
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=refuse)
+    assert strict["thresholds"]["clip_score"]["effective_threshold"] is None
+    assert np.load(tmp_path / "out" / "uids.npy").shape == (0,)
