@@ -57,6 +57,28 @@ ROWS_SCHEMA = pa.schema(
 )
 
 
+PRECOMPUTED = "precomputed "  # how a curated set names embeddings it was given (`canvas curate` on a pool)
+# DataComp's pools ship OpenAI CLIP's embeddings (ViT-B/32 and ViT-L/14): a query is embedded with those
+PRECOMPUTED_WEIGHTS = {"precomputed b32": "openai", "precomputed l14": "openai"}
+
+
+def query_weights(manifest: IndexManifest, clip_pretrained: str | None = None) -> str | None:
+    """The weights that embed a query: the index's own, or, for a pool's precomputed embeddings, those that
+    made them (`clip_pretrained`, else DataComp's known source). clip-retrieval folders do not say which
+    weights made them: then `clip_pretrained` must."""
+    ours = manifest.clip_pretrained
+    if not (ours or "").startswith(PRECOMPUTED):
+        return ours
+    if clip_pretrained:
+        return clip_pretrained
+    if ours in PRECOMPUTED_WEIGHTS:
+        return PRECOMPUTED_WEIGHTS[ours]
+    raise CanvasError(
+        f"the index holds {manifest.clip_model} embeddings made elsewhere ({ours}): name the weights that made "
+        "them with --clip_pretrained (an open_clip tag or file) to embed the query"
+    )
+
+
 @dataclass
 class IndexManifest:
     """What an index folder remembers about how it was made (`index.json`)."""
@@ -320,9 +342,12 @@ class CuratedIndex:
         return int(self.index.ntotal)
 
     def check_model(self, clip_model: str, clip_pretrained: str | None, what: str) -> None:
-        """Raise unless `what` (a query, a curated set) comes from the CLIP model this index was built with."""
+        """Raise unless `what` (a query, a curated set) comes from the CLIP model this index was built with.
+        A pool's precomputed embeddings name no weights we hold: there the model must match, and the weights
+        given are taken as those that made them (`query_weights`)."""
         ours = (self.manifest.clip_model, self.manifest.clip_pretrained)
-        if (clip_model, clip_pretrained) != ours:
+        precomputed = (ours[1] or "").startswith(PRECOMPUTED) and clip_pretrained != ours[1]
+        if clip_model != ours[0] or (clip_pretrained != ours[1] and not precomputed):
             raise CanvasError(
                 f"{what} uses CLIP {clip_model}/{clip_pretrained} but the index at {self.path} was built from "
                 f"{ours[0]}/{ours[1]} embeddings: scores across models mean nothing; rebuild the index or "
@@ -379,13 +404,15 @@ class CuratedIndex:
 class QueryEncoder:
     """Embeds query texts and images with the CLIP model an index was built with."""
 
-    def __init__(self, manifest: IndexManifest) -> None:
+    def __init__(self, manifest: IndexManifest, clip_pretrained: str | None = None) -> None:
+        """`clip_pretrained`: the weights that made a pool's precomputed embeddings (see `query_weights`)."""
         from canvas.curation.embedding import ClipEmbedder
 
-        self.embedder = ClipEmbedder(manifest.clip_model, manifest.clip_pretrained).setup()
+        weights = query_weights(manifest, clip_pretrained)
+        self.embedder = ClipEmbedder(manifest.clip_model, weights).setup()
         if self.embedder.embedding_dim != manifest.embedding_dim:
             raise CanvasError(
-                f"CLIP {manifest.clip_model}/{manifest.clip_pretrained} now gives {self.embedder.embedding_dim}-d "
+                f"CLIP {manifest.clip_model}/{weights} now gives {self.embedder.embedding_dim}-d "
                 f"embeddings, the index holds {manifest.embedding_dim}-d ones: it was made with another model"
             )
 

@@ -30,6 +30,12 @@ class IndexBuildConfig:
         must_exist("--curated", self.curated)
 
 
+_WEIGHTS_HELP = (
+    "weights tag or file of the query model; for a pool's precomputed embeddings, the weights that made them "
+    "(default for a DataComp pool: openai)"
+)
+
+
 @dataclass
 class IndexQueryConfig:
     index: Path | None = field(
@@ -46,9 +52,7 @@ class IndexQueryConfig:
     clip_model: str | None = field(
         default=None, metadata={"help": "assert the query model (default: the one the index remembers)"}
     )
-    clip_pretrained: str | None = field(
-        default=None, metadata={"help": "with --clip-model: its weights tag or file"}
-    )
+    clip_pretrained: str | None = field(default=None, metadata={"help": _WEIGHTS_HELP})
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.image is None):
@@ -86,6 +90,7 @@ class SubsetConfig:
         default=None, metadata={"help": "drop rows with cosine >= S to an exclude text"}
     )
     output: Path | None = field(default=None, metadata={"help": "output folder", "required": True})
+    clip_pretrained: str | None = field(default=None, metadata={"help": _WEIGHTS_HELP})
 
     def __post_init__(self) -> None:
         if (self.k is None) == (self.min_score is None):

@@ -178,14 +178,19 @@ def read_rows_embeddings(index: CuratedIndex, curated_dir: Path, rows: np.ndarra
 
 
 def write_subset(
-    curated_dir: str | Path, index_dir: str | Path, query: SubsetQuery, output_dir: str | Path
+    curated_dir: str | Path,
+    index_dir: str | Path,
+    query: SubsetQuery,
+    output_dir: str | Path,
+    clip_pretrained: str | None = None,
 ) -> dict:
-    """Select rows and write `subset.parquet`, `subset.json`, `contact_sheet.html`; returns the summary."""
+    """Select rows and write `subset.parquet`, `subset.json`, `contact_sheet.html`; returns the summary.
+    `clip_pretrained`: the weights that made a pool's precomputed embeddings (`index.query_weights`)."""
     curated_dir, output_dir = Path(curated_dir), Path(output_dir)
     index = CuratedIndex.load(index_dir)
     report = read_report(curated_dir)
     index.check_model(report["clip_model"], report.get("clip_pretrained"), f"the curated set {curated_dir}")
-    chosen = select(index, curated_dir, query)
+    chosen = select(index, curated_dir, query, QueryEncoder(index.manifest, clip_pretrained))
     table = read_rows(index, curated_dir, np.array([s.row for s in chosen], np.int64))
     output_dir.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, output_dir / SUBSET_FILE)

@@ -286,7 +286,7 @@ def run_curation(
     launcher = BeamLauncher("curate", pipeline_args or [])
     loaded = load_config(config_path, ignore=COMMAND_KEYS)
     files = expand_inputs([str(i) for i in inputs])
-    pool = check_inputs(files, loaded.clip.precomputed)
+    pool = check_inputs(files, loaded.clip.precomputed, clip_model)
     if pool:  # the pool's own embeddings: the score rule is that model's, nothing is loaded
         clip_model, clip_pretrained = pool.clip_model(clip_model), f"precomputed {pool.which}"
     config = resolve(loaded, clip_model)

@@ -72,14 +72,36 @@ def _parquet_rows(path: str) -> int:
         return pq.ParquetFile(handle).metadata.num_rows
 
 
-def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
+def _datacomp_embeddings(precomputed: str, clip_model: str) -> str:
+    """Which of a DataComp pool's embeddings to use: `clip.precomputed`, else the one --clip-model names
+    (b32 when none is named). A model the pool has no embeddings of is refused, not ignored."""
+    named = clip_model != TINY_CLIP_NAME
+    if precomputed != "auto":
+        if named and clip_model != CLIP_MODEL_OF[precomputed]:
+            raise CanvasError(
+                f"clip.precomputed is {precomputed} ({CLIP_MODEL_OF[precomputed]}'s embeddings), "
+                f"but --clip-model is {clip_model}: name one of them"
+            )
+        return precomputed
+    if not named:
+        return "b32"
+    for which, model in CLIP_MODEL_OF.items():
+        if model == clip_model:
+            return which
+    raise CanvasError(
+        f"a DataComp pool ships {' and '.join(CLIP_MODEL_OF.values())} embeddings, not {clip_model}'s: "
+        "name one of those with --clip-model, or leave it out (ViT-B-32)"
+    )
+
+
+def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP_NAME) -> PoolInput | None:
     """Fail before the pipeline starts when a Parquet file lacks the columns we need.
 
     Returns the pool's description when the input is a pool without images, else None: the run then
-    embeds its images with the CLIP model.
+    embeds its images with the CLIP model (`clip_model`, which also picks a DataComp pool's embeddings).
     """
     datacomp, retrieval, others, dims, uids = [], [], [], set(), True
-    which = "b32" if precomputed == "auto" else precomputed
+    which = ""
     for path in files:
         if is_tar(path):
             others.append(path)
@@ -100,6 +122,7 @@ def check_inputs(files: list[str], precomputed: str) -> PoolInput | None:
             parquet_columns(schema.names, path, schema)
             others.append(path)
             continue
+        which = which or _datacomp_embeddings(precomputed, clip_model)
         datacomp.append(path)
         npz = embeddings_path(path)
         try:

@@ -54,7 +54,7 @@ def _query(args: argparse.Namespace) -> int:
     index = CuratedIndex.load(config.index)
     if config.clip_model is not None:
         index.check_model(config.clip_model, config.clip_pretrained, "the query")
-    encoder = QueryEncoder(index.manifest)
+    encoder = QueryEncoder(index.manifest, config.clip_pretrained)
     vector = encoder.texts([config.text])[0] if config.text is not None else encoder.images([image])[0]
     for rank, hit in enumerate(index.search_hits(vector, config.limit, config.min_score), start=1):
         print(

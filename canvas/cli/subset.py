@@ -28,7 +28,7 @@ def _subset(args: argparse.Namespace) -> int:
     query = SubsetQuery(
         config.text, config.exclude_text, config.k, config.min_score, config.exclude_min_score
     )
-    summary = write_subset(config.curated, config.index, query, config.output)
+    summary = write_subset(config.curated, config.index, query, config.output, config.clip_pretrained)
     print(
         f"selected {summary['rows']} rows into {config.output}/subset.parquet (contact_sheet.html beside it)"
     )

@@ -308,6 +308,43 @@ def test_query_or_subset_with_another_model(curated, index_dir: Path, tmp_path: 
         CuratedIndex.load(index_dir).search(np.ones((1, 512), np.float32), 3)
 
 
+def test_a_pools_precomputed_embeddings_are_queried_with_the_weights_that_made_them(
+    curated, tmp_path: Path, capsys
+) -> None:
+    """A curated pool remembers "precomputed ..." as its weights, which no model loads (the query failed
+    with "Pretrained value 'precomputed b32' is not a known tag"). DataComp's are OpenAI CLIP's; for
+    clip-retrieval's, --clip-pretrained names them. Here a clip-retrieval-like set made by the tiny CLIP."""
+    from canvas.curation.index import CuratedIndex, build_index, query_weights
+
+    _, embeddings, records = curated
+    pool = write_curated(
+        tmp_path / "pool", records, embeddings, ("canvas-tiny-clip", "precomputed clip-retrieval")
+    )
+    build_index(pool, tmp_path / "index")
+    query = ["index", "query", "--index", str(tmp_path / "index"), "--text", TEXTS[1], "-k", "3"]
+    _one_line_error(capsys, query, "made elsewhere (precomputed clip-retrieval)", "--clip_pretrained")
+    assert main([*query, "--clip-pretrained", "tiny"]) == 0
+    exact = embeddings @ clip_text_embeddings([TEXTS[1]])[0]
+    keys = [json.loads(line)["key"] for line in capsys.readouterr().out.splitlines()]
+    assert keys == [records[i][0] for i in np.argsort(-exact)[:3]]
+    argv = [
+        "subset",
+        "--curated",
+        str(pool),
+        "--index",
+        str(tmp_path / "index"),
+        "--text",
+        TEXTS[1],
+        "-k",
+        "3",
+    ]
+    assert main([*argv, "--output", str(tmp_path / "s"), "--clip-pretrained", "tiny"]) == 0
+    assert pq.read_table(tmp_path / "s" / "subset.parquet")["key"].to_pylist() == keys
+    datacomp = CuratedIndex.load(tmp_path / "index").manifest
+    datacomp.clip_model, datacomp.clip_pretrained = "ViT-L-14", "precomputed l14"
+    assert query_weights(datacomp) == "openai" and query_weights(datacomp, "my_l14.pt") == "my_l14.pt"
+
+
 def test_empty_subset(curated, index_dir: Path, tmp_path: Path, capsys) -> None:
     argv = ["subset", "--curated", str(curated[0]), "--index", str(index_dir), "--text", TEXTS[0]]
     _one_line_error(

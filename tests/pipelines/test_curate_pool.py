@@ -208,3 +208,19 @@ def test_a_percentile_run_that_keeps_nothing_writes_strict_json(tmp_path: Path) 
     strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=refuse)
     assert strict["thresholds"]["clip_score"]["effective_threshold"] is None
     assert np.load(tmp_path / "out" / "uids.npy").shape == (0,)
+
+
+def test_clip_model_picks_the_pools_embeddings_and_one_it_lacks_is_refused(tmp_path: Path) -> None:
+    """`--clip-model ViT-L-14` on a DataComp pool uses its l14 arrays and their rule (top 30%); it was
+    ignored before (b32 and cosine >= 0.28). A model the pool ships nothing of, or one that contradicts
+    `clip.precomputed`, is a one-line error."""
+    _make_pool(tmp_path / "pool", 200, shards=1)
+    report = run_curation([str(tmp_path / "pool")], tmp_path / "l14", clip_model="ViT-L-14")
+    assert (report["precomputed_embeddings"], report["clip_model"]) == ("l14", "ViT-L-14")
+    assert report["thresholds"]["clip_score"]["mode"] == "percentile"
+    with pytest.raises(CanvasError, match="ships ViT-B-32 and ViT-L-14 embeddings, not ViT-H-14's"):
+        run_curation([str(tmp_path / "pool")], tmp_path / "h14", clip_model="ViT-H-14")
+    b32 = tmp_path / "b32.yaml"
+    b32.write_text("clip:\n  precomputed: b32\n")
+    with pytest.raises(CanvasError, match="precomputed is b32 .* but --clip-model is ViT-L-14"):
+        run_curation([str(tmp_path / "pool")], tmp_path / "both", config_path=b32, clip_model="ViT-L-14")
