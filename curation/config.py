@@ -41,6 +41,14 @@ class ClipScoreConfig:
         default=None,
         metadata={"help": "percent of scored records kept when mode is percentile (DataComp: 30)"},
     )
+    percentile_of: str = field(
+        default="auto",
+        metadata={
+            "help": "whose scores the top X% is taken of: pool (every decoded row, as DataComp's get_threshold "
+            "ranks the whole pool; needs its precomputed embeddings) | stage (the records that reach this "
+            "filter) | auto (pool for a pool, else stage: images are embedded after the cheaper filters)"
+        },
+    )
 
 
 @dataclass
@@ -236,8 +244,9 @@ class _Bound:
             raise CanvasError(f"config: {self.name} must be {span}{why}, got {v}")
 
 
-def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
-    """Fill every `auto` from the model's rule, check cross-field consistency, record why in `notes`."""
+def resolve(config: CurationConfig, model_name: str, pool: bool = False) -> CurationConfig:
+    """Fill every `auto` from the model's rule, check cross-field consistency, record why in `notes`.
+    `pool`: the input is a pool of precomputed embeddings (every row has its CLIP score from the start)."""
     cfg = dataclasses.replace(config, notes=dict(config.notes))
     rule = model_rule(model_name)
     score = dataclasses.replace(cfg.clip_score)
@@ -260,6 +269,24 @@ def resolve(config: CurationConfig, model_name: str) -> CurationConfig:
         raise CanvasError(
             "config: clip_score.mode is percentile: set clip_score.keep_top_percent in (0, 100]"
         )
+    if score.percentile_of not in ("auto", "pool", "stage"):
+        raise CanvasError(
+            f"config: clip_score.percentile_of must be auto, pool or stage, got {score.percentile_of!r}"
+        )
+    if score.percentile_of == "pool" and not pool:
+        raise CanvasError(
+            "config: clip_score.percentile_of is pool, which needs a pool's precomputed embeddings; images "
+            "are scored after the cheaper filters: use stage"
+        )
+    if score.percentile_of == "auto":
+        score.percentile_of = "pool" if pool else "stage"
+        if score.mode == "percentile":
+            cfg.notes["clip_score.percentile_of"] = (
+                "auto: pool, every decoded row ranks (DataComp's get_threshold), the other filters apply too"
+                if pool
+                else "auto: stage, the records reaching the filter rank (images are embedded after the "
+                "cheaper filters)"
+            )
     sem = dataclasses.replace(cfg.semdedup)
     if sem.eps == "auto":
         sem.eps = rule.eps

@@ -98,7 +98,7 @@ class Curate(beam.PTransform):
 
         crop_scales = tuple(cfg.near_dedup.crop_scales) if cfg.near_dedup.enabled else ()
         decode = Decode(cfg.decode, crop_scales, require_uid=self.uids, keep_embedding=self.rows is None)
-        records = step("Decode", decode, raw)
+        records = decoded = step("Decode", decode, raw)
         records = step("BasicFilter", BasicFilter(cfg.basic_filter), records)
         records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px, pixels=self.images), records)
         if self.images:
@@ -111,7 +111,8 @@ class Curate(beam.PTransform):
                 cfg.clip.threads,
                 self.workers_per_machine,
             )
-        score = records | "ClipScore" >> ClipScoreFilter(cfg.clip_score)
+        ranked = decoded if cfg.clip_score.percentile_of == "pool" else None
+        score = records | "ClipScore" >> ClipScoreFilter(cfg.clip_score, ranked)
         rejected.append(score[REJECTED])
         records = score[KEPT]
         if self.images:
@@ -289,7 +290,7 @@ def run_curation(
     pool = check_inputs(files, loaded.clip.precomputed, clip_model)
     if pool:  # the pool's own embeddings: the score rule is that model's, nothing is loaded
         clip_model, clip_pretrained = pool.clip_model(clip_model), f"precomputed {pool.which}"
-    config = resolve(loaded, clip_model)
+    config = resolve(loaded, clip_model, pool=pool is not None)
     if pool:
         embedding_dim = pool.dim if config.clip.enabled else None
     else:

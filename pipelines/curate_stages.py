@@ -281,14 +281,16 @@ class _BinCountsFn(beam.CombineFn):
 
 
 class ClipScoreFilter(beam.PTransform):
-    """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of all scores).
+    """cosine(image, caption) >= threshold, or keep the top X% (threshold = that percentile of the scores of
+    `ranked`, a pool's every decoded row when given, else of the records reaching this filter).
 
     Besides kept and rejected, `THRESHOLD` is the threshold it applied (one element; none when off).
     """
 
-    def __init__(self, config: ClipScoreConfig) -> None:
+    def __init__(self, config: ClipScoreConfig, ranked: beam.PCollection | None = None) -> None:
         super().__init__()
         self.config = config
+        self.ranked = ranked
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self.config
@@ -299,7 +301,8 @@ class ClipScoreFilter(beam.PTransform):
             top = cfg.keep_top_percent
             # Exact and distributed: a histogram combiner finds the bin holding the percentile, then
             # only the scores of that one 0.001-wide bin travel to one worker to pick the exact value.
-            scores = records | "Scores" >> beam.Map(lambda r: float(r.clip_score))
+            ranked = records if self.ranked is None else self.ranked
+            scores = ranked | "Scores" >> beam.Map(lambda r: float(r.clip_score))
             target = beam.pvalue.AsSingleton(
                 scores
                 | "Bins" >> beam.Map(score_bin)

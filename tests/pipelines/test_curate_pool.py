@@ -192,12 +192,12 @@ def test_a_uid_repeated_in_the_pool_keeps_one_copy_and_is_submitted_once(tmp_pat
 
 
 def test_a_percentile_run_that_keeps_nothing_writes_strict_json(tmp_path: Path) -> None:
-    """No record reached the top-X% filter: its threshold is null in report.json, not -Infinity (which
+    """No record reached the top-X% filter (`percentile_of: stage`): its threshold is null in report.json, not -Infinity (which
     Python writes and other JSON readers refuse), and uids.npy is an empty submission."""
     _make_pool(tmp_path / "pool", 40, shards=1)
     config = tmp_path / "none_pass.yaml"
     config.write_text(
-        "basic_filter:\n  min_caption_words: 100\nclip_score:\n  mode: percentile\n  keep_top_percent: 30\n"
+        "basic_filter:\n  min_caption_words: 100\nclip_score:\n  mode: percentile\n  keep_top_percent: 30\n  percentile_of: stage\n"
     )
     report = run_curation([str(tmp_path / "pool")], tmp_path / "out", config_path=config)
     assert report["kept_count"] == 0 and report["rejected_by_stage"]["basic_filter"] == 40
@@ -224,3 +224,32 @@ def test_clip_model_picks_the_pools_embeddings_and_one_it_lacks_is_refused(tmp_p
     b32.write_text("clip:\n  precomputed: b32\n")
     with pytest.raises(CanvasError, match="precomputed is b32 .* but --clip-model is ViT-L-14"):
         run_curation([str(tmp_path / "pool")], tmp_path / "both", config_path=b32, clip_model="ViT-L-14")
+
+
+def test_a_pools_top_percent_ranks_every_decoded_row_as_datacomp_does(tmp_path: Path) -> None:
+    """DataComp's get_threshold ranks the whole pool; the other filters then apply too. Before, the top X%
+    was of the records that reached the filter (after the basic filter): a stricter size rule moved it."""
+    _make_pool(tmp_path / "pool", 400, shards=2)
+
+    def run(name: str, extra: str) -> tuple[dict, list[dict]]:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"clip_score:\n  mode: percentile\n  keep_top_percent: 50\n{extra}")
+        report = run_curation([str(tmp_path / "pool")], tmp_path / name, config_path=config)
+        rows = pq.read_table(tmp_path / name / "curated").to_pylist()
+        rows += pq.read_table(tmp_path / name / "rejected").to_pylist()
+        return report, rows
+
+    whole, _ = run("whole", "basic_filter:\n  enabled: false\n")
+    sized, rows = run("sized", "basic_filter:\n  min_side: 600\n")
+    staged, _ = run("staged", "  percentile_of: stage\nbasic_filter:\n  min_side: 600\n")
+    threshold = whole["thresholds"]["clip_score"]["effective_threshold"]
+    assert whole["rejected_by_stage"]["clip_score"] == 200  # half of every row
+    assert sized["rejected_by_stage"]["basic_filter"] > 100
+    assert sized["thresholds"]["clip_score"]["effective_threshold"] == threshold
+    assert sized["thresholds"]["clip_score"]["percentile_of"] == "pool"
+    assert all(
+        (r["clip_score"] < threshold) == (r.get("stage") == "clip_score")
+        for r in rows
+        if r.get("stage") != "basic_filter"
+    )
+    assert staged["thresholds"]["clip_score"]["effective_threshold"] != threshold
