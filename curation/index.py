@@ -406,9 +406,11 @@ class QueryEncoder:
 
     def __init__(self, manifest: IndexManifest, clip_pretrained: str | None = None) -> None:
         """`clip_pretrained`: the weights that made a pool's precomputed embeddings (see `query_weights`)."""
+        from canvas.core.presets.clip import check_clip_weights
         from canvas.curation.embedding import ClipEmbedder
 
         weights = query_weights(manifest, clip_pretrained)
+        check_clip_weights(manifest.clip_model, weights)  # one line, not open_clip's log and traceback
         self.embedder = ClipEmbedder(manifest.clip_model, weights).setup()
         if self.embedder.embedding_dim != manifest.embedding_dim:
             raise CanvasError(

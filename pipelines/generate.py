@@ -282,6 +282,10 @@ def run_generation(
         overwrite,
     )
     launcher = BeamLauncher("generate", beam_args)
+    if launcher.workers_are_local:  # a cluster's workers may hold other models
+        from canvas.core.presets.loading import check_pipeline_source
+
+        check_pipeline_source(config.pretrained)
     # Empty Parquet captions stay in: the pipeline records them as rejected "empty prompt"s.
     texts = [e.text for e in read_prompt_entries(config.prompts)] if is_file else list(prompts)
     if not texts:

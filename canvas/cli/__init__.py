@@ -51,12 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropBeamImportNoise(logging.Filter):
+    """Beam logs an irrelevant GCP-client warning when its I/O modules are imported (every Beam command):
+    keep a user's screen to what concerns them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
 def _setup_logging(verbose: bool) -> None:
     # Libraries (open_clip, diffusers) log chatty INFO lines to the root logger: show ours only.
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("canvas").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(f, _DropBeamImportNoise) for f in logging.getLogger().filters):
+        logging.getLogger().addFilter(_DropBeamImportNoise())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,12 +101,25 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
                 _one_line_errors(child)
 
 
+_PATH_ERRORS = {
+    FileExistsError: "already exists, and is not a folder this command can write into",
+    NotADirectoryError: "part of this path is a file, where a folder was expected",
+    IsADirectoryError: "is a folder, where a file was expected",
+    PermissionError: "permission denied",
+}
+
+
 def _run(call: Callable[[], int | None]) -> int:
     """Run a command; user mistakes become one line on stderr and exit code 2."""
     try:
         return int(call() or 0)
     except CanvasError as exc:
         print(f"canvas: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        # The user's paths (a file where an output folder goes, a folder given for a file), not a bug:
+        # one line naming the path, as for every other mistake.
+        print(f"canvas: error: {exc.filename}: {_PATH_ERRORS[type(exc)]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("canvas: interrupted", file=sys.stderr)

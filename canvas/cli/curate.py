@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 
 from canvas.core.config_parser import add_config_arguments, config_from_args
 from canvas.pipelines.curate_config import CurateConfig
@@ -34,16 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_curate, accepts_extra_args=True)
 
 
-class _DropBeamImportNoise(logging.Filter):
-    """Beam logs an irrelevant GCP-client warning on import; keep user errors to one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
-
-
 def _curate(args: argparse.Namespace) -> int:
-
-    logging.getLogger().addFilter(_DropBeamImportNoise())
     if args.print_config:
         from canvas.curation.config import DEFAULT_CONFIG_PATH
 

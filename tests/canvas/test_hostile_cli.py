@@ -128,6 +128,50 @@ CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
         ],
         "steps",
     ),
+    "generate: --pretrained a missing folder": (
+        lambda d, out: [
+            "generate",
+            "--prompts",
+            str(_write(d / "p.txt", b"a cat\n")),
+            "--output",
+            str(out),
+            "--pretrained",
+            str(d / "my-model"),
+        ],
+        "no such folder",
+    ),
+    "generate: --pretrained a folder that is no pipeline": (
+        lambda d, out: [
+            "generate",
+            "--prompts",
+            str(_write(d / "p.txt", b"a cat\n")),
+            "--output",
+            str(out),
+            "--pretrained",
+            str(d),
+        ],
+        "model_index.json",
+    ),
+    "generate: --pretrained a hub id not on this machine": (
+        lambda d, out: [
+            "generate",
+            "--prompts",
+            str(_write(d / "p.txt", b"a cat\n")),
+            "--output",
+            str(out),
+            "--pretrained",
+            "acme/no-such-model",
+        ],
+        "cache",
+    ),
+    "models init: --dir is a file": (
+        lambda d, out: ["models", "init", "--dir", str(_write(d / "f", b"x"))],
+        "is a file",
+    ),
+    "demo: the output is a file": (
+        lambda d, out: ["demo", "--quick", "--output", str(_write(d / "f", b"x"))],
+        "not a folder",
+    ),
     "index build: no curated folder": (
         lambda d, out: ["index", "build", "--curated", str(d / "nothing"), "--output", str(out)],
         "nothing",

@@ -154,3 +154,30 @@ def test_a_misspelt_beam_option_is_one_line_before_any_work(
     err = capsys.readouterr().err
     assert err.startswith("canvas: error: --runner=NoSuchRunner: ") and err.count("\n") == 1
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
+
+
+def test_a_misspelt_model_is_one_line_on_a_users_screen(tmp_path: Path) -> None:
+    """As a user sees it (a fresh process): no Beam worker traceback for a --pretrained typo, and no Beam
+    import warning ("apitools not found") above the error."""
+    import subprocess
+    import sys
+
+    txt = tmp_path / "p.txt"
+    txt.write_text("a cat\n")
+    argv = [
+        "generate",
+        "--prompts",
+        str(txt),
+        "--output",
+        str(tmp_path / "o"),
+        "--pretrained",
+        "tiny-sd-typo",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "canvas", *argv], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.startswith("canvas: error: --pretrained tiny-sd-typo: ") and done.stderr.count("\n") == 1
+    )
+    assert not (tmp_path / "o").exists()

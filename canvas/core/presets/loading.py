@@ -7,6 +7,7 @@ its builder here.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,36 @@ def _build(name: str, path: Path) -> None:
     else:
         BUILDERS[name](path)
     stamp(path)
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def check_pipeline_source(pretrained: str) -> None:
+    """Raise CanvasError (one line) unless `pretrained` is a preset, a pipeline folder (`model_index.json`)
+    or a hub id already in this machine's Hugging Face cache: run before a pipeline starts, so a typo is one
+    line, not a worker's traceback. Never downloads (the jobs run offline)."""
+    if pretrained in PIPELINE_PRESETS:
+        return
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise CanvasError(
+                f"--pretrained {pretrained}: a folder without model_index.json (not a diffusers pipeline)"
+            )
+        return
+    if not _HUB_ID.fullmatch(pretrained) or pretrained.startswith((".", "~")):
+        presets = ", ".join(PIPELINE_PRESETS)
+        raise CanvasError(
+            f"--pretrained {pretrained}: no such folder, and not a preset ({presets}) or a hub id"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(pretrained, "model_index.json"), str):
+        raise CanvasError(
+            f"--pretrained {pretrained}: not in this machine's Hugging Face cache, and jobs never download: "
+            "fetch it where there is internet and copy the cache here, or pass its folder"
+        )
 
 
 def load_pipeline(pretrained: str = TINY_PRETRAINED, root: Path | None = None, **kwargs: Any) -> Any:
