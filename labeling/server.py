@@ -113,7 +113,7 @@ class ServerStatus:
 
     def describe(self) -> str:
         state = f"running at {self.url} (pid {self.pid})" if self.running else "stopped"
-        lines = [f"Label Studio {self.version or ''}: {state}".replace("  ", " ")]
+        lines = [f"Label Studio{' ' + self.version if self.version else ''}: {state}"]
         lines.append(f"data dir: {self.data_dir}")
         lines.append(f"local files root: {self.files_root}")
         if self.token:

@@ -2,7 +2,7 @@
 
 Defaults follow trl's last `DDPOConfig` (trl 0.23, before trl deleted DDPO in 0.24) and kvablack's
 ddpo-pytorch `config/base.py`; each help text says where its default comes from ("trl" / "ddpo-pytorch",
-"both" when they agree) and where we differ, why. trl fields left out: `exp_name`, `run_name`,
+both named when they agree) and where we differ, why. trl fields left out: `exp_name`, `run_name`,
 `log_with`, `tracker_*`, `accelerator_kwargs`, `project_kwargs`, `push_to_hub` (we always log to
 `metrics.jsonl` + TensorBoard and never reach a hub), `train_use_8bit_adam` (bitsandbytes is not a
 dependency), `async_reward_computation` / `max_workers` (rewards here are cheap or batched on the GPU).
@@ -83,7 +83,7 @@ class DDPOConfig:
         default=100,
         metadata={
             "aliases": ["--epochs"],
-            "help": "Epochs; one epoch = sample a batch of images, score them, train on them. Default: both.",
+            "help": "Epochs; one epoch = sample a batch of images, score them, train on them. Default: trl's and ddpo-pytorch's.",
         },
     )
     checkpointing_steps: int = field(
@@ -95,38 +95,41 @@ class DDPOConfig:
     )
     checkpoints_total_limit: int = field(
         default=5,
-        metadata={"help": "Checkpoints kept (oldest removed first). Default: both's num_checkpoint_limit."},
+        metadata={
+            "help": "Checkpoints kept (oldest removed first). Default: trl's and ddpo-pytorch's num_checkpoint_limit."
+        },
     )
     resume_from_checkpoint: str | None = resume_from_checkpoint_field()
     overwrite_output_dir: bool = overwrite_output_dir_field()
     mixed_precision: str = field(
         default="fp16",
         metadata={
-            "help": "no, fp16 or bf16: frozen weights in that dtype, LoRA in fp32, autocast. Default: both. "
+            "help": "no, fp16 or bf16: frozen weights in that dtype, LoRA in fp32, autocast. Default: trl's and ddpo-pytorch's. "
             "Without CUDA, fp16 falls back to no (with a warning).",
             "choices": list(MIXED_PRECISION_CHOICES),
         },
     )
     allow_tf32: bool = field(
-        default=True, metadata={"help": "Allow TF32 matmuls on Ampere+ GPUs. Default: both."}
+        default=True,
+        metadata={"help": "Allow TF32 matmuls on Ampere+ GPUs. Default: trl's and ddpo-pytorch's."},
     )
 
     # ---- LoRA ----
     lora_rank: int = field(
         default=4,
         metadata={
-            "help": "LoRA rank on the UNet attention projections. Default: diffusers' LoRA rank both used."
+            "help": "LoRA rank on the UNet attention projections. Default: the rank trl and ddpo-pytorch used."
         },
     )
     lora_target_modules: list[str] = field(
         default_factory=lambda: list(DEFAULT_TARGET_MODULES),
         metadata={
-            "help": "UNet modules that get LoRA. Default: the attention projections, as both; add e.g. conv_out "
+            "help": "UNet modules that get LoRA. Default: the attention projections, as trl and ddpo-pytorch; add e.g. conv_out "
             "to let the adapter shift the UNet's output directly."
         },
     )
     lora_alpha: float | None = field(
-        default=None, metadata={"help": "LoRA alpha; None = rank (scale 1, as both). "}
+        default=None, metadata={"help": "LoRA alpha; None = rank (scale 1, as trl and ddpo-pytorch). "}
     )
     init_lora: str | None = field(
         default=None,
@@ -134,15 +137,18 @@ class DDPOConfig:
     )
 
     # ---- sampling ----
-    sample_num_steps: int = field(default=50, metadata={"help": "DDIM steps per sample. Default: both."})
+    sample_num_steps: int = field(
+        default=50, metadata={"help": "DDIM steps per sample. Default: trl's and ddpo-pytorch's."}
+    )
     sample_eta: float = field(
         default=1.0,
         metadata={
-            "help": "DDIM eta (> 0: the noise std is eta * sigma_t; 1.0 = DDPM-like). Default: both.",
+            "help": "DDIM eta (> 0: the noise std is eta * sigma_t; 1.0 = DDPM-like). Default: trl's and ddpo-pytorch's.",
         },
     )
     sample_guidance_scale: float = field(
-        default=5.0, metadata={"help": "Classifier-free guidance weight (1.0 = none). Default: both."}
+        default=5.0,
+        metadata={"help": "Classifier-free guidance weight (1.0 = none). Default: trl's and ddpo-pytorch's."},
     )
     sample_merged_lora: bool = field(
         default=False,
@@ -151,83 +157,99 @@ class DDPOConfig:
             "operation per adapted layer instead of three, 0.76x the time per sampled latent on CPU "
             "(tiny-photo). The sampled log-probs then differ from the training pass by float rounding "
             "(~1e-6 in fp32, nothing next to a clip range of 0.05; in fp16 the merged weight is rounded "
-            "to fp16, too coarse for the paper's 1e-4). False: as both. (ours)"
+            "to fp16, too coarse for the paper's 1e-4). False: as trl and ddpo-pytorch. (ours)"
         },
     )
     sample_batch_size: int = field(
-        default=1, metadata={"help": "Sampling batch size per GPU. Default: both."}
+        default=1, metadata={"help": "Sampling batch size per GPU. Default: trl's and ddpo-pytorch's."}
     )
     sample_num_batches_per_epoch: int = field(
         default=2,
         metadata={
             "help": "Sampling batches per epoch; samples per epoch = this * sample_batch_size * GPUs. "
-            "Default: both."
+            "Default: trl's and ddpo-pytorch's."
         },
     )
     negative_prompt: str = field(
         default="",
         metadata={
-            "help": "Prompt of the unconditional branch of guidance. Default: both ('' = empty prompt)."
+            "help": "Prompt of the unconditional branch of guidance. Default: trl's and ddpo-pytorch's ('' = empty prompt)."
         },
     )
 
     # ---- training ----
-    train_batch_size: int = field(default=1, metadata={"help": "Training batch size per GPU. Default: both."})
+    train_batch_size: int = field(
+        default=1, metadata={"help": "Training batch size per GPU. Default: trl's and ddpo-pytorch's."}
+    )
     learning_rate: float = field(
-        default=3e-4, metadata={"help": "AdamW learning rate. Default: both's train_learning_rate."}
+        default=3e-4,
+        metadata={"help": "AdamW learning rate. Default: trl's and ddpo-pytorch's train_learning_rate."},
     )
     lr_scheduler: str = field(
         default="constant",
         metadata={
-            "help": "Learning-rate schedule over the run's optimizer steps: constant (both), cosine or linear "
+            "help": "Learning-rate schedule over the run's optimizer steps: constant (trl and ddpo-pytorch), cosine or linear "
             "(decay to 0 at the last step, as diffusers' get_scheduler names them). (ours)"
         },
     )
     lr_warmup_steps: int = field(
         default=0, metadata={"help": "Optimizer steps of linear warm-up before the schedule. (ours)"}
     )
-    train_adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1. Default: both."})
-    train_adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2. Default: both."})
-    train_adam_weight_decay: float = field(
-        default=1e-4, metadata={"help": "AdamW weight decay. Default: both."}
+    train_adam_beta1: float = field(
+        default=0.9, metadata={"help": "AdamW beta1. Default: trl's and ddpo-pytorch's."}
     )
-    train_adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon. Default: both."})
+    train_adam_beta2: float = field(
+        default=0.999, metadata={"help": "AdamW beta2. Default: trl's and ddpo-pytorch's."}
+    )
+    train_adam_weight_decay: float = field(
+        default=1e-4, metadata={"help": "AdamW weight decay. Default: trl's and ddpo-pytorch's."}
+    )
+    train_adam_epsilon: float = field(
+        default=1e-8, metadata={"help": "AdamW epsilon. Default: trl's and ddpo-pytorch's."}
+    )
     train_gradient_accumulation_steps: int = field(
         default=1,
         metadata={
             "help": "Training batches per optimizer step. Gradients also accumulate over the trained timesteps "
-            "of a batch (one optimizer step per batch, not per timestep). Default: both."
+            "of a batch (one optimizer step per batch, not per timestep). Default: trl's and ddpo-pytorch's."
         },
     )
-    train_max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip. Default: both."})
+    train_max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clip. Default: trl's and ddpo-pytorch's."}
+    )
     train_timesteps_per_forward: int = field(
         default=1,
         metadata={
             "help": "Trained timesteps of a batch stacked into one UNet forward and backward: the same "
             "gradient up to float rounding, k times the activations. On CPU a tiny UNet's calls are small, "
             "and 4 per call took 0.86x the time per latent of 1 (docs/benchmarks.md). 1: a call per "
-            "timestep, as both. (ours)"
+            "timestep, as trl and ddpo-pytorch. (ours)"
         },
     )
     train_num_inner_epochs: int = field(
-        default=1, metadata={"help": "Passes over each epoch's samples (PPO inner epochs). Default: both."}
+        default=1,
+        metadata={
+            "help": "Passes over each epoch's samples (PPO inner epochs). Default: trl's and ddpo-pytorch's."
+        },
     )
     train_cfg: bool = field(
         default=True,
         metadata={
-            "help": "Use classifier-free guidance in the training pass too (same scale). Default: both."
+            "help": "Use classifier-free guidance in the training pass too (same scale). Default: trl's and ddpo-pytorch's."
         },
     )
     train_adv_clip_max: float = field(
-        default=5.0, metadata={"help": "Advantages are clipped to [-this, this]. Default: both."}
+        default=5.0,
+        metadata={"help": "Advantages are clipped to [-this, this]. Default: trl's and ddpo-pytorch's."},
     )
     train_clip_range: float = field(
-        default=1e-4, metadata={"help": "PPO clip range of the log-prob ratio. Default: both."}
+        default=1e-4,
+        metadata={"help": "PPO clip range of the log-prob ratio. Default: trl's and ddpo-pytorch's."},
     )
     train_timestep_fraction: float = field(
         default=1.0,
         metadata={
-            "help": "Fraction of each trajectory's timesteps trained on (which: train_timesteps). Default: both."
+            "help": "Fraction of each trajectory's timesteps trained on (which: train_timesteps). Default: trl's and ddpo-pytorch's."
         },
     )
     train_advantage_top_fraction: float = field(
@@ -238,14 +260,14 @@ class DDPOConfig:
             "their weights). With advantage_baseline a late step's residual is small: on the JPEG recipe the "
             "kept half held 91-97 percent of the squared advantages, an epoch took ~9 s instead of ~12, and "
             "~205 s of training reached +21.1 to +22.4 percent against +20.2 / +20.9 training every pair "
-            "(0.3: less; docs/benchmarks.md). 1: every pair, as both. (ours)"
+            "(0.3: less; docs/benchmarks.md). 1: every pair, as trl and ddpo-pytorch. (ours)"
         },
     )
     train_timesteps: str = field(
         default="random",
         metadata={
             "help": "Which timesteps train_timestep_fraction keeps: random (a new subset per sample and inner "
-            "epoch, as both) or earliest (the noisiest steps, where most of a sample's reward variance is "
+            "epoch, as trl and ddpo-pytorch) or earliest (the noisiest steps, where most of a sample's reward variance is "
             "decided on small models; docs/benchmarks.md). (ours)"
         },
     )
@@ -268,17 +290,19 @@ class DDPOConfig:
         },
     )
     per_prompt_stat_tracking_buffer_size: int = field(
-        default=16, metadata={"help": "Rewards kept per prompt. Default: both."}
+        default=16, metadata={"help": "Rewards kept per prompt. Default: trl's and ddpo-pytorch's."}
     )
     per_prompt_stat_tracking_min_count: int = field(
         default=16,
-        metadata={"help": "Rewards a prompt needs before its own stats replace the batch's. Default: both."},
+        metadata={
+            "help": "Rewards a prompt needs before its own stats replace the batch's. Default: trl's and ddpo-pytorch's."
+        },
     )
 
     advantage_baseline: str = field(
         default="none",
         metadata={
-            "help": "none: every step of a trajectory shares its reward's advantage (both). predicted_x0: step "
+            "help": "none: every step of a trajectory shares its reward's advantage (trl and ddpo-pytorch). predicted_x0: step "
             "k's advantage is the reward minus a per-step linear fit on the reward of the sampler's predicted "
             "clean image before step k, a baseline of the state there: unbiased (up to fitting the coefficient "
             "on the batch, as the batch mean is), and it removes what earlier steps decided, most of a late "

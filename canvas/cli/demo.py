@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help=help,
         description=help + ". Stages: sample data -> curate -> generate -> Label Studio push -> simulated "
-        "annotators -> pull -> train reward -> train DPO -> train DDPO -> eval -> report. Every knob is a "
+        "annotators -> pull -> train reward -> train DPO -> train DDPO -> train DRaFT -> eval -> "
+        "report. Every knob is a "
         "DemoConfig field: a flag, or a key of --config FILE.yaml.",
     )
     add_config_arguments(parser, DemoConfig)

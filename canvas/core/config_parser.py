@@ -64,6 +64,15 @@ def _to_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _as_typed(default: Any) -> str:
+    """A default as the user would type it: true/false, a list as its values, not Python's repr."""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, list | tuple):
+        return " ".join(str(v) for v in default)
+    return str(default)
+
+
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()
 ) -> None:
@@ -93,7 +102,7 @@ def add_config_arguments(
         if f.metadata.get("required"):
             help_text += " (required)"
         elif f.default is not dataclasses.MISSING and f.default not in (None, ""):
-            help_text += f" (default: {f.default})"
+            help_text += f" (default: {_as_typed(f.default)})"
         # SUPPRESS: only flags the user gave land in the namespace, so the file's values are not overridden
         # by defaults and the dataclass keeps the one definition of each default.
         common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from canvas.core.errors import CanvasError
 
 PROJECT = "canvas demo: which image is brighter?"
 
@@ -13,7 +15,12 @@ class DemoConfig:
     """Knobs of the demo. `quick` shrinks every stage for CI; the defaults fit 15 minutes on 2 cores."""
 
     output: Path = field(default=Path("demo-output"), metadata={"help": "output folder"})
-    quick: bool = field(default=False, metadata={"help": "shortened run for CI (fewer pairs, steps, epochs)"})
+    quick: bool = field(
+        default=False,
+        metadata={
+            "help": "shortened run for CI (fewer pairs, steps, epochs); knobs set to other than their defaults keep their values"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of generation, annotators and training"})
     # tiny-photo: the random tiny preset's VAE decodes every latent to about the same colour, so no image-level
     # preference (brightness) can be learned or measured on it; the photo-pretrained preset can.
@@ -42,13 +49,27 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
+        if not 1 <= self.overlap <= len(self.error_rates):
+            raise CanvasError(
+                f"--overlap {self.overlap}: must be from 1 to the number of simulated annotators "
+                f"({len(self.error_rates)}, one per --error_rates value)"
+            )
         if self.quick:
-            self.images_per_prompt = min(self.images_per_prompt, 3)
-            self.max_prompts = 10
-            self.dpo_steps = min(self.dpo_steps, 10)
-            self.ddpo_epochs = 1
-            self.ddpo_sample_batch = 4
-            self.ddpo_batches_per_epoch = 1
-            self.draft_steps = min(self.draft_steps, 2)
-            self.draft_batch = min(self.draft_batch, 4)
-            self.eval_prompts = min(self.eval_prompts, 4)
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in QUICK.items():
+                if getattr(self, name) == defaults[name]:  # what the user set stays as set
+                    setattr(self, name, value)
+
+
+# `--quick`: the knobs a CI run shortens, and to what
+QUICK = {
+    "images_per_prompt": 3,
+    "max_prompts": 10,
+    "dpo_steps": 10,
+    "ddpo_epochs": 1,
+    "ddpo_sample_batch": 4,
+    "ddpo_batches_per_epoch": 1,
+    "draft_steps": 2,
+    "draft_batch": 4,
+    "eval_prompts": 4,
+}

@@ -101,3 +101,20 @@ def test_models_init_preset_from_config_is_checked(tmp_path: Path, capsys) -> No
     config.write_text("preset: huge\n")
     assert main(["models", "init", "--config", str(config)]) == 2
     assert "expected one of tiny" in capsys.readouterr().err
+
+
+def test_demo_quick_shortens_only_the_knobs_left_at_their_defaults(tmp_path: Path, capsys) -> None:
+    """`--quick --max_prompts 5 --ddpo_epochs 3` runs 5 prompts and 3 epochs (quick set 10 and 1 over them
+    before); the knobs not given take quick's values. An overlap above the number of simulated annotators
+    is refused before the run (it failed at the annotate stage, after generation)."""
+    from canvas.loop.config import QUICK, DemoConfig
+
+    quick = DemoConfig(output=tmp_path, quick=True, max_prompts=5, ddpo_epochs=3)
+    assert (quick.max_prompts, quick.ddpo_epochs) == (5, 3)
+    assert all(getattr(quick, k) == v for k, v in QUICK.items() if k not in ("max_prompts", "ddpo_epochs"))
+    assert main(["demo", "--output", str(tmp_path / "o"), "--overlap", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "canvas: error: --overlap 4: must be from 1 to the number of simulated annotators (3"
+    )
+    assert not (tmp_path / "o").exists()
