@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
@@ -83,7 +84,8 @@ def rejection_rows(rejections: list[Rejection]) -> list[dict]:
 def expand_inputs(patterns: list[str]) -> list[str]:
     """Paths and globs -> sorted file list (a folder means every .parquet/.tar in it); clear error if none."""
     files: list[str] = []
-    for pattern in patterns:
+    for given in patterns:
+        pattern = given if "://" in given else os.path.expanduser(given)  # `~` as in the output path
         path = pattern.rstrip("/")
         candidates = [pattern]
         if FileSystems.exists(path) and not any(
@@ -97,7 +99,7 @@ def expand_inputs(patterns: list[str]) -> list[str]:
             with contextlib.suppress(Exception):  # FileSystems raises BeamIOError for a missing path
                 found += [m.path for m in FileSystems.match([candidate])[0].metadata_list]
         if not found:
-            raise CanvasError(f"input not found: {pattern}")
+            raise CanvasError(f"input not found: {given}")
         files += found
     return sorted(set(files))
 

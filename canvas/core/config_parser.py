@@ -158,6 +158,7 @@ def config_from_args(
     names = [f.name for f in dataclasses.fields(config_cls) if f.init]
     values.update({name: getattr(args, name) for name in names if hasattr(args, name)})
     values.update(overrides)
+    _expand_home(config_cls, values)
     missing = [
         f.name
         for f in dataclasses.fields(config_cls)
@@ -169,6 +170,19 @@ def config_from_args(
         return config_cls(**values)
     except (TypeError, ValueError) as exc:
         raise CanvasError(str(exc).splitlines()[0]) from exc
+
+
+def _expand_home(config_cls: type, values: dict[str, Any]) -> None:
+    """`~/x` in a path field (a quoted flag, a YAML value) is the home folder's, as the shell would make it:
+    left alone it became a folder named `~` in the working directory."""
+    hints = typing.get_type_hints(config_cls)
+    for name, value in values.items():
+        kind = hints.get(name)
+        kinds = (
+            typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+        )
+        if Path in kinds and isinstance(value, str | Path) and str(value).startswith("~"):
+            values[name] = Path(value).expanduser()
 
 
 def parse_config_command(config_cls: type[C], argv: list[str], prog: str, description: str) -> C:

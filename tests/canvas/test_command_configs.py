@@ -118,3 +118,16 @@ def test_demo_quick_shortens_only_the_knobs_left_at_their_defaults(tmp_path: Pat
         "canvas: error: --overlap 4: must be from 1 to the number of simulated annotators (3"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_quoted_home_path_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--output '~/s.parquet'` (quoted, or a YAML value: no shell expands it) wrote ./~/s.truth.json beside
+    a Parquet file elsewhere; every path knob now reads `~` as the home folder."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert main(["data", "sample", "--output", "~/s.parquet"]) == 0
+    assert (home / "s.parquet").is_file() and (home / "s.truth.json").is_file()
+    assert not (work / "~").exists()

@@ -253,3 +253,9 @@ def test_a_pools_top_percent_ranks_every_decoded_row_as_datacomp_does(tmp_path: 
         if r.get("stage") != "basic_filter"
     )
     assert staged["thresholds"]["clip_score"]["effective_threshold"] != threshold
+
+
+def test_an_input_under_a_quoted_home_path_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _make_pool(tmp_path / "pool", 40, shards=1)
+    assert run_curation(["~/pool"], tmp_path / "out")["input_count"] == 40
