@@ -92,11 +92,22 @@ def _write_secret(path: Path, value: str) -> None:
     os.chmod(path, 0o600)
 
 
-def read_token(data_dir: Path | None = None) -> str | None:
-    """`$LABEL_STUDIO_API_KEY`, else the token stored in the data dir, else None."""
+def read_token(data_dir: Path | None = None, url: str | None = None) -> str | None:
+    """`$LABEL_STUDIO_API_KEY`, else the token stored in the data dir, else None. With `url`: the stored
+    token only when `url` is the server started on that data dir, so a local server's credential is never
+    sent to another host (a shared server needs its own token, in the environment)."""
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
-    path = (data_dir or default_data_dir()) / TOKEN_FILE
+    data_dir = data_dir or default_data_dir()
+    if url is not None:
+        state = data_dir / STATE_FILE
+        try:
+            started = json.loads(state.read_text()).get("url") if state.exists() else None
+        except (OSError, ValueError):
+            started = None
+        if started is None or started.rstrip("/") != url.rstrip("/"):
+            return None
+    path = data_dir / TOKEN_FILE
     return path.read_text().strip() if path.exists() else None
 
 

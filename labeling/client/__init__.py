@@ -45,4 +45,4 @@ def connect(
             )
         url = state["url"]
     files_root = Path(state["files_root"]) if state.get("url") == url.rstrip("/") else None
-    return LabelStudioClient(url, token or read_token(data_dir), **client_kwargs), files_root
+    return LabelStudioClient(url, token or read_token(data_dir, url), **client_kwargs), files_root

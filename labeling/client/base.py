@@ -64,11 +64,11 @@ class ClientBase:
         from label_studio_sdk import LabelStudio
 
         self.url = url.rstrip("/")
-        token = token or read_token()
+        token = token or read_token(url=self.url)
         if not token:
             raise CanvasError(
-                f"no Label Studio API token: set {TOKEN_ENV} or start the server with "
-                f"`canvas label server start` (it stores one in {default_data_dir()})"
+                f"no Label Studio API token for {self.url}: set {TOKEN_ENV} to this server's token, or start "
+                f"a local one with `canvas label server start` (it stores its own in {default_data_dir()})"
             )
         self.token = token
         self.retries, self.backoff = max(1, retries), backoff
