@@ -14,6 +14,7 @@ Run, checkpoint and resume knobs use the names every canvas trainer shares (tran
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +28,8 @@ from canvas.rlhf.run_knobs import (
     resume_from_checkpoint_field,
     tensorboard_field,
 )
+
+log = logging.getLogger(__name__)
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 TRAIN_TIMESTEP_CHOICES = ("random", "earliest")
@@ -411,6 +414,14 @@ class DDPOConfig:
             f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}",
         )
         need(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+        if not self.train_cfg and self.sample_guidance_scale > 1:
+            # Allowed (ddpo-pytorch allows it), but rarely meant: worth a line before hours of training.
+            log.warning(
+                "train_cfg is false with sample_guidance_scale %s: the PPO ratio divides the unguided policy's "
+                "probability by the guided sampler's, so it starts away from 1 and clipping cuts most updates; "
+                "set train_cfg true, or sample_guidance_scale 1.0",
+                self.sample_guidance_scale,
+            )
 
     @property
     def optimizer_steps_per_epoch(self) -> int:

@@ -110,3 +110,14 @@ def test_resume_compares_a_checkpoint_saved_under_the_old_names(tmp_path: Path) 
     with pytest.raises(CanvasError, match=r"learning_rate: 0.5 -> 0.0003"):
         check_same_config(tmp_path, DDPOConfig())
     check_same_config(tmp_path, DDPOConfig(learning_rate=0.5, checkpointing_steps=3))  # cadence may change
+
+
+def test_unguided_training_of_a_guided_sampler_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """train_cfg false with guidance > 1 trains the unguided policy on ratios against the guided sampler's
+    log-probs (allowed, as in ddpo-pytorch, but rarely meant): one warning; none for the usual settings."""
+    with caplog.at_level(logging.WARNING, logger="canvas.rlhf.ddpo_config"):
+        DDPOConfig(output_dir="o")
+        DDPOConfig(output_dir="o", train_cfg=False, sample_guidance_scale=1.0)
+        assert "train_cfg" not in caplog.text
+        DDPOConfig(output_dir="o", train_cfg=False)
+    assert "train_cfg is false with sample_guidance_scale 5.0" in caplog.text
