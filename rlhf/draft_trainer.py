@@ -121,7 +121,8 @@ class DraftTrainer(TrainerBase):
         )
         # fp16 gradients of the reward through the VAE decoder and K denoising steps underflow without
         # loss scaling (the optimizer is not accelerate-prepared, so acc.backward would not scale them);
-        # disabled (pass-through) in fp32 and bf16. Its scale restarts from the default on resume.
+        # disabled (pass-through) in fp32 and bf16. Its state is checkpointed: a resumed fp16 run goes on
+        # at the scale it had found, not from the default's skipped overflow steps.
         self.scaler = torch.amp.GradScaler("cuda", enabled=mixed == "fp16")
 
         # 4. resume, logging
@@ -130,6 +131,8 @@ class DraftTrainer(TrainerBase):
         if resumed is not None:
             self.start_step = int(resumed[0]["step"])
             self.reward_queries = int(resumed[0]["reward_queries"])
+            if resumed[0].get("grad_scaler"):  # {} when the scaler is off (fp32, bf16)
+                self.scaler.load_state_dict(resumed[0]["grad_scaler"])
             logger.info("resumed from %s (step %d)", self.resume_checkpoint, self.start_step)
         self.run_logger: RunLogger | None = self._open_logger(self.start_step if resumed else None)
 
@@ -214,7 +217,7 @@ class DraftTrainer(TrainerBase):
             if (step + 1) % cfg.checkpointing_steps == 0 or step + 1 == cfg.max_steps:
                 self._save_checkpoint(
                     step + 1, self.unet, self.optimizer,
-                    extra_state={"reward_queries": self.reward_queries},
+                    extra_state={"reward_queries": self.reward_queries, "grad_scaler": self.scaler.state_dict()},
                 )  # fmt: skip
         return self._finish(time.monotonic() - started)
 

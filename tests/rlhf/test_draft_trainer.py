@@ -108,3 +108,27 @@ def test_a_reward_without_a_gradient_stops_the_step(tmp_path: Path, tiny_presets
     trainer = DraftTrainer(small_config(tmp_path), reward=BrightnessReward(), prompts=PROMPTS)
     with pytest.raises(CanvasError, match="returned no gradient: DRaFT needs a differentiable reward"):
         trainer.train_step(0)
+
+
+def test_a_resumed_run_goes_on_at_the_loss_scale_it_had(
+    tmp_path: Path, tiny_presets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp16 DRaFT scales its loss with a GradScaler; a resume restarted the scale from the default. fp16
+    needs CUDA, so here an enabled CPU scaler that doubles every step stands in for it (same class)."""
+    import canvas.rlhf.draft_trainer as draft_trainer
+
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(
+        draft_trainer.torch.amp,
+        "GradScaler",
+        lambda device, enabled: real("cpu", enabled=True, init_scale=1024.0, growth_interval=1),
+    )
+    first = DraftTrainer(small_config(tmp_path, max_steps=1), prompts=PROMPTS)
+    first.train()
+    assert first.scaler.get_scale() == 2048.0
+    resumed = DraftTrainer(
+        small_config(tmp_path, max_steps=2, resume_from_checkpoint="latest"), prompts=PROMPTS
+    )
+    assert resumed.start_step == 1 and resumed.scaler.get_scale() == 2048.0
+    resumed.train()
+    assert resumed.scaler.get_scale() == 4096.0
