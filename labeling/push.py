@@ -20,7 +20,13 @@ from canvas.labeling.candidates import read_candidates, read_gold, summarize_rej
 from canvas.labeling.client import LabelStudioClient, connect
 from canvas.labeling.config import PushConfig
 from canvas.labeling.local_files import local_file_url, plan_image_paths, project_images_dir, write_images
-from canvas.labeling.schema import GOLD_META_KEY, LABEL_CONFIG, ImageScorer, choice_result
+from canvas.labeling.schema import (
+    GOLD_META_KEY,
+    LABEL_CONFIG,
+    ImageScorer,
+    choice_result,
+    pairs_config_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +124,14 @@ def ensure_project(client: LabelStudioClient, title: str, overlap: int) -> int:
             overlap,
             description="Pairwise preferences: which image fits the prompt better?",
         )
-    if client.get_project(project_id)["maximum_annotations"] != overlap:
+    project = client.get_project(project_id)
+    problem = pairs_config_problem(project.get("label_config") or "")
+    if problem:  # someone's own project of that name: pairs pushed there could not be labeled or pulled
+        raise CanvasError(
+            f"project {title!r} (id {project_id}) is not a canvas pairs project: {problem}; "
+            "push to another --project title"
+        )
+    if project["maximum_annotations"] != overlap:
         client.update_project(project_id, maximum_annotations=overlap, overlap_cohort_percentage=100)
     return project_id
 

@@ -49,6 +49,30 @@ LABEL_CONFIG = f"""<View>
 """
 
 
+def pairs_config_problem(label_config: str) -> str | None:
+    """Why a project's labeling config cannot hold canvas pairs (pull could not read its answers, push's
+    tasks would not show), or None when it can. Structure, not text: a config differing only in headers,
+    styles or hotkeys (an older canvas template) is fine."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(label_config)
+    except ElementTree.ParseError as exc:
+        return f"its labeling config is not XML ({exc})"
+    tags = list(root.iter())
+    choices = [t for t in tags if t.tag == "Choices" and t.get("name") == FROM_NAME]
+    if not choices or choices[0].get("toName") != TO_NAME:
+        return f'its labeling config has no <Choices name="{FROM_NAME}" toName="{TO_NAME}">'
+    values = {c.get("value") for c in choices[0].iter("Choice")}
+    if not set(CHOICES) <= values:
+        return f"its {FROM_NAME} choices are {sorted(v for v in values if v)}, not {', '.join(CHOICES)}"
+    shown = {t.get("value") for t in tags if t.tag in ("Image", "Text")}
+    missing = [v for v in ("$prompt", "$image_0", "$image_1") if v not in shown]
+    if missing:
+        return f"its labeling config does not show {', '.join(missing)}"
+    return None
+
+
 def choice_result(choice: str) -> list[dict[str, Any]]:
     """The annotation `result` Label Studio stores when an annotator picks `choice`."""
     return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [choice]}}]

@@ -153,3 +153,30 @@ def test_hostile_candidates_are_rejections_or_one_line_errors_and_nothing_escape
     written = sorted(p.name for p in folder.iterdir())
     assert written == sorted(f"{p}_{i}.png" for p in pushed_ids for i in (0, 1))
     assert folder.resolve().is_relative_to((ls_server.files_root / IMAGES_SUBDIR).resolve())
+
+
+def test_a_same_named_project_that_is_not_a_pairs_project_is_refused(
+    ls_server: LabelStudioServer,
+    ls_client: LabelStudioClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Someone's own project of that title (here a caption-rating one) got the pairs imported into it: its
+    annotators saw no images and pull could read none of their answers. Now one line, nothing imported; a
+    canvas template differing only in text (headers, hotkeys) is still reused."""
+    from canvas.labeling.schema import LABEL_CONFIG
+
+    other = '<View><Text name="caption" value="$text"/><Rating name="stars" toName="caption"/></View>'
+    project_id = ls_client.create_project("someone's project", other, 1)
+    argv = ["label", "push", "--candidates", str(_write(tmp_path / "c.parquet", [_good("x")]))]
+    argv += ["--data-dir", str(ls_server.data_dir)]
+    assert main([*argv, "--project", "someone's project"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"(id {project_id}) is not a canvas pairs project" in err
+    assert not list(ls_client.iter_tasks(project_id))
+    older = LABEL_CONFIG.replace("Which image fits the prompt better?", "Pick one").replace(
+        'hotkey="3"', 'hotkey="t"'
+    )
+    kept = ls_client.create_project("older pairs", older, 1)
+    assert main([*argv, "--project", "older pairs"]) == 0
+    assert ls_client.find_project("older pairs") == kept and len(list(ls_client.iter_tasks(kept))) == 1
