@@ -116,14 +116,11 @@ def _set_gold_on_existing(
 
 def ensure_project(client: LabelStudioClient, title: str, overlap: int) -> int:
     """The project with this title (its overlap updated), or a new one with the pairwise template."""
-    project_id = client.find_project(title)
-    if project_id is None:
-        return client.create_project(
-            title,
-            LABEL_CONFIG,
-            overlap,
-            description="Pairwise preferences: which image fits the prompt better?",
-        )
+    project_id, created = client.find_or_create_project(
+        title, LABEL_CONFIG, overlap, description="Pairwise preferences: which image fits the prompt better?"
+    )
+    if created:
+        return project_id
     project = client.get_project(project_id)
     problem = pairs_config_problem(project.get("label_config") or "")
     if problem:  # someone's own project of that name: pairs pushed there could not be labeled or pulled

@@ -62,12 +62,8 @@ class Uploader:
 
     def __init__(self, client: LabelStudioClient, labeling_project_id: int) -> None:
         title = images_project_title(labeling_project_id)
-        project_id = client.find_project(title)
-        if project_id is None:
-            description = (
-                f"Images of the pairs of project {labeling_project_id} (canvas label push); no tasks."
-            )
-            project_id = client.create_project(title, IMAGES_CONFIG, 1, description=description)
+        description = f"Images of the pairs of project {labeling_project_id} (canvas label push); no tasks."
+        project_id, _ = client.find_or_create_project(title, IMAGES_CONFIG, 1, description=description)
         self.client, self.project_id = client, project_id
         self.known: dict[str, dict[str, Any]] = {}
         for f in sorted(client.file_uploads(project_id), key=lambda f: f["id"]):

@@ -15,20 +15,40 @@ from canvas.labeling.client.base import ClientBase
 class ProjectsMixin(ClientBase):
     """The project, task and annotation calls of `LabelStudioClient`."""
 
-    def find_project(self, title: str) -> int | None:
-        """Id of the project with this exact title; an error when several share it."""
+    def project_ids(self, title: str) -> list[int]:
+        """Ids of every project with this exact title, lowest (oldest) first."""
 
         def matches() -> list[int]:
-            return [
+            return sorted(
                 p.id
                 for p in self.sdk.projects.list(title=title, page_size=1000, request_options=self._opts())
                 if p.title == title
-            ]
+            )
 
-        found = self._call("list projects", matches)
+        return self._call("list projects", matches)
+
+    def find_project(self, title: str) -> int | None:
+        """Id of the project with this exact title; an error when several share it."""
+        found = self.project_ids(title)
         if len(found) > 1:
             raise CanvasError(f"{len(found)} projects on {self.url} are titled {title!r}: rename all but one")
         return found[0] if found else None
+
+    def find_or_create_project(
+        self, title: str, label_config: str, overlap: int, description: str = ""
+    ) -> tuple[int, bool]:
+        """(id, whether this call created it) of the project with this title. Two callers creating one
+        title at once (two pushes) both find none and both create: the oldest wins, the others delete
+        theirs (still empty) and use it, so one project remains."""
+        found = self.find_project(title)
+        if found is not None:
+            return found, False
+        created = self.create_project(title, label_config, overlap, description)
+        oldest = self.project_ids(title)[0]
+        if oldest == created:
+            return created, True
+        self.delete_project(created)
+        return oldest, False
 
     def create_project(self, title: str, label_config: str, overlap: int, description: str = "") -> int:
         project = self._call(

@@ -180,3 +180,25 @@ def test_a_same_named_project_that_is_not_a_pairs_project_is_refused(
     kept = ls_client.create_project("older pairs", older, 1)
     assert main([*argv, "--project", "older pairs"]) == 0
     assert ls_client.find_project("older pairs") == kept and len(list(ls_client.iter_tasks(kept))) == 1
+
+
+def test_two_pushes_creating_one_title_at_once_leave_one_project(
+    ls_server: LabelStudioServer, ls_client: LabelStudioClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race, interleaved by hand: push B looked for the title before push A created it, then creates its
+    own. Both used to remain (and every later push or pull stopped on "2 projects are titled ...")."""
+    from canvas.labeling.push import ensure_project
+    from canvas.labeling.schema import LABEL_CONFIG
+
+    title = "pairs pushed twice at once"
+    first = ls_client.create_project(title, LABEL_CONFIG, 1)  # push A's
+    racing = LabelStudioClient(ls_server.url, ls_server.token)
+    real_find, looked = racing.find_project, []
+
+    def find_before_a_created(t: str) -> int | None:  # push B's first look came before A's create
+        looked.append(t)
+        return None if looked.count(title) == 1 and t == title else real_find(t)
+
+    monkeypatch.setattr(racing, "find_project", find_before_a_created)
+    assert ensure_project(racing, title, overlap=1) == first
+    assert ls_client.project_ids(title) == [first]
