@@ -99,6 +99,8 @@ class RawRecord(CompactPickle):
     # A pool row without an image (DataComp metadata + .npz): its precomputed CLIP embeddings.
     embedding: np.ndarray | None = field(default=None, compare=False)
     text_embedding: np.ndarray | None = field(default=None, compare=False)
+    # The DataComp uid a downloaded sample's `.json` sidecar names: what joins it to its pool row.
+    uid: str | None = None
 
 
 @dataclass(frozen=True)

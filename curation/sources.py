@@ -171,9 +171,9 @@ def _tar_problem(exc: BaseException) -> str:
 
 
 def _caption(fields: dict[str, bytes], sample: str) -> tuple[str | None, str | None, dict]:
-    """(caption, problem, original size fields): `.txt` wins, else a `.json` sidecar's `caption`; a
-    sidecar that cannot be what it claims (not UTF-8, not JSON, a non-string caption) is a problem, never
-    a silent None. The sidecar's `original_width/height` (img2dataset writes them) come along."""
+    """(caption, problem, RawRecord fields): `.txt` wins, else a `.json` sidecar's `caption`; a sidecar
+    that cannot be what it claims (not UTF-8, not JSON, a non-string caption) is a problem, never a silent
+    None. The sidecar's `original_width/height` (img2dataset writes them) and DataComp `uid` come along."""
     caption, size = None, original_size(None, None)
     if "txt" in fields:
         try:
@@ -191,6 +191,8 @@ def _caption(fields: dict[str, bytes], sample: str) -> tuple[str | None, str | N
             return None, f"{sample}.json: `caption` is not a string ({type(found).__name__})", size
         caption = caption if "txt" in fields else found
         size = original_size(*(meta.get(c) for c in ORIGINAL_SIZE_COLUMNS))
+        uid = meta.get("uid")  # DataComp's downloads name the pool row of each sample
+        size["uid"] = uid if isinstance(uid, str) else None
     return caption, None, size
 
 

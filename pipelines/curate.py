@@ -39,6 +39,7 @@ from canvas.pipelines.curate_io import (
 )
 from canvas.pipelines.curate_ledger import ResolveDuplicateOf
 from canvas.pipelines.curate_near_dedup import NearDedup
+from canvas.pipelines.curate_pool_images import JoinPoolImages
 from canvas.pipelines.curate_report import ReportStats, attach_group_pictures
 from canvas.pipelines.curate_semdedup import SemanticDedup
 from canvas.pipelines.curate_stages import (
@@ -77,9 +78,11 @@ class Curate(beam.PTransform):
         images: bool = True,
         uids: bool = True,
         rows: EmbeddingRows | None = None,
+        precomputed: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
+        self.precomputed = precomputed  # records hold a pool's CLIP embeddings: nothing is embedded
         self.clip_model = clip_model
         self.clip_pretrained = clip_pretrained
         self.workers_per_machine = workers_per_machine
@@ -103,7 +106,7 @@ class Curate(beam.PTransform):
         records = step("ExactDedup", ExactDedup(cfg.exact_dedup, px, pixels=self.images), records)
         if self.images:
             records = step("NearDedup", NearDedup(cfg.near_dedup, px), records)
-        if cfg.clip.enabled and self.images:
+        if cfg.clip.enabled and self.images and not self.precomputed:
             records = records | "Clip" >> ClipEmbed(
                 self.clip_model,
                 self.clip_pretrained,
@@ -146,10 +149,14 @@ def _pool_notes(pool: PoolInput | None, rows: EmbeddingRows | None) -> dict[str,
     if pool is None:
         return {}
     why = "the input is a pool without images (metadata + precomputed embeddings): not run, not rejections"
+    skipped = {name: why for name in SKIPPED_WITHOUT_IMAGES}
+    if pool.images:
+        skipped = {"clip (embedding)": "the pool's own embeddings, joined to its downloaded images by uid"}
     return {
         "precomputed_embeddings": pool.which,
         "precomputed_rows": "carry" if rows is None else "reread",
-        "skipped_stages": {name: why for name in SKIPPED_WITHOUT_IMAGES},
+        "pool_images": pool.images,
+        "skipped_stages": skipped,
         # no DataComp uids (a clip-retrieval folder without a uid column): no submission file
         "submission_uids": UIDS_FILE if pool.uids else None,
     }
@@ -193,15 +200,18 @@ def _curate_into(
     t0 = time.perf_counter()
     pipeline = launcher.pipeline()
     raw = pipeline | "Read" >> ReadImageText(files, pool and pool.which)
+    if pool and pool.images:  # one record per pool row, its downloaded image joined by uid
+        raw = raw | "JoinPoolImages" >> JoinPoolImages()
     _ = {"input_count": raw} | "WriteCount" >> WriteCounts(f"{tmp}/_stats/input_count.json")
     out = raw | "Curate" >> Curate(
         config,
         clip_model,
         clip_pretrained,
         launcher.workers_per_machine,
-        images=pool is None,
+        images=pool is None or pool.images,
         uids=pool is None or pool.uids,
         rows=rows,
+        precomputed=pool is not None,
     )
     if pool and pool.uids:  # DataComp's submission file: one sorted array, 16 bytes per kept uid
         _ = out[KEPT] | "WriteUids" >> WriteUidParts(f"{tmp}/_uids")

@@ -36,6 +36,7 @@ class PoolInput:
     which: str
     dim: int
     uids: bool
+    images: bool = False  # with its downloaded WebDataset shards, joined by uid (curate_pool_images)
 
     def clip_model(self, asked: str) -> str:
         """The CLIP model whose score rule applies: DataComp names it; clip-retrieval's is the one asked
@@ -100,11 +101,11 @@ def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP
     Returns the pool's description when the input is a pool without images, else None: the run then
     embeds its images with the CLIP model (`clip_model`, which also picks a DataComp pool's embeddings).
     """
-    datacomp, retrieval, others, dims, uids = [], [], [], set(), True
+    datacomp, retrieval, others, tars, dims, uids = [], [], [], [], set(), True
     which = ""
     for path in files:
         if is_tar(path):
-            others.append(path)
+            tars.append(path)
             continue
         try:
             with _open(path) as handle:
@@ -131,6 +132,8 @@ def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP
         except Exception as exc:  # noqa: BLE001 - BeamIOError, OSError, BadZipFile (a ValueError): one line
             raise CanvasError(f"{path}: a pool shard without readable embeddings {npz} ({exc})") from exc
         dims.add(check_pool_shard(path, _parquet_rows(path), shapes, which))
+    images = bool(datacomp and tars)  # DataComp's metadata/ and shards/: a pool with its images
+    others += [] if images else tars
     kinds = [k for k in (datacomp, retrieval, others) if k]
     if len(kinds) > 1:
         a, b = (k[0] for k in kinds[:2])
@@ -147,14 +150,16 @@ def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP
     name = which if datacomp else CLIP_RETRIEVAL
     if len(dims) > 1:
         raise CanvasError(f"pool shards hold {name} embeddings of different widths: {sorted(dims)}")
-    return PoolInput(name, dims.pop(), uids=bool(datacomp) or uids)
+    return PoolInput(name, dims.pop(), uids=bool(datacomp) or uids, images=images)
 
 
 def pool_rows(files: list[str], pool: PoolInput, mode: str) -> EmbeddingRows | None:
     """The pool's image embeddings as files read by (file, row) (`clip.precomputed_rows`: reread), or None
     when records carry them (carry; auto where a file is not local or an array is stored compressed).
     `files` in the pipeline's order: a record's `ordinal[0]` indexes them."""
-    if mode == "carry":
+    if mode == "carry" or pool.images:  # joined to their images, records carry the embeddings
+        if pool.images and mode == "reread":
+            raise CanvasError("clip.precomputed_rows is reread, but a pool with its images carries them")
         return None
     found, why = [], ""
     retrieval = pool.which == CLIP_RETRIEVAL

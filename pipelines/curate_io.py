@@ -22,7 +22,7 @@ from canvas.curation import clip_retrieval
 from canvas.curation.embedding_rows import EmbeddingRows
 from canvas.curation.pool import embeddings_path, read_pool_shard
 from canvas.curation.records import RawRecord, Record, Rejection, unit_embedding
-from canvas.curation.sources import read_file
+from canvas.curation.sources import is_tar, read_file
 
 __all__ = [
     "ReadImageText",
@@ -121,7 +121,7 @@ class _ReadShard(beam.DoFn):
             ):
                 yield from clip_retrieval.read_shard(meta, img_npy, txt_npy, path, index)
             return
-        if self.precomputed:
+        if self.precomputed and not is_tar(path):  # a pool's tars: its downloaded images (curate_pool_images)
             with (
                 FileSystems.open(path, compression_type=raw) as meta,
                 FileSystems.open(embeddings_path(path), compression_type=raw) as npz,

@@ -82,12 +82,21 @@ class _DecodeFn(beam.DoFn):
 
     def process(self, raw: RawRecord) -> Iterator:
         Metrics.counter("curate", "records_in").inc()
-        # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked.
-        out = (
-            metadata_record(raw, self.require_uid, self.keep_embedding)
-            if raw.image is None and raw.embedding is not None
-            else decode(raw, self.config, self.crop_scales)
-        )
+        # A pool row (no image, precomputed embeddings) only needs its uid and embeddings checked; a pool
+        # row joined to its downloaded image is decoded and keeps the pool's embeddings and CLIP score.
+        if raw.image is None and raw.embedding is not None and raw.error is None:
+            out = metadata_record(raw, self.require_uid, self.keep_embedding)
+        else:
+            out = decode(raw, self.config, self.crop_scales)
+            if isinstance(out, Record) and raw.embedding is not None:
+                given = metadata_record(raw, self.require_uid, keep_embedding=True)
+                out = (
+                    given
+                    if isinstance(given, Rejection)
+                    else dataclasses.replace(
+                        out, key=given.key, clip_score=given.clip_score, embedding=given.embedding
+                    )
+                )
         yield _rejected(out) if isinstance(out, Rejection) else out
 
 
