@@ -98,8 +98,8 @@ def _datacomp_embeddings(precomputed: str, clip_model: str) -> str:
 def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP_NAME) -> PoolInput | None:
     """Fail before the pipeline starts when a Parquet file lacks the columns we need.
 
-    Returns the pool's description when the input is a pool without images, else None: the run then
-    embeds its images with the CLIP model (`clip_model`, which also picks a DataComp pool's embeddings).
+    Returns the pool's description when the input is a pool (its precomputed embeddings, with or without
+    its downloaded image tars), else None: the run then embeds its images with the CLIP model (`clip_model`, which also picks a DataComp pool's embeddings).
     """
     datacomp, retrieval, others, tars, dims, uids = [], [], [], [], set(), True
     which = ""
@@ -133,7 +133,8 @@ def check_inputs(files: list[str], precomputed: str, clip_model: str = TINY_CLIP
             raise CanvasError(f"{path}: a pool shard without readable embeddings {npz} ({exc})") from exc
         dims.add(check_pool_shard(path, _parquet_rows(path), shapes, which))
     images = bool(datacomp and tars)  # DataComp's metadata/ and shards/: a pool with its images
-    others += [] if images else tars
+    if not images:
+        others += tars
     kinds = [k for k in (datacomp, retrieval, others) if k]
     if len(kinds) > 1:
         a, b = (k[0] for k in kinds[:2])
@@ -157,9 +158,9 @@ def pool_rows(files: list[str], pool: PoolInput, mode: str) -> EmbeddingRows | N
     """The pool's image embeddings as files read by (file, row) (`clip.precomputed_rows`: reread), or None
     when records carry them (carry; auto where a file is not local or an array is stored compressed).
     `files` in the pipeline's order: a record's `ordinal[0]` indexes them."""
+    if pool.images and mode == "reread":
+        raise CanvasError("clip.precomputed_rows is reread, but a pool with its images carries them")
     if mode == "carry" or pool.images:  # joined to their images, records carry the embeddings
-        if pool.images and mode == "reread":
-            raise CanvasError("clip.precomputed_rows is reread, but a pool with its images carries them")
         return None
     found, why = [], ""
     retrieval = pool.which == CLIP_RETRIEVAL
